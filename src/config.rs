@@ -1,0 +1,162 @@
+//! Every knob of the server: its default, its flag and its environment
+//! variable (flags win over variables, variables over defaults).
+//!
+//! The port and log variables keep the names of the original challenge's test
+//! client (`eventListenerPort`, `clientListenerPort`, `logLevel`), so anyone
+//! who ran it can run us the same way.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+/// Parses a whole number of milliseconds into a `Duration`.
+pub fn parse_millis(text: &str) -> Result<Duration, String> {
+    text.parse::<u64>()
+        .map(Duration::from_millis)
+        .map_err(|e| format!("expected milliseconds as a whole number: {e}"))
+}
+
+/// The server's configuration.
+///
+/// Build one with [`Config::default`] and change fields, or parse it from the
+/// command line and environment with [`clap::Parser::parse`].
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "follower-maze",
+    version,
+    about = "Fans an out-of-order event stream out, in sequence order, to the TCP clients it concerns."
+)]
+pub struct Config {
+    /// Address both listeners bind to (0.0.0.0 or :: for every interface).
+    #[arg(long, env = "FOLLOWER_MAZE_BIND", default_value = "127.0.0.1")]
+    pub bind: IpAddr,
+
+    /// Port for the event source (0 picks a free one).
+    #[arg(long, env = "eventListenerPort", default_value_t = 9090)]
+    pub event_port: u16,
+
+    /// Port for user clients (0 picks a free one).
+    #[arg(long, env = "clientListenerPort", default_value_t = 9099)]
+    pub client_port: u16,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, env = "logLevel", default_value = "info")]
+    pub log_level: log::LevelFilter,
+
+    /// Seqs the reorder window spans ahead of the next one (rounded up to a
+    /// power of two); an event farther ahead makes the window skip forward.
+    #[arg(long, env = "FOLLOWER_MAZE_WINDOW", default_value_t = 1 << 20)]
+    pub window_capacity: usize,
+
+    /// Bytes of out-of-order frames the window may hold; past it the oldest
+    /// hole is skipped.
+    #[arg(long, env = "FOLLOWER_MAZE_WINDOW_BYTES", default_value_t = 64 << 20)]
+    pub window_bytes: usize,
+
+    /// Milliseconds a missing seq may hold up the stream, with no progress,
+    /// before it is skipped (the original test client's clients wait 20 s).
+    #[arg(long = "hole-timeout-ms", env = "FOLLOWER_MAZE_HOLE_TIMEOUT_MS", default_value = "1000", value_parser = parse_millis)]
+    pub hole_timeout: Duration,
+
+    /// Longest accepted event line in bytes, terminator included; longer
+    /// lines are dropped and counted as malformed.
+    #[arg(long, env = "FOLLOWER_MAZE_MAX_LINE", default_value_t = 1024)]
+    pub max_line: usize,
+
+    /// Longest accepted client id line in bytes, terminator included.
+    #[arg(long, env = "FOLLOWER_MAZE_MAX_ID_LINE", default_value_t = 32)]
+    pub max_id_line: usize,
+
+    /// Milliseconds a new client may take to send its id before it is closed.
+    #[arg(long = "id-timeout-ms", env = "FOLLOWER_MAZE_ID_TIMEOUT_MS", default_value = "10000", value_parser = parse_millis)]
+    pub id_timeout: Duration,
+
+    /// Bytes queued for one client past which it is disconnected as a slow
+    /// consumer.
+    #[arg(long, env = "FOLLOWER_MAZE_OUTBOX_HARD_LIMIT", default_value_t = 4 << 20)]
+    pub outbox_hard_limit: usize,
+
+    /// Most user-client connections at once (awaiting id included); past it
+    /// a new connection is closed at once.
+    #[arg(long, env = "FOLLOWER_MAZE_MAX_CLIENTS", default_value_t = 10_000)]
+    pub max_clients: usize,
+
+    /// Bytes queued for all clients together past which the server stops
+    /// reading the event source, until they drain to half.
+    #[arg(long, env = "FOLLOWER_MAZE_MAX_QUEUED_BYTES", default_value_t = 256 << 20)]
+    pub max_queued_bytes: usize,
+
+    /// Milliseconds between stats lines at info level (0 turns them off).
+    #[arg(long = "stats-interval-ms", env = "FOLLOWER_MAZE_STATS_INTERVAL_MS", default_value = "5000", value_parser = parse_millis)]
+    pub stats_interval: Duration,
+
+    /// Milliseconds shutdown may spend flushing queued output before exiting.
+    #[arg(long = "shutdown-grace-ms", env = "FOLLOWER_MAZE_SHUTDOWN_GRACE_MS", default_value = "5000", value_parser = parse_millis)]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Config {
+    /// The defaults of the binary, ignoring the environment and arguments.
+    fn default() -> Self {
+        Config::parse_from_env_free(["follower-maze"])
+    }
+}
+
+impl Config {
+    /// Parses arguments while ignoring the environment, so a library user's
+    /// `Config::default()` does not change with the variables of the process.
+    fn parse_from_env_free<I: IntoIterator<Item = &'static str>>(args: I) -> Config {
+        let command = <Config as clap::CommandFactory>::command();
+        let command = command.mut_args(|arg| arg.env(None::<&str>));
+        let matches = command
+            .try_get_matches_from(args)
+            .expect("the built-in defaults parse");
+        <Config as clap::FromArgMatches>::from_arg_matches(&matches)
+            .expect("the built-in defaults convert")
+    }
+
+    /// A configuration for tests and embedding: every port 0 (free ports),
+    /// loopback, everything else default.
+    pub fn ephemeral() -> Config {
+        Config {
+            event_port: 0,
+            client_port: 0,
+            ..Config::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_original_challenge() {
+        let config = Config::default();
+        assert_eq!(config.event_port, 9090);
+        assert_eq!(config.client_port, 9099);
+        assert_eq!(config.hole_timeout, Duration::from_millis(1000));
+        assert_eq!(config.log_level, log::LevelFilter::Info);
+    }
+
+    #[test]
+    fn flags_override_defaults() {
+        let config = Config::try_parse_from([
+            "follower-maze",
+            "--event-port",
+            "1",
+            "--hole-timeout-ms",
+            "250",
+        ])
+        .unwrap();
+        assert_eq!(config.event_port, 1);
+        assert_eq!(config.hole_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn bad_millis_are_rejected_with_a_reason() {
+        assert!(parse_millis("1.5").unwrap_err().contains("milliseconds"));
+        assert!(Config::try_parse_from(["follower-maze", "--hole-timeout-ms", "x"]).is_err());
+    }
+}

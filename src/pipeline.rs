@@ -1,0 +1,350 @@
+//! Source frames in, `(connection, frame)` deliveries out: parse, reorder,
+//! route. No I/O; time comes in as an argument.
+//!
+//! The pipeline also decides when a hole has waited long enough (the hole
+//! timer) and when a new event source is starting a new run rather than
+//! carrying on.
+
+use std::time::{Duration, Instant};
+
+use crate::protocol::{self, EventKind, ParseError, Seq, UserId};
+use crate::router::{ConnKey, Router};
+use crate::window::{Push, ReorderWindow, WindowCounters};
+
+/// Counts of everything the pipeline has seen, for stats and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PipelineCounters {
+    /// Valid event lines received.
+    pub events_in: u64,
+    /// Events released in order and routed.
+    pub events_routed: u64,
+    /// Frames handed to connections (one per recipient per event).
+    pub notifications: u64,
+    /// Source lines that were not valid events (too long included).
+    pub malformed: u64,
+    /// Runs started over by a source restarting the sequence.
+    pub runs: u64,
+    /// Skipped, late and duplicate seqs.
+    pub window: WindowCounters,
+}
+
+/// Receives each delivery: the recipient connection and the exact frame.
+pub trait Deliver {
+    /// Queue `frame` for `conn`.
+    fn deliver(&mut self, conn: ConnKey, frame: &[u8]);
+}
+
+impl<F: FnMut(ConnKey, &[u8])> Deliver for F {
+    fn deliver(&mut self, conn: ConnKey, frame: &[u8]) {
+        self(conn, frame)
+    }
+}
+
+/// Parse, reorder and route, in one place.
+#[derive(Debug)]
+pub struct Pipeline {
+    /// Out-of-order frames waiting for their turn.
+    window: ReorderWindow<EventKind>,
+    /// The graph and who is connected.
+    router: Router,
+    /// How long a hole may hold up the stream without progress.
+    hole_timeout: Duration,
+    /// When the current hole started holding frames up, if one does.
+    waiting_since: Option<Instant>,
+    /// True until the first valid event of a newly connected source: that
+    /// event decides whether it carries on the run or starts a new one.
+    source_is_new: bool,
+    /// Everything counted so far (the window's counters are read on demand).
+    counters: PipelineCounters,
+}
+
+impl Pipeline {
+    /// A pipeline whose window spans `window_capacity` seqs and
+    /// `window_bytes` bytes, and that skips a hole after `hole_timeout`.
+    pub fn new(window_capacity: usize, window_bytes: usize, hole_timeout: Duration) -> Self {
+        Pipeline {
+            window: ReorderWindow::new(window_capacity, window_bytes),
+            router: Router::new(),
+            hole_timeout,
+            waiting_since: None,
+            source_is_new: false,
+            counters: PipelineCounters::default(),
+        }
+    }
+
+    /// The router, to register and unregister client connections.
+    pub fn router_mut(&mut self) -> &mut Router {
+        &mut self.router
+    }
+
+    /// The router, read-only.
+    pub fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// Everything counted so far.
+    pub fn counters(&self) -> PipelineCounters {
+        PipelineCounters {
+            window: self.window.counters(),
+            ..self.counters
+        }
+    }
+
+    /// Frames held in the window, and their bytes.
+    pub fn window_depth(&self) -> (usize, usize) {
+        (self.window.held(), self.window.held_bytes())
+    }
+
+    /// The seq the pipeline releases next.
+    pub fn next_seq(&self) -> Seq {
+        self.window.next_seq()
+    }
+
+    /// A new event source has connected; its first event decides whether it
+    /// carries on the current run or starts a new one.
+    pub fn source_connected(&mut self) {
+        self.source_is_new = true;
+    }
+
+    /// Counts a line that was dropped for being too long.
+    pub fn overlong_line(&mut self) {
+        self.counters.malformed += 1;
+    }
+
+    /// Handles one frame from the event source (terminator included).
+    ///
+    /// A malformed line is counted and its reason returned; nothing else is
+    /// affected.
+    pub fn on_frame(
+        &mut self,
+        frame: &[u8],
+        now: Instant,
+        out: &mut impl Deliver,
+    ) -> Result<(), ParseError> {
+        let event = match protocol::parse_event(protocol::strip_terminator(frame)) {
+            Ok(event) => event,
+            Err(reason) => {
+                self.counters.malformed += 1;
+                return Err(reason);
+            }
+        };
+        self.counters.events_in += 1;
+        if std::mem::take(&mut self.source_is_new) && event.seq < self.window.next_seq() {
+            self.start_new_run(now, out);
+        }
+        if self.window.bypass(event.seq) {
+            self.route(event.kind, frame, out);
+            self.progress(now);
+            return Ok(());
+        }
+        loop {
+            match self.window.push(event.seq, event.kind, frame) {
+                Push::NeedsRoom => self.release(now, out),
+                Push::Held => {
+                    self.release(now, out);
+                    break;
+                }
+                Push::Late | Push::Duplicate => break,
+            }
+        }
+        if self.window.is_waiting() && self.waiting_since.is_none() {
+            self.waiting_since = Some(now);
+        }
+        Ok(())
+    }
+
+    /// When the pipeline next needs [`Pipeline::on_timer`], if ever.
+    pub fn deadline(&self) -> Option<Instant> {
+        self.waiting_since.map(|since| since + self.hole_timeout)
+    }
+
+    /// Skips the hole holding up the stream if it has waited too long.
+    pub fn on_timer(&mut self, now: Instant, out: &mut impl Deliver) {
+        if self.deadline().is_some_and(|deadline| deadline <= now) {
+            let skipped_before = self.window.counters().skipped;
+            let next = self.window.next_seq();
+            self.window.skip_hole();
+            self.release(now, out);
+            let skipped = self.window.counters().skipped - skipped_before;
+            log::warn!(
+                "skipped {skipped} missing seq(s) from {next} after waiting {:?}",
+                self.hole_timeout
+            );
+        }
+    }
+
+    /// Restarts the hole timer, e.g. after the server stopped reading the
+    /// source for back-pressure: a hole may then sit unread in a socket
+    /// buffer, so that time must not count against it.
+    pub fn restart_hole_timer(&mut self, now: Instant) {
+        if self.waiting_since.is_some() {
+            self.waiting_since = Some(now);
+        }
+    }
+
+    /// Releases every frame held, skipping the holes between them (the stream
+    /// has ended for good, e.g. at shutdown).
+    pub fn flush(&mut self, now: Instant, out: &mut impl Deliver) {
+        self.window.release_all();
+        self.release(now, out);
+    }
+
+    /// The user on connection `conn` receives notifications from now on.
+    pub fn register(&mut self, user: UserId, conn: ConnKey) {
+        self.router.register(user, conn);
+    }
+
+    /// Ends a run: what is held is delivered, then sequence and graph start
+    /// over.
+    fn start_new_run(&mut self, now: Instant, out: &mut impl Deliver) {
+        self.flush(now, out);
+        self.window.reset();
+        self.router.clear_graph();
+        self.waiting_since = None;
+        self.counters.runs += 1;
+        log::info!("the event source started over at a low seq: a new run begins at seq 1");
+    }
+
+    /// Pops and routes every frame the window releases now.
+    fn release(&mut self, now: Instant, out: &mut impl Deliver) {
+        let mut released = false;
+        while let Some((_, kind, frame)) = self.window.pop() {
+            released = true;
+            let notified = self.router.route(kind, |conn| out.deliver(conn, frame));
+            self.counters.events_routed += 1;
+            self.counters.notifications += notified;
+        }
+        if released {
+            self.progress(now);
+        }
+    }
+
+    /// Routes one in-order event.
+    fn route(&mut self, kind: EventKind, frame: &[u8], out: &mut impl Deliver) {
+        let notified = self.router.route(kind, |conn| out.deliver(conn, frame));
+        self.counters.events_routed += 1;
+        self.counters.notifications += notified;
+    }
+
+    /// The stream moved: a remaining hole starts its wait now.
+    fn progress(&mut self, now: Instant) {
+        self.waiting_since = self.window.is_waiting().then_some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Connection keys used in these tests: user N is on connection N.
+    fn pipeline_with_users(users: &[UserId]) -> Pipeline {
+        let mut pipeline = Pipeline::new(64, 1 << 20, Duration::from_secs(1));
+        for &user in users {
+            pipeline.register(user, user as ConnKey);
+        }
+        pipeline
+    }
+
+    /// Feeds `frames` and returns the deliveries as (conn, text).
+    fn feed(pipeline: &mut Pipeline, frames: &[&str], now: Instant) -> Vec<(ConnKey, String)> {
+        let mut out = Vec::new();
+        for frame in frames {
+            let _ = pipeline.on_frame(frame.as_bytes(), now, &mut |conn, f: &[u8]| {
+                out.push((conn, String::from_utf8(f.to_vec()).unwrap()))
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn shuffled_events_are_delivered_in_order_with_exact_bytes() {
+        let mut pipeline = pipeline_with_users(&[1, 2]);
+        let now = Instant::now();
+        let out = feed(
+            &mut pipeline,
+            &["3|S|2\n", "1|F|1|2\r\n", "4|B\r\n", "2|P|2|1\n"],
+            now,
+        );
+        assert_eq!(
+            out[..3],
+            [
+                (2, "1|F|1|2\r\n".to_string()),
+                (1, "2|P|2|1\n".to_string()),
+                (1, "3|S|2\n".to_string()),
+            ]
+        );
+        assert!(out[3..].iter().all(|(_, frame)| frame == "4|B\r\n"));
+        let mut broadcast: Vec<ConnKey> = out[3..].iter().map(|(c, _)| *c).collect();
+        broadcast.sort_unstable();
+        assert_eq!(broadcast, vec![1, 2]);
+        assert_eq!(pipeline.counters().events_routed, 4);
+        assert_eq!(pipeline.counters().notifications, 5);
+    }
+
+    #[test]
+    fn a_malformed_line_is_counted_and_skipped() {
+        let mut pipeline = pipeline_with_users(&[1]);
+        let now = Instant::now();
+        let mut out = Vec::new();
+        let mut sink = |conn, _: &[u8]| out.push(conn);
+        assert_eq!(
+            pipeline.on_frame(b"1|X|1\n", now, &mut sink),
+            Err(ParseError::UnknownKind)
+        );
+        assert_eq!(pipeline.on_frame(b"1|P|2|1\n", now, &mut sink), Ok(()));
+        assert_eq!(out, vec![1]);
+        assert_eq!(pipeline.counters().malformed, 1);
+    }
+
+    #[test]
+    fn a_hole_is_skipped_only_after_the_timeout() {
+        let mut pipeline = pipeline_with_users(&[1]);
+        let start = Instant::now();
+        assert!(feed(&mut pipeline, &["2|P|0|1\n", "3|P|0|1\n"], start).is_empty());
+        assert_eq!(pipeline.deadline(), Some(start + Duration::from_secs(1)));
+        let mut out = Vec::new();
+        let mut sink = |conn, _: &[u8]| out.push(conn);
+        pipeline.on_timer(start + Duration::from_millis(999), &mut sink);
+        assert!(out.is_empty());
+        pipeline.on_timer(start + Duration::from_secs(1), &mut |conn, _: &[u8]| {
+            out.push(conn)
+        });
+        assert_eq!(out, vec![1, 1]);
+        assert_eq!(pipeline.counters().window.skipped, 1);
+        assert_eq!(pipeline.deadline(), None);
+    }
+
+    #[test]
+    fn progress_restarts_the_hole_timer() {
+        let mut pipeline = pipeline_with_users(&[1]);
+        let start = Instant::now();
+        feed(&mut pipeline, &["2|B\n", "4|B\n"], start);
+        let later = start + Duration::from_millis(500);
+        assert_eq!(feed(&mut pipeline, &["1|B\n"], later).len(), 2);
+        assert_eq!(pipeline.deadline(), Some(later + Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn a_source_that_starts_over_starts_a_new_run() {
+        let mut pipeline = pipeline_with_users(&[1]);
+        let now = Instant::now();
+        feed(&mut pipeline, &["1|F|1|9\n", "2|B\n"], now);
+        pipeline.source_connected();
+        // A second run: seq 1 again, and the old follow of 9 is gone.
+        let out = feed(&mut pipeline, &["1|S|9\n", "2|P|0|1\n"], now);
+        assert_eq!(out, vec![(1, "2|P|0|1\n".to_string())]);
+        assert_eq!(pipeline.counters().runs, 1);
+        assert_eq!(pipeline.counters().window.late, 0);
+    }
+
+    #[test]
+    fn a_source_that_carries_on_keeps_the_run() {
+        let mut pipeline = pipeline_with_users(&[1]);
+        let now = Instant::now();
+        feed(&mut pipeline, &["1|F|1|9\n"], now);
+        pipeline.source_connected();
+        let out = feed(&mut pipeline, &["2|S|9\n"], now);
+        assert_eq!(out, vec![(1, "2|S|9\n".to_string())]);
+        assert_eq!(pipeline.counters().runs, 0);
+    }
+}

@@ -1,0 +1,476 @@
+//! Bytes to frames to events, with no I/O.
+//!
+//! A *frame* is one line exactly as the peer sent it, terminator included,
+//! because clients must receive notifications byte for byte as the event
+//! source wrote them. Parsing looks at the line without its terminator.
+//!
+//! "No full line yet" is never an error: [`LineSplitter::next_line`] returns
+//! `None` and the caller reads more bytes.
+
+use std::fmt;
+
+/// A user id as it appears on the wire: an unsigned decimal integer.
+pub type UserId = u64;
+
+/// An event sequence number; the stream starts at 1.
+pub type Seq = u64;
+
+/// What an event does, with the users it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    /// `from` starts following `to`; `to` is notified.
+    Follow {
+        /// The new follower.
+        from: UserId,
+        /// The user followed, who is notified.
+        to: UserId,
+    },
+    /// `from` stops following `to`; nobody is notified.
+    Unfollow {
+        /// The follower leaving.
+        from: UserId,
+        /// The user no longer followed.
+        to: UserId,
+    },
+    /// Every connected client is notified.
+    Broadcast,
+    /// `to` is notified.
+    Private {
+        /// The sender, who is not notified.
+        from: UserId,
+        /// The recipient.
+        to: UserId,
+    },
+    /// Every current follower of `from` is notified.
+    Status {
+        /// The user whose followers are notified.
+        from: UserId,
+    },
+}
+
+/// One parsed event line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event {
+    /// Position in the stream; delivery follows it.
+    pub seq: Seq,
+    /// What the event does.
+    pub kind: EventKind,
+}
+
+/// Why a line is not a valid event or user id.
+///
+/// `Copy + PartialEq` so tests can compare against it and the hot path never
+/// allocates to report one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ParseError {
+    /// The line holds nothing.
+    Empty,
+    /// A numeric field is empty (e.g. `1||2|3`).
+    EmptyNumber,
+    /// A numeric field holds something other than ASCII digits.
+    NotANumber,
+    /// A numeric field does not fit in 64 bits.
+    Overflow,
+    /// The sequence number is 0; the stream starts at 1.
+    ZeroSeq,
+    /// The kind field is not one of `F`, `U`, `B`, `P`, `S`.
+    UnknownKind,
+    /// The kind is known but the line has too few or too many fields for it.
+    WrongFieldCount,
+    /// The line is longer than the configured limit.
+    TooLong,
+}
+
+impl fmt::Display for ParseError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ParseError::Empty => "empty line",
+            ParseError::EmptyNumber => "empty numeric field",
+            ParseError::NotANumber => "numeric field holds a non-digit",
+            ParseError::Overflow => "number does not fit in 64 bits",
+            ParseError::ZeroSeq => "sequence number 0 (the stream starts at 1)",
+            ParseError::UnknownKind => "unknown event kind (expected F, U, B, P or S)",
+            ParseError::WrongFieldCount => "wrong number of fields for the event kind",
+            ParseError::TooLong => "line longer than the limit",
+        })
+    }
+}
+
+impl std::error::Error for ParseError {}
+
+/// Strips the line terminator (`\r\n` or a bare `\n`) from a frame.
+///
+/// A frame without a terminator is returned unchanged.
+pub fn strip_terminator(frame: &[u8]) -> &[u8] {
+    match frame.strip_suffix(b"\n") {
+        Some(line) => line.strip_suffix(b"\r").unwrap_or(line),
+        None => frame,
+    }
+}
+
+/// Parses an unsigned decimal field strictly: digits only, no sign, no spaces.
+fn parse_number(field: &[u8]) -> Result<u64, ParseError> {
+    if field.is_empty() {
+        return Err(ParseError::EmptyNumber);
+    }
+    let mut value: u64 = 0;
+    for &byte in field {
+        let digit = byte.wrapping_sub(b'0');
+        if digit > 9 {
+            return Err(ParseError::NotANumber);
+        }
+        value = value
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(u64::from(digit)))
+            .ok_or(ParseError::Overflow)?;
+    }
+    Ok(value)
+}
+
+/// Parses an event line (terminator already stripped).
+///
+/// Accepts exactly `seq|F|from|to`, `seq|U|from|to`, `seq|B`, `seq|P|from|to`
+/// and `seq|S|from`.
+pub fn parse_event(line: &[u8]) -> Result<Event, ParseError> {
+    if line.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    // At most four fields; a fifth means too many for every kind.
+    let mut fields: [&[u8]; 4] = [&[]; 4];
+    let mut count = 0;
+    for field in line.split(|&b| b == b'|') {
+        if count == fields.len() {
+            return Err(ParseError::WrongFieldCount);
+        }
+        fields[count] = field;
+        count += 1;
+    }
+    let seq = parse_number(fields[0])?;
+    if seq == 0 {
+        return Err(ParseError::ZeroSeq);
+    }
+    if count < 2 {
+        return Err(ParseError::WrongFieldCount);
+    }
+    let wanted_fields = match fields[1] {
+        b"F" | b"U" | b"P" => 4,
+        b"S" => 3,
+        b"B" => 2,
+        _ => return Err(ParseError::UnknownKind),
+    };
+    if count != wanted_fields {
+        return Err(ParseError::WrongFieldCount);
+    }
+    let kind = match fields[1] {
+        b"B" => EventKind::Broadcast,
+        b"S" => EventKind::Status {
+            from: parse_number(fields[2])?,
+        },
+        kind => {
+            let from = parse_number(fields[2])?;
+            let to = parse_number(fields[3])?;
+            match kind {
+                b"F" => EventKind::Follow { from, to },
+                b"U" => EventKind::Unfollow { from, to },
+                _ => EventKind::Private { from, to },
+            }
+        }
+    };
+    Ok(Event { seq, kind })
+}
+
+/// Parses a client's id line (terminator already stripped): digits only.
+pub fn parse_user_id(line: &[u8]) -> Result<UserId, ParseError> {
+    if line.is_empty() {
+        return Err(ParseError::Empty);
+    }
+    parse_number(line)
+}
+
+/// What [`LineSplitter::next_line`] found in the buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Line {
+    /// A complete frame: `start..end` of the buffer, terminator included.
+    Frame {
+        /// First byte of the frame.
+        start: usize,
+        /// One past its terminator.
+        end: usize,
+    },
+    /// A line over the limit was dropped up to and including its terminator.
+    Overlong,
+}
+
+/// Splits a byte buffer into lines, enforcing a length limit *before* the
+/// terminator arrives so a peer cannot make the inbox grow without bound.
+///
+/// The splitter keeps only a cursor into the caller's buffer and a flag for a
+/// line being discarded; the caller owns the bytes, reads more into the same
+/// buffer, and calls [`LineSplitter::consume`] to compact it.
+#[derive(Debug, Clone)]
+pub struct LineSplitter {
+    /// Longest accepted frame in bytes, terminator included.
+    max_line: usize,
+    /// Offset of the first byte not yet returned as part of a line.
+    cursor: usize,
+    /// True while skipping the rest of an overlong line: its head was already
+    /// dropped, so the bytes up to the next `\n` belong to nothing.
+    discarding: bool,
+}
+
+impl LineSplitter {
+    /// A splitter that accepts frames of at most `max_line` bytes.
+    pub fn new(max_line: usize) -> Self {
+        LineSplitter {
+            max_line: max_line.max(2),
+            cursor: 0,
+            discarding: false,
+        }
+    }
+
+    /// The next complete line in `buf`, or `None` when more bytes are needed.
+    ///
+    /// `buf` must be the same buffer (grown only at the end) between calls
+    /// until [`LineSplitter::consume`] is called.
+    pub fn next_line(&mut self, buf: &[u8]) -> Option<Line> {
+        loop {
+            let rest = &buf[self.cursor..];
+            let newline = memchr::memchr(b'\n', rest);
+            if self.discarding {
+                match newline {
+                    Some(at) => {
+                        self.cursor += at + 1;
+                        self.discarding = false;
+                        return Some(Line::Overlong);
+                    }
+                    None => {
+                        self.cursor = buf.len();
+                        return None;
+                    }
+                }
+            }
+            match newline {
+                Some(at) if at < self.max_line => {
+                    let start = self.cursor;
+                    self.cursor += at + 1;
+                    return Some(Line::Frame {
+                        start,
+                        end: self.cursor,
+                    });
+                }
+                Some(_) => {
+                    // Terminated, but too long: drop it whole.
+                    self.discarding = true;
+                }
+                None if rest.len() >= self.max_line => {
+                    // No terminator within the limit: drop what we have and
+                    // keep dropping until the next one.
+                    self.discarding = true;
+                }
+                None => return None,
+            }
+        }
+    }
+
+    /// Bytes at the front of the buffer that no future line needs; the caller
+    /// removes them and the cursor moves back to the start.
+    pub fn consume(&mut self) -> usize {
+        std::mem::take(&mut self.cursor)
+    }
+
+    /// True while the rest of an overlong line is being dropped.
+    pub fn is_discarding(&self) -> bool {
+        self.discarding
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use EventKind::*;
+
+    #[test]
+    fn parses_each_kind() {
+        let table: &[(&[u8], Event)] = &[
+            (
+                b"666|F|60|50",
+                Event {
+                    seq: 666,
+                    kind: Follow { from: 60, to: 50 },
+                },
+            ),
+            (
+                b"1|U|12|9",
+                Event {
+                    seq: 1,
+                    kind: Unfollow { from: 12, to: 9 },
+                },
+            ),
+            (
+                b"542532|B",
+                Event {
+                    seq: 542532,
+                    kind: Broadcast,
+                },
+            ),
+            (
+                b"43|P|32|56",
+                Event {
+                    seq: 43,
+                    kind: Private { from: 32, to: 56 },
+                },
+            ),
+            (
+                b"634|S|32",
+                Event {
+                    seq: 634,
+                    kind: Status { from: 32 },
+                },
+            ),
+            (
+                b"18446744073709551615|B",
+                Event {
+                    seq: u64::MAX,
+                    kind: Broadcast,
+                },
+            ),
+        ];
+        for (line, want) in table {
+            assert_eq!(parse_event(line), Ok(*want), "{}", line.escape_ascii());
+        }
+    }
+
+    #[test]
+    fn rejects_malformed_events_with_a_reason() {
+        use ParseError::*;
+        let table: &[(&[u8], ParseError)] = &[
+            (b"", Empty),
+            (b"abc", NotANumber),
+            (b"1|X|2|3", UnknownKind),
+            (b"1|F|2", WrongFieldCount),
+            (b"1|B|3", WrongFieldCount),
+            (b"1|S", WrongFieldCount),
+            (b"1|S|2|3", WrongFieldCount),
+            (b"1|F|2|3|4", WrongFieldCount),
+            (b"1", WrongFieldCount),
+            (b"1|", UnknownKind),
+            (b"0|B", ZeroSeq),
+            (b"-1|B", NotANumber),
+            (b"+1|B", NotANumber),
+            (b"99999999999999999999|B", Overflow),
+            (b"18446744073709551616|B", Overflow),
+            (b" 1|B", NotANumber),
+            (b"1 |B", NotANumber),
+            (b"1|B ", UnknownKind),
+            (b"1|b", UnknownKind),
+            (b"1|F||3", EmptyNumber),
+            (b"|B", EmptyNumber),
+            (b"1|P|2|x", NotANumber),
+            (b"1|S|\x00", NotANumber),
+            (b"\xff\xfe|B", NotANumber),
+            (b"1|F|2|3\r", NotANumber),
+        ];
+        for (line, want) in table {
+            assert_eq!(parse_event(line), Err(*want), "{}", line.escape_ascii());
+        }
+    }
+
+    #[test]
+    fn parses_user_ids_strictly() {
+        assert_eq!(parse_user_id(b"2932"), Ok(2932));
+        assert_eq!(parse_user_id(b"0"), Ok(0));
+        assert_eq!(parse_user_id(b""), Err(ParseError::Empty));
+        assert_eq!(parse_user_id(b"12a"), Err(ParseError::NotANumber));
+        assert_eq!(parse_user_id(b"-3"), Err(ParseError::NotANumber));
+        assert_eq!(parse_user_id(b" 3"), Err(ParseError::NotANumber));
+        assert_eq!(
+            parse_user_id(b"99999999999999999999"),
+            Err(ParseError::Overflow)
+        );
+    }
+
+    #[test]
+    fn strips_crlf_and_lf_only() {
+        assert_eq!(strip_terminator(b"1|B\r\n"), b"1|B");
+        assert_eq!(strip_terminator(b"1|B\n"), b"1|B");
+        assert_eq!(strip_terminator(b"1|B"), b"1|B");
+        assert_eq!(strip_terminator(b"1|B\r"), b"1|B\r");
+        assert_eq!(strip_terminator(b"1|B\n\r"), b"1|B\n\r");
+    }
+
+    /// Collects every line `buf` yields as owned frames (`None` = overlong).
+    fn split_all(splitter: &mut LineSplitter, buf: &[u8]) -> Vec<Option<Vec<u8>>> {
+        let mut out = Vec::new();
+        while let Some(line) = splitter.next_line(buf) {
+            out.push(match line {
+                Line::Frame { start, end } => Some(buf[start..end].to_vec()),
+                Line::Overlong => None,
+            });
+        }
+        out
+    }
+
+    #[test]
+    fn splits_crlf_and_lf_keeping_the_exact_bytes() {
+        let mut splitter = LineSplitter::new(64);
+        let buf = b"1|B\r\n2|S|3\n3|P|1|2\r\npartial";
+        let lines = split_all(&mut splitter, buf);
+        assert_eq!(
+            lines,
+            vec![
+                Some(b"1|B\r\n".to_vec()),
+                Some(b"2|S|3\n".to_vec()),
+                Some(b"3|P|1|2\r\n".to_vec()),
+            ]
+        );
+        assert_eq!(splitter.consume(), buf.len() - b"partial".len());
+    }
+
+    #[test]
+    fn a_partial_line_is_completed_by_a_later_read() {
+        let mut splitter = LineSplitter::new(64);
+        let mut buf = b"12|".to_vec();
+        assert_eq!(splitter.next_line(&buf), None);
+        buf.extend_from_slice(b"B\r");
+        assert_eq!(splitter.next_line(&buf), None);
+        buf.extend_from_slice(b"\n");
+        assert_eq!(
+            splitter.next_line(&buf),
+            Some(Line::Frame { start: 0, end: 6 })
+        );
+    }
+
+    #[test]
+    fn an_overlong_terminated_line_is_dropped_whole() {
+        let mut splitter = LineSplitter::new(8);
+        let buf = b"1|B\n123456789|B\n2|B\n";
+        let lines = split_all(&mut splitter, buf);
+        assert_eq!(
+            lines,
+            vec![Some(b"1|B\n".to_vec()), None, Some(b"2|B\n".to_vec())]
+        );
+    }
+
+    #[test]
+    fn an_unterminated_line_is_dropped_before_its_newline_arrives() {
+        let mut splitter = LineSplitter::new(8);
+        let mut buf = b"0123456789".to_vec();
+        assert_eq!(splitter.next_line(&buf), None);
+        assert!(splitter.is_discarding());
+        // The caller may throw away everything seen so far.
+        let consumed = splitter.consume();
+        assert_eq!(consumed, buf.len());
+        buf.drain(..consumed);
+        buf.extend_from_slice(b"more junk\n5|B\n");
+        let lines = split_all(&mut splitter, &buf);
+        assert_eq!(lines, vec![None, Some(b"5|B\n".to_vec())]);
+    }
+
+    #[test]
+    fn a_line_exactly_at_the_limit_is_kept() {
+        let mut splitter = LineSplitter::new(5);
+        let buf = b"12|B\n123|B\n";
+        let lines = split_all(&mut splitter, buf);
+        assert_eq!(lines, vec![Some(b"12|B\n".to_vec()), None]);
+    }
+}

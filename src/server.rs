@@ -1,0 +1,1031 @@
+//! The mio loop: listeners, the event source, clients in a slab, readiness.
+//!
+//! [`Server`] is a component: it registers its sockets in a `mio::Registry`
+//! under a token range the caller picks, takes the readiness events that are
+//! its own, and does its per-turn work in [`Server::tick`]. [`Server::run`]
+//! wraps it in a `Poll` of its own for the binary, and [`BackgroundServer`]
+//! runs it on a thread for tests and the simulator's demo.
+//!
+//! Each loop turn: readiness events are handled (accepts, client reads,
+//! writable sockets), then [`Server::tick`] reads a bounded amount from the
+//! event source and routes it, fires timers, writes every outbox that gained
+//! frames this turn (one `write` per client per turn), and finally closes the
+//! connections marked for closing, never in the middle of a fan-out.
+
+use std::collections::VecDeque;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use log::{debug, info, warn};
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use slab::Slab;
+
+use crate::config::Config;
+use crate::conn::{Client, ClientState, Inbox, Outbox, Source, interrupted, would_block};
+use crate::pipeline::{Deliver, Pipeline};
+use crate::protocol::{self, Line};
+use crate::router::ConnKey;
+use crate::stats::{Stats, StatsLog};
+
+/// Token offsets inside the server's range.
+const EVENT_LISTENER: usize = 0;
+/// The client listener's offset.
+const CLIENT_LISTENER: usize = 1;
+/// The event source's offset.
+const SOURCE: usize = 2;
+/// Offset of slab key 0; client `key` uses `FIRST_CLIENT + key`.
+const FIRST_CLIENT: usize = 3;
+
+/// Size of the event source's read buffer: large reads mean few syscalls.
+const SOURCE_INBOX_BYTES: usize = 256 * 1024;
+/// Reads from the source per loop turn before outboxes are flushed, so a
+/// fast source cannot starve the clients or grow the outboxes unchecked.
+const SOURCE_READS_PER_TURN: usize = 4;
+/// An idle client outbox larger than this is freed, so one burst does not
+/// pin memory for the connection's lifetime.
+const OUTBOX_KEEP_BYTES: usize = 64 * 1024;
+/// First pause after an accept failed for lack of descriptors; it doubles up
+/// to [`ACCEPT_BACKOFF_MAX`] while failures continue.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest pause between accept attempts after failures.
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Counters kept by the server itself (the pipeline keeps the rest).
+#[derive(Debug, Default, Clone, Copy)]
+struct Counters {
+    /// See [`Stats::bytes_out`].
+    bytes_out: u64,
+    /// See [`Stats::slow_consumers`].
+    slow_consumers: u64,
+    /// See [`Stats::bad_ids`].
+    bad_ids: u64,
+    /// See [`Stats::clients_refused`].
+    clients_refused: u64,
+    /// See [`Stats::sources_refused`].
+    sources_refused: u64,
+    /// See [`Stats::accept_errors`].
+    accept_errors: u64,
+    /// See [`Stats::source_pauses`].
+    source_pauses: u64,
+}
+
+/// Allows a few log lines per second for one kind of problem and counts the
+/// rest, so a flood of bad input cannot flood the log.
+#[derive(Debug)]
+struct LogLimit {
+    /// Start of the current one-second window.
+    window: Instant,
+    /// Lines logged in the current window.
+    logged: u32,
+    /// Lines suppressed in the current window.
+    suppressed: u64,
+}
+
+impl LogLimit {
+    /// Lines allowed per second.
+    const PER_SECOND: u32 = 10;
+
+    fn new(now: Instant) -> Self {
+        LogLimit {
+            window: now,
+            logged: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether to log one more line now.
+    fn allow(&mut self, now: Instant) -> bool {
+        if now.duration_since(self.window) >= Duration::from_secs(1) {
+            if self.suppressed > 0 {
+                warn!("{} similar log lines suppressed", self.suppressed);
+            }
+            *self = LogLimit::new(now);
+        }
+        self.logged += 1;
+        let allowed = self.logged <= Self::PER_SECOND;
+        if !allowed {
+            self.suppressed += 1;
+        }
+        allowed
+    }
+}
+
+/// The pipeline's delivery target, built from the client fields of a
+/// `Server` so the pipeline field can be borrowed beside it.
+macro_rules! outboxes {
+    ($server:ident) => {
+        Outboxes {
+            clients: &mut $server.clients,
+            dirty: &mut $server.dirty,
+            closing: &mut $server.closing,
+            queued_bytes: &mut $server.queued_bytes,
+            hard_limit: $server.config.outbox_hard_limit,
+            slow_consumers: &mut $server.counters.slow_consumers,
+        }
+    };
+}
+
+/// The follower-maze server as a component of a mio loop.
+#[derive(Debug)]
+pub struct Server {
+    /// Every knob.
+    config: Config,
+    /// Accepts the event source.
+    event_listener: TcpListener,
+    /// Accepts user clients.
+    client_listener: TcpListener,
+    /// Where `event_listener` is bound.
+    event_addr: SocketAddr,
+    /// Where `client_listener` is bound.
+    client_addr: SocketAddr,
+    /// Our handle on the caller's registry, set by [`Server::register`].
+    registry: Option<Registry>,
+    /// First token of our range.
+    token_base: usize,
+    /// The event source, when one is connected.
+    source: Option<Source>,
+    /// User clients, by slab key.
+    clients: Slab<Client>,
+    /// Parse, reorder, route.
+    pipeline: Pipeline,
+    /// Clients whose outbox gained frames this turn and may be written.
+    dirty: Vec<ConnKey>,
+    /// Clients to close at the end of this turn.
+    closing: Vec<ConnKey>,
+    /// Clients awaiting their id, by deadline (ids arrive in accept order
+    /// with one timeout, so a queue is sorted by construction).
+    id_deadlines: VecDeque<(Instant, ConnKey, u64)>,
+    /// Bytes in all outboxes.
+    queued_bytes: usize,
+    /// True while reading the source is paused for back-pressure.
+    source_paused: bool,
+    /// Accepting is paused until then after running out of descriptors.
+    accept_paused_until: Option<Instant>,
+    /// The next pause if accepting fails again.
+    accept_backoff: Duration,
+    /// True once shutdown began: no accepting, no reading the source.
+    shutting_down: bool,
+    /// Serial for the next client connection.
+    next_serial: u64,
+    /// The server's own counters.
+    counters: Counters,
+    /// Limits log lines about malformed source lines.
+    malformed_log: LogLimit,
+    /// Limits log lines about misbehaving clients.
+    client_log: LogLimit,
+}
+
+impl Server {
+    /// Binds both listeners as `config` says (port 0 picks a free port).
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let bind = |port| -> io::Result<(TcpListener, SocketAddr)> {
+            let addr = SocketAddr::new(config.bind, port);
+            let listener = TcpListener::bind(addr)
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+            let local = listener.local_addr()?;
+            Ok((listener, local))
+        };
+        let (event_listener, event_addr) = bind(config.event_port)?;
+        let (client_listener, client_addr) = bind(config.client_port)?;
+        let now = Instant::now();
+        Ok(Server {
+            pipeline: Pipeline::new(
+                config.window_capacity,
+                config.window_bytes,
+                config.hole_timeout,
+            ),
+            config,
+            event_listener,
+            client_listener,
+            event_addr,
+            client_addr,
+            registry: None,
+            token_base: 0,
+            source: None,
+            clients: Slab::new(),
+            dirty: Vec::new(),
+            closing: Vec::new(),
+            id_deadlines: VecDeque::new(),
+            queued_bytes: 0,
+            source_paused: false,
+            accept_paused_until: None,
+            accept_backoff: ACCEPT_BACKOFF_MIN,
+            shutting_down: false,
+            next_serial: 0,
+            counters: Counters::default(),
+            malformed_log: LogLimit::new(now),
+            client_log: LogLimit::new(now),
+        })
+    }
+
+    /// Where the event source connects.
+    pub fn event_addr(&self) -> SocketAddr {
+        self.event_addr
+    }
+
+    /// Where user clients connect.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// How many tokens the server uses, from the first one given to
+    /// [`Server::register`].
+    pub fn token_span(&self) -> usize {
+        FIRST_CLIENT + self.config.max_clients
+    }
+
+    /// Registers the listeners in `registry`; the server will use tokens
+    /// `first .. first + token_span()` and keeps a handle on the registry to
+    /// register the connections it accepts.
+    pub fn register(&mut self, registry: &Registry, first: Token) -> io::Result<()> {
+        self.token_base = first.0;
+        registry.register(
+            &mut self.event_listener,
+            Token(first.0 + EVENT_LISTENER),
+            Interest::READABLE,
+        )?;
+        registry.register(
+            &mut self.client_listener,
+            Token(first.0 + CLIENT_LISTENER),
+            Interest::READABLE,
+        )?;
+        self.registry = Some(registry.try_clone()?);
+        Ok(())
+    }
+
+    /// Handles a readiness event; returns false if its token is not ours.
+    pub fn handle_event(&mut self, event: &Event) -> bool {
+        let Some(offset) = event.token().0.checked_sub(self.token_base) else {
+            return false;
+        };
+        match offset {
+            EVENT_LISTENER => self.accept_sources(),
+            CLIENT_LISTENER => self.accept_clients(),
+            SOURCE => {
+                if let Some(source) = self.source.as_mut() {
+                    source.readable = true;
+                }
+            }
+            offset if offset < self.token_span() => {
+                self.client_ready(offset - FIRST_CLIENT, event);
+            }
+            _ => return false,
+        }
+        true
+    }
+
+    /// How long the caller may block in `poll` before calling
+    /// [`Server::tick`] again; `None` means until a readiness event.
+    pub fn timeout(&self, now: Instant) -> Option<Duration> {
+        if self.source_has_unread_bytes() {
+            return Some(Duration::ZERO);
+        }
+        let deadlines = [
+            self.pipeline.deadline(),
+            self.id_deadlines.front().map(|&(deadline, ..)| deadline),
+            self.accept_paused_until,
+        ];
+        deadlines
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|deadline| deadline.saturating_duration_since(now))
+    }
+
+    /// The per-turn work; call once after handling each batch of events.
+    pub fn tick(&mut self, now: Instant) {
+        if self.accept_paused_until.is_some_and(|until| until <= now) {
+            self.accept_paused_until = None;
+            self.accept_sources();
+            self.accept_clients();
+        }
+        self.resume_source_if_drained(now);
+        self.read_source(now);
+        if !self.source_has_unread_bytes() && !self.source_paused {
+            // The missing seq cannot be sitting unread in our socket.
+            let mut outboxes = outboxes!(self);
+            self.pipeline.on_timer(now, &mut outboxes);
+        }
+        self.expire_id_deadlines(now);
+        self.flush_dirty();
+        self.close_marked();
+    }
+
+    /// Starts a graceful shutdown: stop accepting, stop reading the source,
+    /// release everything the window holds to the outboxes. The caller keeps
+    /// looping until [`Server::is_flushed`] or its grace period ends.
+    pub fn shutdown(&mut self, now: Instant) {
+        if std::mem::replace(&mut self.shutting_down, true) {
+            return;
+        }
+        info!(
+            "shutting down: no new connections; flushing {} queued bytes",
+            self.queued_bytes
+        );
+        if let Some(registry) = &self.registry {
+            let _ = registry.deregister(&mut self.event_listener);
+            let _ = registry.deregister(&mut self.client_listener);
+        }
+        self.close_source("shutdown");
+        let mut outboxes = outboxes!(self);
+        self.pipeline.flush(now, &mut outboxes);
+        for (key, client) in &self.clients {
+            if matches!(client.state, ClientState::AwaitingId { .. }) {
+                self.closing.push(key);
+            }
+        }
+        self.flush_dirty();
+        self.close_marked();
+    }
+
+    /// True when nothing is queued for any client.
+    pub fn is_flushed(&self) -> bool {
+        self.queued_bytes == 0
+    }
+
+    /// A snapshot of every counter and gauge.
+    pub fn stats(&self) -> Stats {
+        let pipeline = self.pipeline.counters();
+        let (window_depth, window_bytes) = self.pipeline.window_depth();
+        let clients = self.pipeline.router().connections();
+        Stats {
+            events_in: pipeline.events_in,
+            events_routed: pipeline.events_routed,
+            notifications: pipeline.notifications,
+            bytes_out: self.counters.bytes_out,
+            malformed: pipeline.malformed,
+            skipped: pipeline.window.skipped,
+            late: pipeline.window.late,
+            duplicates: pipeline.window.duplicates,
+            runs: pipeline.runs,
+            slow_consumers: self.counters.slow_consumers,
+            bad_ids: self.counters.bad_ids,
+            clients_refused: self.counters.clients_refused,
+            sources_refused: self.counters.sources_refused,
+            accept_errors: self.counters.accept_errors,
+            source_pauses: self.counters.source_pauses,
+            clients,
+            clients_awaiting_id: self.clients.len() - clients,
+            source_connected: self.source.is_some(),
+            window_depth,
+            window_bytes,
+            queued_bytes: self.queued_bytes,
+        }
+    }
+
+    /// Runs the server on a `Poll` of its own until SIGINT or SIGTERM, then
+    /// shuts down gracefully; returns the final stats.
+    pub fn run(self) -> io::Result<Stats> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use signal_hook_mio::v1_0::Signals;
+
+        let poll = Poll::new()?;
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, CONTROL_TOKEN, Interest::READABLE)?;
+        drive(self, poll, move || {
+            let mut stop = false;
+            for signal in signals.pending() {
+                info!("received signal {signal}");
+                stop = true;
+            }
+            stop
+        })
+    }
+
+    /// True when the source may have bytes we have not read yet and we are
+    /// allowed to read them.
+    fn source_has_unread_bytes(&self) -> bool {
+        self.source
+            .as_ref()
+            .is_some_and(|source| source.readable && !self.source_paused)
+    }
+
+    /// Accepts every pending event source connection.
+    fn accept_sources(&mut self) {
+        while let Some((stream, peer)) = self.accept(EVENT_LISTENER) {
+            self.add_source(stream, peer);
+        }
+    }
+
+    /// Accepts every pending client connection.
+    fn accept_clients(&mut self) {
+        while let Some((stream, peer)) = self.accept(CLIENT_LISTENER) {
+            self.add_client(stream, peer);
+        }
+    }
+
+    /// One accept on a listener; `None` when there is nothing (more) to
+    /// accept now, including after a failure that pauses accepting.
+    fn accept(&mut self, which: usize) -> Option<(TcpStream, SocketAddr)> {
+        if self.accept_paused_until.is_some() || self.shutting_down {
+            return None;
+        }
+        let listener = if which == EVENT_LISTENER {
+            &self.event_listener
+        } else {
+            &self.client_listener
+        };
+        loop {
+            match listener.accept() {
+                Ok(accepted) => {
+                    self.accept_backoff = ACCEPT_BACKOFF_MIN;
+                    return Some(accepted);
+                }
+                Err(err) if would_block(&err) => return None,
+                Err(err) if interrupted(&err) => continue,
+                Err(err) if is_resource_exhaustion(&err) => {
+                    self.counters.accept_errors += 1;
+                    let pause = self.accept_backoff;
+                    self.accept_backoff = (pause * 2).min(ACCEPT_BACKOFF_MAX);
+                    self.accept_paused_until = Some(Instant::now() + pause);
+                    warn!(
+                        "cannot accept connections ({err}); open connections are still served; retrying in {pause:?}"
+                    );
+                    return None;
+                }
+                // The peer gave up between SYN and accept, or similar: only
+                // that connection is affected.
+                Err(err) => debug!("accept failed: {err}"),
+            }
+        }
+    }
+
+    /// Takes a new event source, or refuses it if one is connected.
+    fn add_source(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        if self.source.is_some() {
+            self.counters.sources_refused += 1;
+            warn!("refusing event source {peer}: another event source is connected");
+            return;
+        }
+        let Some(registry) = &self.registry else {
+            return;
+        };
+        let token = Token(self.token_base + SOURCE);
+        if let Err(err) = registry.register(&mut stream, token, Interest::READABLE) {
+            warn!("cannot register event source {peer}: {err}");
+            return;
+        }
+        info!("event source connected from {peer}");
+        self.pipeline.source_connected();
+        self.source = Some(Source {
+            stream,
+            inbox: Inbox::new(SOURCE_INBOX_BYTES, self.config.max_line),
+            readable: true,
+        });
+    }
+
+    /// Takes a new client connection, or refuses it past the limit.
+    fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        let now = Instant::now();
+        if self.clients.len() >= self.config.max_clients {
+            self.counters.clients_refused += 1;
+            if self.client_log.allow(now) {
+                warn!(
+                    "refusing client {peer}: {} clients connected (limit {})",
+                    self.clients.len(),
+                    self.config.max_clients
+                );
+            }
+            return;
+        }
+        let Some(registry) = &self.registry else {
+            return;
+        };
+        let entry = self.clients.vacant_entry();
+        let token = Token(self.token_base + FIRST_CLIENT + entry.key());
+        // Both interests once, for good: readiness is edge-triggered, so this
+        // costs nothing while idle and saves a reregister per full socket.
+        if let Err(err) =
+            registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
+        {
+            warn!("cannot register client {peer}: {err}");
+            return;
+        }
+        // Frames are batched per turn already; Nagle would only add delay.
+        let _ = stream.set_nodelay(true);
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        let deadline = now + self.config.id_timeout;
+        self.id_deadlines.push_back((deadline, entry.key(), serial));
+        debug!("client connected from {peer}");
+        entry.insert(Client {
+            stream,
+            state: ClientState::AwaitingId {
+                inbox: Inbox::new(0, self.config.max_id_line),
+                deadline,
+            },
+            outbox: Outbox::default(),
+            write_blocked: false,
+            closing: None,
+            serial,
+        });
+    }
+
+    /// Handles readiness on a client socket.
+    fn client_ready(&mut self, key: ConnKey, event: &Event) {
+        let Some(client) = self.clients.get_mut(key) else {
+            return; // Sporadic events for closed connections happen.
+        };
+        if client.closing.is_some() {
+            return;
+        }
+        if event.is_writable() {
+            client.write_blocked = false;
+            if client.outbox.pending() > 0 {
+                self.flush_client(key);
+            }
+        }
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            self.read_client(key);
+        }
+    }
+
+    /// Reads what a client sent: its id line, or (once registered) anything
+    /// else, which is ignored, until the socket would block.
+    fn read_client(&mut self, key: ConnKey) {
+        let now = Instant::now();
+        let Some(client) = self.clients.get_mut(key) else {
+            return;
+        };
+        if let ClientState::AwaitingId { inbox, .. } = &mut client.state {
+            let outcome = read_id(inbox, &mut client.stream);
+            match outcome {
+                IdRead::Pending => return,
+                IdRead::Id(user) => {
+                    debug!("client registered as user {user}");
+                    client.state = ClientState::Registered { user };
+                    self.pipeline.register(user, key);
+                }
+                IdRead::Closed => {
+                    debug!("client closed before sending its id");
+                    mark_closing(&mut self.closing, key, client, "closed before id");
+                    return;
+                }
+                IdRead::Bad(reason) => {
+                    self.counters.bad_ids += 1;
+                    if self.client_log.allow(now) {
+                        warn!("closing client: bad id line: {reason}");
+                    }
+                    mark_closing(&mut self.closing, key, client, "bad id");
+                    return;
+                }
+            }
+        }
+        // Registered: nothing more is expected, but reading tells us when the
+        // peer goes away.
+        let mut scratch = [0u8; 512];
+        loop {
+            match io::Read::read(&mut client.stream, &mut scratch) {
+                Ok(0) => {
+                    debug!("client {key} disconnected");
+                    mark_closing(&mut self.closing, key, client, "disconnected");
+                    return;
+                }
+                Ok(_) => continue,
+                Err(err) if would_block(&err) => return,
+                Err(err) if interrupted(&err) => continue,
+                Err(err) => {
+                    debug!("client {key} read error: {err}");
+                    mark_closing(&mut self.closing, key, client, "read error");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Closes clients that did not send their id in time.
+    fn expire_id_deadlines(&mut self, now: Instant) {
+        while let Some(&(deadline, key, serial)) = self.id_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.id_deadlines.pop_front();
+            let Some(client) = self.clients.get_mut(key) else {
+                continue;
+            };
+            if client.serial == serial && matches!(client.state, ClientState::AwaitingId { .. }) {
+                self.counters.bad_ids += 1;
+                if self.client_log.allow(now) {
+                    warn!("closing client: no id within {:?}", self.config.id_timeout);
+                }
+                mark_closing(&mut self.closing, key, client, "no id in time");
+            }
+        }
+    }
+
+    /// Resumes reading the source once queued output fell to half the budget.
+    fn resume_source_if_drained(&mut self, now: Instant) {
+        if self.source_paused && self.queued_bytes <= self.config.max_queued_bytes / 2 {
+            self.source_paused = false;
+            // The missing seq of a hole may have waited in our socket.
+            self.pipeline.restart_hole_timer(now);
+            debug!(
+                "resuming the event source: {} bytes queued",
+                self.queued_bytes
+            );
+        }
+    }
+
+    /// Reads and routes up to [`SOURCE_READS_PER_TURN`] buffers from the
+    /// source.
+    fn read_source(&mut self, now: Instant) {
+        if !self.source_has_unread_bytes() || self.shutting_down {
+            return;
+        }
+        let mut ended = None;
+        for _ in 0..SOURCE_READS_PER_TURN {
+            let source = self.source.as_mut().expect("checked above");
+            match source.inbox.read_from(&mut source.stream) {
+                Ok(0) => {
+                    ended = Some("closed by the source");
+                    break;
+                }
+                Ok(_) => {
+                    self.route_source_lines(now);
+                    if self.queued_bytes > self.config.max_queued_bytes {
+                        self.source_paused = true;
+                        self.counters.source_pauses += 1;
+                        debug!(
+                            "pausing the event source: {} bytes queued for clients",
+                            self.queued_bytes
+                        );
+                        break;
+                    }
+                }
+                Err(err) if would_block(&err) => {
+                    source.readable = false;
+                    break;
+                }
+                Err(err) if interrupted(&err) => continue,
+                Err(err) => {
+                    warn!("event source read error: {err}");
+                    ended = Some("read error");
+                    break;
+                }
+            }
+        }
+        if let Some(why) = ended {
+            self.close_source(why);
+        }
+    }
+
+    /// Hands every complete line in the source's inbox to the pipeline.
+    fn route_source_lines(&mut self, now: Instant) {
+        let Some(source) = self.source.as_mut() else {
+            return;
+        };
+        let mut outboxes = outboxes!(self);
+        while let Some(line) = source.inbox.next_line() {
+            let (frame, result) = match line {
+                Line::Frame { start, end } => {
+                    let frame = source.inbox.frame(start, end);
+                    (frame, self.pipeline.on_frame(frame, now, &mut outboxes))
+                }
+                Line::Overlong => {
+                    self.pipeline.overlong_line();
+                    (&[][..], Err(protocol::ParseError::TooLong))
+                }
+            };
+            if let Err(reason) = result
+                && self.malformed_log.allow(now)
+            {
+                warn!(
+                    "skipping malformed event line {:?}: {reason}",
+                    frame.escape_ascii().to_string()
+                );
+            }
+        }
+        source.inbox.compact();
+    }
+
+    /// Drops the event source connection.
+    fn close_source(&mut self, why: &str) {
+        let Some(mut source) = self.source.take() else {
+            return;
+        };
+        if source.inbox.partial_len() > 0 {
+            self.pipeline.overlong_line();
+            warn!(
+                "event source left an unterminated last line of {} bytes; dropped",
+                source.inbox.partial_len()
+            );
+        }
+        if let Some(registry) = &self.registry {
+            let _ = registry.deregister(&mut source.stream);
+        }
+        self.source_paused = false;
+        info!(
+            "event source disconnected ({why}); next seq {}",
+            self.pipeline.next_seq()
+        );
+    }
+
+    /// Writes the outboxes that gained frames this turn.
+    fn flush_dirty(&mut self) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        for &key in &dirty {
+            let ready = self
+                .clients
+                .get(key)
+                .is_some_and(|c| c.closing.is_none() && !c.write_blocked);
+            if ready {
+                self.flush_client(key);
+            }
+        }
+        dirty.clear();
+        self.dirty = dirty;
+    }
+
+    /// Writes one client's outbox until it is empty or the socket is full.
+    fn flush_client(&mut self, key: ConnKey) {
+        let Some(client) = self.clients.get_mut(key) else {
+            return;
+        };
+        match client.outbox.write_to(&mut client.stream) {
+            Ok(written) => {
+                self.counters.bytes_out += written as u64;
+                self.queued_bytes -= written;
+                if client.outbox.pending() > 0 {
+                    client.write_blocked = true;
+                } else {
+                    client.outbox.shrink_if_idle(OUTBOX_KEEP_BYTES);
+                }
+            }
+            Err(err) => {
+                debug!("client {key} write error: {err}");
+                mark_closing(&mut self.closing, key, client, "write error");
+            }
+        }
+    }
+
+    /// Closes every client marked for closing this turn.
+    fn close_marked(&mut self) {
+        for key in std::mem::take(&mut self.closing) {
+            let Some(mut client) = self.clients.try_remove(key) else {
+                continue;
+            };
+            if let Some(registry) = &self.registry {
+                let _ = registry.deregister(&mut client.stream);
+            }
+            if let ClientState::Registered { user } = client.state {
+                self.pipeline.router_mut().unregister(user, key);
+            }
+            self.queued_bytes -= client.outbox.pending();
+            debug!(
+                "closed client {key} ({})",
+                client.closing.unwrap_or("shutdown")
+            );
+        }
+    }
+}
+
+/// Marks `client` for closing at the end of the turn (once).
+fn mark_closing(
+    closing: &mut Vec<ConnKey>,
+    key: ConnKey,
+    client: &mut Client,
+    reason: &'static str,
+) {
+    if client.closing.is_none() {
+        client.closing = Some(reason);
+        closing.push(key);
+    }
+}
+
+/// Outcome of reading a client's id line.
+enum IdRead {
+    /// No complete line yet.
+    Pending,
+    /// A valid id.
+    Id(protocol::UserId),
+    /// The peer closed first.
+    Closed,
+    /// Not a valid id line.
+    Bad(protocol::ParseError),
+}
+
+/// Reads from `stream` until a complete id line, the peer closing, an error
+/// or `WouldBlock`.
+fn read_id(inbox: &mut Inbox, stream: &mut TcpStream) -> IdRead {
+    loop {
+        match inbox.next_line() {
+            Some(Line::Frame { start, end }) => {
+                let line = protocol::strip_terminator(inbox.frame(start, end));
+                return match protocol::parse_user_id(line) {
+                    Ok(user) => IdRead::Id(user),
+                    Err(reason) => IdRead::Bad(reason),
+                };
+            }
+            Some(Line::Overlong) => return IdRead::Bad(protocol::ParseError::TooLong),
+            None => inbox.compact(),
+        }
+        match inbox.read_from(stream) {
+            Ok(0) => return IdRead::Closed,
+            Ok(_) => {}
+            Err(err) if would_block(&err) => return IdRead::Pending,
+            Err(err) if interrupted(&err) => {}
+            Err(_) => return IdRead::Closed,
+        }
+    }
+}
+
+/// Where the pipeline's deliveries go: the clients' outboxes.
+struct Outboxes<'a> {
+    /// Every client.
+    clients: &'a mut Slab<Client>,
+    /// Clients to write at the end of the turn.
+    dirty: &'a mut Vec<ConnKey>,
+    /// Clients to close at the end of the turn.
+    closing: &'a mut Vec<ConnKey>,
+    /// Bytes in all outboxes.
+    queued_bytes: &'a mut usize,
+    /// Per-client cap on queued bytes.
+    hard_limit: usize,
+    /// Counts clients cut for exceeding it.
+    slow_consumers: &'a mut u64,
+}
+
+impl Deliver for Outboxes<'_> {
+    fn deliver(&mut self, conn: ConnKey, frame: &[u8]) {
+        let Some(client) = self.clients.get_mut(conn) else {
+            return;
+        };
+        if client.closing.is_some() {
+            return;
+        }
+        let pending = client.outbox.pending();
+        if pending + frame.len() > self.hard_limit {
+            *self.slow_consumers += 1;
+            if let ClientState::Registered { user } = client.state {
+                warn!(
+                    "disconnecting user {user}: slow consumer with {pending} bytes queued (limit {})",
+                    self.hard_limit
+                );
+            }
+            mark_closing(self.closing, conn, client, "slow consumer");
+            return;
+        }
+        if pending == 0 {
+            self.dirty.push(conn);
+        }
+        client.outbox.push(frame);
+        *self.queued_bytes += frame.len();
+    }
+}
+
+/// True for accept errors that mean "out of descriptors or memory": retrying
+/// at once would spin, so accepting pauses instead.
+fn is_resource_exhaustion(err: &io::Error) -> bool {
+    matches!(
+        err.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// The token for the loop's own control source (signals or a waker).
+const CONTROL_TOKEN: Token = Token(0);
+/// The first token of the server's range inside [`drive`]'s `Poll`.
+const SERVER_TOKEN_BASE: Token = Token(1);
+
+/// Runs `server` on `poll` until `on_control` (called for each readiness
+/// event on [`CONTROL_TOKEN`]) says stop, then shuts down gracefully.
+fn drive(
+    mut server: Server,
+    mut poll: Poll,
+    mut on_control: impl FnMut() -> bool,
+) -> io::Result<Stats> {
+    server.register(poll.registry(), SERVER_TOKEN_BASE)?;
+    info!(
+        "listening for the event source on {} and for clients on {}",
+        server.event_addr(),
+        server.client_addr()
+    );
+    let mut events = Events::with_capacity(1024);
+    let mut stats_log = StatsLog::new(server.config.stats_interval, Instant::now());
+    let mut shutdown_deadline: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        let timeout = [
+            server.timeout(now),
+            stats_log
+                .deadline()
+                .map(|d| d.saturating_duration_since(now)),
+            shutdown_deadline.map(|d| d.saturating_duration_since(now)),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
+        if let Err(err) = poll.poll(&mut events, timeout) {
+            if interrupted(&err) {
+                continue;
+            }
+            return Err(err);
+        }
+        let mut stop = false;
+        for event in events.iter() {
+            if !server.handle_event(event) && event.token() == CONTROL_TOKEN {
+                stop |= on_control();
+            }
+        }
+        let now = Instant::now();
+        if stop && shutdown_deadline.is_none() {
+            server.shutdown(now);
+            shutdown_deadline = Some(now + server.config.shutdown_grace);
+        }
+        server.tick(now);
+        stats_log.tick(now, server.stats());
+        if let Some(deadline) = shutdown_deadline
+            && (server.is_flushed() || now >= deadline)
+        {
+            let stats = server.stats();
+            if stats.queued_bytes > 0 {
+                warn!(
+                    "grace period over: {} queued bytes not delivered",
+                    stats.queued_bytes
+                );
+            }
+            info!("stopped");
+            return Ok(stats);
+        }
+    }
+}
+
+/// A server running on a thread of its own, for tests, benches and the
+/// simulator's demo mode. Dropping it stops the server.
+#[derive(Debug)]
+pub struct BackgroundServer {
+    /// Where the event source connects.
+    event_addr: SocketAddr,
+    /// Where clients connect.
+    client_addr: SocketAddr,
+    /// Set to ask the loop to stop.
+    stop: Arc<AtomicBool>,
+    /// Wakes the loop so it sees `stop`.
+    waker: Arc<Waker>,
+    /// The loop's thread, until joined.
+    thread: Option<JoinHandle<io::Result<Stats>>>,
+}
+
+impl BackgroundServer {
+    /// Binds a server with `config` and runs it on a new thread.
+    pub fn start(config: Config) -> io::Result<BackgroundServer> {
+        let server = Server::bind(config)?;
+        let (event_addr, client_addr) = (server.event_addr(), server.client_addr());
+        let poll = Poll::new()?;
+        let waker = Arc::new(Waker::new(poll.registry(), CONTROL_TOKEN)?);
+        let stop = Arc::new(AtomicBool::new(false));
+        let stop_seen = Arc::clone(&stop);
+        let thread = std::thread::Builder::new()
+            .name("follower-maze".into())
+            .spawn(move || drive(server, poll, move || stop_seen.load(Ordering::Acquire)))?;
+        Ok(BackgroundServer {
+            event_addr,
+            client_addr,
+            stop,
+            waker,
+            thread: Some(thread),
+        })
+    }
+
+    /// Where the event source connects.
+    pub fn event_addr(&self) -> SocketAddr {
+        self.event_addr
+    }
+
+    /// Where clients connect.
+    pub fn client_addr(&self) -> SocketAddr {
+        self.client_addr
+    }
+
+    /// Shuts the server down gracefully and returns its final stats.
+    pub fn stop(mut self) -> io::Result<Stats> {
+        self.stop_and_join()
+    }
+
+    /// Asks the loop to stop, waits for it, returns what it returned.
+    fn stop_and_join(&mut self) -> io::Result<Stats> {
+        let Some(thread) = self.thread.take() else {
+            return Err(io::Error::other("already stopped"));
+        };
+        self.stop.store(true, Ordering::Release);
+        self.waker.wake()?;
+        thread
+            .join()
+            .map_err(|_| io::Error::other("the server thread panicked"))?
+    }
+}
+
+impl Drop for BackgroundServer {
+    fn drop(&mut self) {
+        if self.thread.is_some() {
+            let _ = self.stop_and_join();
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! The hole-tolerant reorder window: frames go in by sequence number in any
+//! order and come out strictly in order.
+//!
+//! Storage is a ring of `capacity` slot indices (4 bytes each) over a pool of
+//! frame buffers. A released buffer goes back to the pool with its capacity,
+//! so once the pool has grown to the largest number of frames held at once,
+//! holding and releasing a frame allocates nothing.
+//!
+//! The window never waits forever. A *release floor* says "every seq below
+//! this is given up on": [`ReorderWindow::pop`] skips missing seqs below it
+//! instead of stopping. The floor rises in three cases: a frame arrives too
+//! far ahead to fit ([`Push::NeedsRoom`]), the held bytes would pass their
+//! budget (also `NeedsRoom`), or the caller decides a hole has waited long
+//! enough ([`ReorderWindow::skip_hole`]). Every skipped seq is counted.
+
+use crate::protocol::Seq;
+
+/// Marks an empty ring slot.
+const EMPTY: u32 = u32::MAX;
+
+/// Largest ring the window accepts; slot indices must stay below [`EMPTY`].
+pub const MAX_CAPACITY: usize = 1 << 30;
+
+/// What happened to a pushed frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Push {
+    /// Stored until its turn comes.
+    Held,
+    /// Its seq was already released or skipped; dropped.
+    Late,
+    /// Its seq is already held; the second copy is dropped.
+    Duplicate,
+    /// It does not fit (too far ahead, or over the byte budget). The floor has
+    /// been raised: pop everything [`ReorderWindow::pop`] yields, then push it
+    /// again, and it will fit.
+    NeedsRoom,
+}
+
+/// Counts of what the window gave up on, for stats and logs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowCounters {
+    /// Seqs that never arrived in time and were skipped.
+    pub skipped: u64,
+    /// Frames whose seq was already released or skipped.
+    pub late: u64,
+    /// Frames whose seq was already held.
+    pub duplicates: u64,
+}
+
+/// Holds out-of-order frames and releases them in sequence order.
+#[derive(Debug)]
+pub struct ReorderWindow<M> {
+    /// The next seq to release; everything below it is done.
+    next: Seq,
+    /// Seqs below this are released even when missing (see module docs).
+    floor: Seq,
+    /// `slots[seq & mask]` is the pool index holding `seq`, or [`EMPTY`].
+    slots: Box<[u32]>,
+    /// `capacity - 1`; the capacity is a power of two so a mask finds a slot.
+    mask: u64,
+    /// Frame buffers with their metadata, reused; indices are stable while
+    /// held.
+    pool: Vec<(M, Vec<u8>)>,
+    /// Pool indices not holding a frame.
+    free: Vec<u32>,
+    /// Frames held now.
+    held: usize,
+    /// Bytes of the frames held now.
+    held_bytes: usize,
+    /// The highest seq held now (meaningful only while `held > 0`).
+    highest: Seq,
+    /// Budget for `held_bytes`; past it the oldest hole is skipped.
+    max_bytes: usize,
+    /// What was given up on so far.
+    counters: WindowCounters,
+}
+
+impl<M: Copy> ReorderWindow<M> {
+    /// A window for at least `capacity` seqs (rounded up to a power of two)
+    /// holding at most `max_bytes` of frames, starting at seq 1.
+    pub fn new(capacity: usize, max_bytes: usize) -> Self {
+        let capacity = capacity.clamp(1, MAX_CAPACITY).next_power_of_two();
+        ReorderWindow {
+            next: 1,
+            floor: 1,
+            slots: vec![EMPTY; capacity].into_boxed_slice(),
+            mask: capacity as u64 - 1,
+            pool: Vec::new(),
+            free: Vec::new(),
+            held: 0,
+            held_bytes: 0,
+            highest: 0,
+            max_bytes,
+            counters: WindowCounters::default(),
+        }
+    }
+
+    /// The seq the window releases next.
+    pub fn next_seq(&self) -> Seq {
+        self.next
+    }
+
+    /// How many seqs fit between the next one and the farthest accepted.
+    pub fn capacity(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Frames held now.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+
+    /// Bytes of the frames held now.
+    pub fn held_bytes(&self) -> usize {
+        self.held_bytes
+    }
+
+    /// What the window has given up on so far.
+    pub fn counters(&self) -> WindowCounters {
+        self.counters
+    }
+
+    /// True when frames are held but the next seq is missing: a hole.
+    ///
+    /// Only meaningful after [`ReorderWindow::pop`] has returned `None`.
+    pub fn is_waiting(&self) -> bool {
+        self.held > 0
+    }
+
+    /// Gives up on every hole below the highest held seq, so
+    /// [`ReorderWindow::pop`] releases every frame held now.
+    ///
+    /// Used when the stream ends for good (a new run starts, or shutdown), so
+    /// frames already received are delivered rather than dropped.
+    pub fn release_all(&mut self) {
+        if self.held > 0 {
+            self.raise_floor(self.highest + 1);
+        }
+    }
+
+    /// Starts again at seq 1; the counters are kept.
+    ///
+    /// Call [`ReorderWindow::release_all`] and pop first: frames still held
+    /// are dropped here and counted as skipped.
+    pub fn reset(&mut self) {
+        for slot in self.slots.iter_mut().filter(|slot| **slot != EMPTY) {
+            self.free.push(*slot);
+            *slot = EMPTY;
+        }
+        self.counters.skipped += self.held as u64;
+        self.held = 0;
+        self.held_bytes = 0;
+        self.next = 1;
+        self.floor = 1;
+        self.highest = 0;
+    }
+
+    /// Takes `seq` straight through when it is the next one and nothing is
+    /// held: the common in-order case needs no copy into the window.
+    pub fn bypass(&mut self, seq: Seq) -> bool {
+        let next_and_empty = seq == self.next && self.held == 0;
+        if next_and_empty {
+            self.next += 1;
+            self.floor = self.floor.max(self.next);
+        }
+        next_and_empty
+    }
+
+    /// Stores `frame` (the exact bytes to forward) and `meta` (what the
+    /// caller needs to act on it, e.g. the parsed event) under `seq`.
+    pub fn push(&mut self, seq: Seq, meta: M, frame: &[u8]) -> Push {
+        if seq < self.next {
+            self.counters.late += 1;
+            return Push::Late;
+        }
+        let too_far = seq - self.next >= self.slots.len() as u64;
+        if too_far {
+            // Only seqs from `seq - capacity + 1` on can share the ring.
+            self.raise_floor(seq - self.slots.len() as u64 + 1);
+            return Push::NeedsRoom;
+        }
+        let slot = (seq & self.mask) as usize;
+        if self.slots[slot] != EMPTY {
+            self.counters.duplicates += 1;
+            return Push::Duplicate;
+        }
+        if self.held > 0 && self.held_bytes + frame.len() > self.max_bytes {
+            self.skip_hole();
+            return Push::NeedsRoom;
+        }
+        let index = match self.free.pop() {
+            Some(index) => index,
+            None => {
+                self.pool.push((meta, Vec::new()));
+                (self.pool.len() - 1) as u32
+            }
+        };
+        let (stored_meta, buffer) = &mut self.pool[index as usize];
+        *stored_meta = meta;
+        buffer.clear();
+        buffer.extend_from_slice(frame);
+        self.slots[slot] = index;
+        self.held += 1;
+        self.held_bytes += frame.len();
+        self.highest = self.highest.max(seq);
+        Push::Held
+    }
+
+    /// The next frame in sequence order, if it is here (or the seqs before it
+    /// are below the floor and skipped).
+    pub fn pop(&mut self) -> Option<(Seq, M, &[u8])> {
+        loop {
+            let slot = (self.next & self.mask) as usize;
+            let index = self.slots[slot];
+            if index != EMPTY {
+                self.slots[slot] = EMPTY;
+                self.free.push(index);
+                self.held -= 1;
+                let seq = self.next;
+                self.next += 1;
+                let (meta, frame) = &self.pool[index as usize];
+                self.held_bytes -= frame.len();
+                return Some((seq, *meta, frame));
+            }
+            if self.next >= self.floor {
+                return None;
+            }
+            if self.held == 0 {
+                // Nothing left to find below the floor: jump in one step.
+                self.counters.skipped += self.floor - self.next;
+                self.next = self.floor;
+                return None;
+            }
+            self.counters.skipped += 1;
+            self.next += 1;
+        }
+    }
+
+    /// Gives up on the hole at the next seq: the floor rises to the lowest
+    /// held seq, so [`ReorderWindow::pop`] skips the hole and releases the
+    /// run after it. Does nothing when no frame is held (there is no known
+    /// future to skip to).
+    pub fn skip_hole(&mut self) {
+        if self.held == 0 {
+            return;
+        }
+        let mut seq = self.next.max(self.floor);
+        // A frame is held, and all held seqs are within one ring of `next`,
+        // so this finds one within `capacity` steps.
+        while self.slots[(seq & self.mask) as usize] == EMPTY {
+            seq += 1;
+        }
+        self.raise_floor(seq);
+    }
+
+    /// Raises the floor to `seq` (never lowers it).
+    fn raise_floor(&mut self, seq: Seq) {
+        self.floor = self.floor.max(seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Pops every frame available now, as (seq, text) pairs.
+    type Window = ReorderWindow<()>;
+
+    fn drain(window: &mut Window) -> Vec<(Seq, String)> {
+        let mut out = Vec::new();
+        while let Some((seq, (), frame)) = window.pop() {
+            out.push((seq, String::from_utf8(frame.to_vec()).unwrap()));
+        }
+        out
+    }
+
+    /// Pushes like a server does: on `NeedsRoom`, drain and push again.
+    fn push_and_drain(window: &mut Window, seq: Seq, frame: &str) -> Vec<(Seq, String)> {
+        let mut released = Vec::new();
+        loop {
+            match window.push(seq, (), frame.as_bytes()) {
+                Push::NeedsRoom => released.extend(drain(window)),
+                _ => {
+                    released.extend(drain(window));
+                    return released;
+                }
+            }
+        }
+    }
+
+    fn line(seq: Seq) -> String {
+        format!("{seq}|B\n")
+    }
+
+    #[test]
+    fn releases_in_order_whatever_the_arrival_order() {
+        let mut window = Window::new(16, 1 << 20);
+        let mut released = Vec::new();
+        for seq in [3, 1, 2, 6, 5, 4] {
+            released.extend(push_and_drain(&mut window, seq, &line(seq)));
+        }
+        let seqs: Vec<Seq> = released.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6]);
+        assert_eq!(released[3].1, "4|B\n");
+        assert_eq!(window.held(), 0);
+        assert_eq!(window.held_bytes(), 0);
+    }
+
+    #[test]
+    fn bypass_takes_only_the_next_seq_with_nothing_held() {
+        let mut window = Window::new(16, 1 << 20);
+        assert!(window.bypass(1));
+        assert!(!window.bypass(3));
+        assert_eq!(window.push(3, (), b"3|B\n"), Push::Held);
+        assert!(
+            !window.bypass(2),
+            "3 is held, so 2 must go through the window"
+        );
+        assert_eq!(window.push(2, (), b"2|B\n"), Push::Held);
+        let seqs: Vec<Seq> = drain(&mut window).iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, vec![2, 3]);
+        assert_eq!(window.push(1, (), b"1|B\n"), Push::Late);
+    }
+
+    #[test]
+    fn late_and_duplicate_frames_are_dropped_and_counted() {
+        let mut window = Window::new(16, 1 << 20);
+        assert_eq!(window.push(1, (), b"1|B\n"), Push::Held);
+        assert_eq!(drain(&mut window).len(), 1);
+        assert_eq!(window.push(1, (), b"1|B\n"), Push::Late);
+        assert_eq!(window.push(3, (), b"3|B\n"), Push::Held);
+        assert_eq!(window.push(3, (), b"3|B\n"), Push::Duplicate);
+        assert_eq!(
+            window.counters(),
+            WindowCounters {
+                skipped: 0,
+                late: 1,
+                duplicates: 1
+            }
+        );
+    }
+
+    #[test]
+    fn a_hole_waits_until_skipped_then_the_run_after_it_flows() {
+        let mut window = Window::new(16, 1 << 20);
+        assert!(push_and_drain(&mut window, 1, "1|B\n").len() == 1);
+        for seq in [4, 5, 7] {
+            assert!(push_and_drain(&mut window, seq, &line(seq)).is_empty());
+        }
+        assert!(window.is_waiting());
+        window.skip_hole();
+        let seqs: Vec<Seq> = drain(&mut window).iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, vec![4, 5], "only the first hole (2, 3) is skipped");
+        assert_eq!(window.counters().skipped, 2);
+        window.skip_hole();
+        assert_eq!(drain(&mut window)[0].0, 7);
+        assert_eq!(window.counters().skipped, 3);
+        assert!(!window.is_waiting());
+        // The skipped seq, arriving now, is late.
+        assert_eq!(window.push(2, (), b"2|B\n"), Push::Late);
+    }
+
+    #[test]
+    fn skipping_with_nothing_held_does_nothing() {
+        let mut window = Window::new(16, 1 << 20);
+        window.skip_hole();
+        assert_eq!(window.next_seq(), 1);
+        assert_eq!(window.counters().skipped, 0);
+    }
+
+    #[test]
+    fn a_frame_too_far_ahead_pushes_the_window_forward() {
+        let mut window = Window::new(8, 1 << 20);
+        assert!(push_and_drain(&mut window, 3, "3|B\n").is_empty());
+        // 20 needs seqs 13..=20 in the ring: 3 is released, 1, 2 and 4..=12
+        // are skipped.
+        let released = push_and_drain(&mut window, 20, "20|B\n");
+        assert_eq!(released, vec![(3, "3|B\n".to_string())]);
+        assert_eq!(window.next_seq(), 13);
+        assert_eq!(window.counters().skipped, 11);
+        assert_eq!(window.held(), 1);
+    }
+
+    #[test]
+    fn a_seq_near_u64_max_does_not_overflow_or_scan_forever() {
+        let mut window = Window::new(8, 1 << 20);
+        push_and_drain(&mut window, 2, "2|B\n");
+        let released = push_and_drain(&mut window, u64::MAX, "x\n");
+        assert_eq!(released, vec![(2, "2|B\n".to_string())]);
+        assert_eq!(window.next_seq(), u64::MAX - 7);
+    }
+
+    #[test]
+    fn the_byte_budget_skips_the_oldest_hole() {
+        // Room for two 4-byte frames.
+        let mut window = Window::new(64, 8);
+        for seq in [3, 4] {
+            assert!(push_and_drain(&mut window, seq, &line(seq)).is_empty());
+        }
+        let released = push_and_drain(&mut window, 6, &line(6));
+        let seqs: Vec<Seq> = released.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, vec![3, 4]);
+        assert_eq!(window.counters().skipped, 2);
+        assert_eq!(window.held(), 1);
+        assert!(window.held_bytes() <= 8);
+    }
+
+    #[test]
+    fn release_all_delivers_what_is_held_and_counts_only_the_holes() {
+        let mut window = Window::new(16, 1 << 20);
+        for seq in [2, 5, 4] {
+            push_and_drain(&mut window, seq, &line(seq));
+        }
+        window.release_all();
+        let seqs: Vec<Seq> = drain(&mut window).iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, vec![2, 4, 5]);
+        assert_eq!(window.counters().skipped, 2, "1 and 3");
+        assert_eq!(window.next_seq(), 6);
+    }
+
+    #[test]
+    fn reset_starts_over_at_one() {
+        let mut window = Window::new(16, 1 << 20);
+        push_and_drain(&mut window, 1, "1|B\n");
+        push_and_drain(&mut window, 5, "5|B\n");
+        window.reset();
+        assert_eq!(window.counters().skipped, 1, "the dropped frame 5");
+        assert_eq!(window.next_seq(), 1);
+        assert_eq!(window.held(), 0);
+        assert_eq!(push_and_drain(&mut window, 1, "1|B\n").len(), 1);
+    }
+
+    #[test]
+    fn buffers_are_reused_once_the_pool_has_grown() {
+        let mut window = Window::new(1024, 1 << 20);
+        for batch in 0..50u64 {
+            let base = batch * 10 + 1;
+            for seq in (base..base + 10).rev() {
+                push_and_drain(&mut window, seq, &line(seq));
+            }
+        }
+        assert_eq!(window.next_seq(), 501);
+        assert_eq!(window.pool.len(), 10, "pool grows only to the most held");
+    }
+}
