@@ -15,8 +15,8 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -389,14 +389,15 @@ impl Server {
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         poll.registry()
             .register(&mut signals, CONTROL_TOKEN, Interest::READABLE)?;
-        drive(self, poll, move || {
+        let on_control = move || {
             let mut stop = false;
             for signal in signals.pending() {
                 info!("received signal {signal}");
                 stop = true;
             }
             stop
-        })
+        };
+        drive(self, poll, on_control, |_| {})
     }
 
     /// True when the source may have bytes we have not read yet and we are
@@ -896,10 +897,12 @@ const SERVER_TOKEN_BASE: Token = Token(1);
 
 /// Runs `server` on `poll` until `on_control` (called for each readiness
 /// event on [`CONTROL_TOKEN`]) says stop, then shuts down gracefully.
+/// `after_turn` sees the server after every loop turn.
 fn drive(
     mut server: Server,
     mut poll: Poll,
     mut on_control: impl FnMut() -> bool,
+    mut after_turn: impl FnMut(&Server),
 ) -> io::Result<Stats> {
     server.register(poll.registry(), SERVER_TOKEN_BASE)?;
     info!(
@@ -941,6 +944,7 @@ fn drive(
         }
         server.tick(now);
         stats_log.tick(now, server.stats());
+        after_turn(&server);
         if let Some(deadline) = shutdown_deadline
             && (server.is_flushed() || now >= deadline)
         {
@@ -969,6 +973,8 @@ pub struct BackgroundServer {
     stop: Arc<AtomicBool>,
     /// Wakes the loop so it sees `stop`.
     waker: Arc<Waker>,
+    /// The stats as of the end of the loop's latest turn.
+    stats: Arc<Mutex<Stats>>,
     /// The loop's thread, until joined.
     thread: Option<JoinHandle<io::Result<Stats>>>,
 }
@@ -981,15 +987,26 @@ impl BackgroundServer {
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), CONTROL_TOKEN)?);
         let stop = Arc::new(AtomicBool::new(false));
-        let stop_seen = Arc::clone(&stop);
+        let stats = Arc::new(Mutex::new(server.stats()));
+        let (stop_seen, stats_out) = (Arc::clone(&stop), Arc::clone(&stats));
         let thread = std::thread::Builder::new()
             .name("follower-maze".into())
-            .spawn(move || drive(server, poll, move || stop_seen.load(Ordering::Acquire)))?;
+            .spawn(move || {
+                let on_control = move || stop_seen.load(Ordering::Acquire);
+                let publish = move |server: &Server| {
+                    let stats = server.stats();
+                    if let Ok(mut shared) = stats_out.lock() {
+                        *shared = stats;
+                    }
+                };
+                drive(server, poll, on_control, publish)
+            })?;
         Ok(BackgroundServer {
             event_addr,
             client_addr,
             stop,
             waker,
+            stats,
             thread: Some(thread),
         })
     }
@@ -1002,6 +1019,11 @@ impl BackgroundServer {
     /// Where clients connect.
     pub fn client_addr(&self) -> SocketAddr {
         self.client_addr
+    }
+
+    /// The server's stats as of the end of its latest loop turn.
+    pub fn stats(&self) -> Stats {
+        self.stats.lock().map(|s| *s).unwrap_or_default()
     }
 
     /// Shuts the server down gracefully and returns its final stats.

@@ -1,0 +1,120 @@
+//! Helpers for black-box tests: a real server on loopback, raw sockets.
+#![allow(dead_code)] // Each test file uses its own subset.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use follower_maze::{BackgroundServer, Config, Stats};
+
+/// How long any single wait in a test may take before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A server on free loopback ports with `config` (ports forced to 0).
+pub fn start(config: Config) -> BackgroundServer {
+    let config = Config {
+        event_port: 0,
+        client_port: 0,
+        ..config
+    };
+    BackgroundServer::start(config).expect("the server starts")
+}
+
+/// Waits until `check` holds for the server's stats; panics after
+/// [`PATIENCE`] with the last stats seen.
+pub fn wait_for(server: &BackgroundServer, what: &str, check: impl Fn(&Stats) -> bool) -> Stats {
+    let start = Instant::now();
+    loop {
+        let stats = server.stats();
+        if check(&stats) {
+            return stats;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "timed out waiting for {what}: {stats:?}"
+        );
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Connects the event source.
+pub fn connect_source(server: &BackgroundServer) -> TcpStream {
+    let stream = TcpStream::connect(server.event_addr()).expect("source connects");
+    stream.set_nodelay(true).unwrap();
+    stream
+}
+
+/// Connects one client per id (in order), sends each id line with CRLF, and
+/// waits until the server has registered them all.
+pub fn connect_clients(server: &BackgroundServer, ids: &[u64]) -> Vec<TcpStream> {
+    let before = server.stats().clients;
+    let clients: Vec<TcpStream> = ids
+        .iter()
+        .map(|id| {
+            let mut stream = TcpStream::connect(server.client_addr()).expect("client connects");
+            stream.set_read_timeout(Some(PATIENCE)).unwrap();
+            write!(stream, "{id}\r\n").unwrap();
+            stream
+        })
+        .collect();
+    wait_for(server, "clients to register", |s| {
+        s.clients == before + ids.len()
+    });
+    clients
+}
+
+/// Reads from `stream` until the bytes read end with `last_line`; returns
+/// everything read. Panics on timeout or close.
+pub fn read_through(stream: &mut TcpStream, last_line: &[u8]) -> Vec<u8> {
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !received.ends_with(last_line) {
+        let n = stream.read(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "read failed after {:?}: {e}",
+                received.escape_ascii().to_string()
+            )
+        });
+        assert!(
+            n > 0,
+            "closed after {:?}",
+            received.escape_ascii().to_string()
+        );
+        received.extend_from_slice(&buf[..n]);
+    }
+    received
+}
+
+/// Asserts that nothing arrives on `stream` within `wait`.
+pub fn assert_silent(stream: &mut TcpStream, wait: Duration) {
+    stream.set_read_timeout(Some(wait)).unwrap();
+    let mut buf = [0u8; 256];
+    match stream.read(&mut buf) {
+        Ok(0) => panic!("the connection was closed"),
+        Ok(n) => panic!(
+            "unexpected bytes: {:?}",
+            buf[..n].escape_ascii().to_string()
+        ),
+        Err(err) => assert!(
+            matches!(
+                err.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{err}"
+        ),
+    }
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+}
+
+/// Asserts the peer closed `stream` (EOF or reset) within [`PATIENCE`].
+pub fn assert_closed(stream: &mut TcpStream) {
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return,
+            Ok(_) => continue,
+            Err(err) if err.kind() == std::io::ErrorKind::ConnectionReset => return,
+            Err(err) => panic!("expected the server to close the connection: {err}"),
+        }
+    }
+}
