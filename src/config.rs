@@ -77,6 +77,15 @@ pub struct Config {
     #[arg(long, env = "FOLLOWER_MAZE_OUTBOX_HARD_LIMIT", default_value_t = 4 << 20)]
     pub outbox_hard_limit: usize,
 
+    /// Bytes queued for one client that, if held longer than the soft
+    /// timeout, get it disconnected as a slow consumer.
+    #[arg(long, env = "FOLLOWER_MAZE_OUTBOX_SOFT_LIMIT", default_value_t = 1 << 20)]
+    pub outbox_soft_limit: usize,
+
+    /// Milliseconds a client may stay above the soft limit.
+    #[arg(long = "outbox-soft-timeout-ms", env = "FOLLOWER_MAZE_OUTBOX_SOFT_TIMEOUT_MS", default_value = "5000", value_parser = parse_millis)]
+    pub outbox_soft_timeout: Duration,
+
     /// Most user-client connections at once (awaiting id included); past it
     /// a new connection is closed at once.
     #[arg(long, env = "FOLLOWER_MAZE_MAX_CLIENTS", default_value_t = 10_000)]

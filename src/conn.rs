@@ -72,13 +72,10 @@ impl Inbox {
         self.filled -= consumed;
     }
 
-    /// Bytes of a line not yet terminated (after [`Inbox::compact`]).
-    pub fn partial_len(&self) -> usize {
-        if self.splitter.is_discarding() {
-            0
-        } else {
-            self.filled
-        }
+    /// True when a line has begun and not ended (after [`Inbox::compact`]),
+    /// including an overlong line being dropped.
+    pub fn has_unfinished_line(&self) -> bool {
+        self.filled > 0 || self.splitter.is_discarding()
     }
 }
 
@@ -174,6 +171,8 @@ pub struct Client {
     pub closing: Option<&'static str>,
     /// Serial number of the connection: slab keys are reused, serials not.
     pub serial: u64,
+    /// Since when its outbox has been over the soft limit, if it is.
+    pub over_soft_limit_since: Option<Instant>,
 }
 
 /// The event source connection.
@@ -259,7 +258,7 @@ mod tests {
         assert_eq!(inbox.frame(start, end), b"1|B\n");
         assert_eq!(inbox.next_line(), None);
         inbox.compact();
-        assert_eq!(inbox.partial_len(), 2);
+        assert!(inbox.has_unfinished_line());
         let mut input: &[u8] = b"B\r\n";
         inbox.read_from(&mut input).unwrap();
         let Some(Line::Frame { start, end }) = inbox.next_line() else {
@@ -278,6 +277,7 @@ mod tests {
             while inbox.next_line().is_some() {}
             inbox.compact();
         }
+        assert!(inbox.has_unfinished_line(), "the dropped line is not over");
         let mut input: &[u8] = b"\n1|B\n";
         inbox.read_from(&mut input).unwrap();
         assert_eq!(inbox.next_line(), Some(Line::Overlong));

@@ -119,14 +119,18 @@ impl LogLimit {
 /// The pipeline's delivery target, built from the client fields of a
 /// `Server` so the pipeline field can be borrowed beside it.
 macro_rules! outboxes {
-    ($server:ident) => {
+    ($server:ident, $now:expr) => {
         Outboxes {
             clients: &mut $server.clients,
             dirty: &mut $server.dirty,
             closing: &mut $server.closing,
             queued_bytes: &mut $server.queued_bytes,
+            queued_bytes_peak: &mut $server.queued_bytes_peak,
             hard_limit: $server.config.outbox_hard_limit,
+            soft_limit: $server.config.outbox_soft_limit,
+            over_soft_limit: &mut $server.over_soft_limit,
             slow_consumers: &mut $server.counters.slow_consumers,
+            now: $now,
         }
     };
 }
@@ -163,6 +167,12 @@ pub struct Server {
     id_deadlines: VecDeque<(Instant, ConnKey, u64)>,
     /// Bytes in all outboxes.
     queued_bytes: usize,
+    /// The most `queued_bytes` has been.
+    queued_bytes_peak: usize,
+    /// Clients that went over the soft outbox limit, with their serials;
+    /// checked every turn, so a client that stalls is cut even when no
+    /// further event comes.
+    over_soft_limit: Vec<(ConnKey, u64)>,
     /// True while reading the source is paused for back-pressure.
     source_paused: bool,
     /// Accepting is paused until then after running out of descriptors.
@@ -213,6 +223,8 @@ impl Server {
             closing: Vec::new(),
             id_deadlines: VecDeque::new(),
             queued_bytes: 0,
+            queued_bytes_peak: 0,
+            over_soft_limit: Vec::new(),
             source_paused: false,
             accept_paused_until: None,
             accept_backoff: ACCEPT_BACKOFF_MIN,
@@ -286,7 +298,14 @@ impl Server {
         if self.source_has_unread_bytes() {
             return Some(Duration::ZERO);
         }
+        let soft_limit_deadline = self
+            .over_soft_limit
+            .iter()
+            .filter_map(|&(key, _)| self.clients.get(key)?.over_soft_limit_since)
+            .min()
+            .map(|since| since + self.config.outbox_soft_timeout);
         let deadlines = [
+            soft_limit_deadline,
             self.pipeline.deadline(),
             self.id_deadlines.front().map(|&(deadline, ..)| deadline),
             self.accept_paused_until,
@@ -309,12 +328,15 @@ impl Server {
         self.read_source(now);
         if !self.source_has_unread_bytes() && !self.source_paused {
             // The missing seq cannot be sitting unread in our socket.
-            let mut outboxes = outboxes!(self);
+            let mut outboxes = outboxes!(self, now);
             self.pipeline.on_timer(now, &mut outboxes);
         }
         self.expire_id_deadlines(now);
         self.flush_dirty();
+        self.cut_stalled_clients(now);
         self.close_marked();
+        // Flushing may have drained enough to read the source next turn.
+        self.resume_source_if_drained(now);
     }
 
     /// Starts a graceful shutdown: stop accepting, stop reading the source,
@@ -333,7 +355,7 @@ impl Server {
             let _ = registry.deregister(&mut self.client_listener);
         }
         self.close_source("shutdown");
-        let mut outboxes = outboxes!(self);
+        let mut outboxes = outboxes!(self, now);
         self.pipeline.flush(now, &mut outboxes);
         for (key, client) in &self.clients {
             if matches!(client.state, ClientState::AwaitingId { .. }) {
@@ -376,6 +398,7 @@ impl Server {
             window_depth,
             window_bytes,
             queued_bytes: self.queued_bytes,
+            queued_bytes_peak: self.queued_bytes_peak,
         }
     }
 
@@ -526,6 +549,7 @@ impl Server {
             write_blocked: false,
             closing: None,
             serial,
+            over_soft_limit_since: None,
         });
     }
 
@@ -635,54 +659,69 @@ impl Server {
     }
 
     /// Reads and routes up to [`SOURCE_READS_PER_TURN`] buffers from the
-    /// source.
+    /// source, stopping early when queued output passes its budget.
     fn read_source(&mut self, now: Instant) {
-        if !self.source_has_unread_bytes() || self.shutting_down {
+        if self.shutting_down || !self.source_has_unread_bytes() {
             return;
         }
-        let mut ended = None;
         for _ in 0..SOURCE_READS_PER_TURN {
+            // Lines left from a previous read (e.g. before a pause) go first.
+            if !self.route_source_lines(now) {
+                return self.pause_source();
+            }
             let source = self.source.as_mut().expect("checked above");
             match source.inbox.read_from(&mut source.stream) {
                 Ok(0) => {
-                    ended = Some("closed by the source");
-                    break;
-                }
-                Ok(_) => {
-                    self.route_source_lines(now);
-                    if self.queued_bytes > self.config.max_queued_bytes {
-                        self.source_paused = true;
-                        self.counters.source_pauses += 1;
-                        debug!(
-                            "pausing the event source: {} bytes queued for clients",
-                            self.queued_bytes
+                    if source.inbox.has_unfinished_line() {
+                        self.pipeline.overlong_line();
+                        warn!(
+                            "event source ended in the middle of a line; the partial line is dropped"
                         );
-                        break;
                     }
+                    return self.close_source("closed by the source");
                 }
+                Ok(_) => {}
                 Err(err) if would_block(&err) => {
                     source.readable = false;
                     break;
                 }
-                Err(err) if interrupted(&err) => continue,
+                Err(err) if interrupted(&err) => {}
                 Err(err) => {
                     warn!("event source read error: {err}");
-                    ended = Some("read error");
-                    break;
+                    return self.close_source("read error");
                 }
             }
         }
-        if let Some(why) = ended {
-            self.close_source(why);
+        if !self.route_source_lines(now) {
+            self.pause_source();
         }
     }
 
-    /// Hands every complete line in the source's inbox to the pipeline.
-    fn route_source_lines(&mut self, now: Instant) {
+    /// Stops reading the source until queued output drains to half the
+    /// budget.
+    fn pause_source(&mut self) {
+        self.source_paused = true;
+        self.counters.source_pauses += 1;
+        if let Some(source) = self.source.as_mut() {
+            // Lines may be left in the inbox: come back for them unprompted.
+            source.readable = true;
+        }
+        debug!(
+            "pausing the event source: {} bytes queued for clients",
+            self.queued_bytes
+        );
+    }
+
+    /// Hands the complete lines in the source's inbox to the pipeline until
+    /// none are left (true) or queued output passes its budget (false; the
+    /// rest stay in the inbox).
+    fn route_source_lines(&mut self, now: Instant) -> bool {
         let Some(source) = self.source.as_mut() else {
-            return;
+            return true;
         };
-        let mut outboxes = outboxes!(self);
+        let budget = self.config.max_queued_bytes;
+        let mut outboxes = outboxes!(self, now);
+        let mut within_budget = true;
         while let Some(line) = source.inbox.next_line() {
             let (frame, result) = match line {
                 Line::Frame { start, end } => {
@@ -702,8 +741,13 @@ impl Server {
                     frame.escape_ascii().to_string()
                 );
             }
+            if *outboxes.queued_bytes > budget {
+                within_budget = false;
+                break;
+            }
         }
         source.inbox.compact();
+        within_budget
     }
 
     /// Drops the event source connection.
@@ -711,13 +755,6 @@ impl Server {
         let Some(mut source) = self.source.take() else {
             return;
         };
-        if source.inbox.partial_len() > 0 {
-            self.pipeline.overlong_line();
-            warn!(
-                "event source left an unterminated last line of {} bytes; dropped",
-                source.inbox.partial_len()
-            );
-        }
         if let Some(registry) = &self.registry {
             let _ = registry.deregister(&mut source.stream);
         }
@@ -753,7 +790,20 @@ impl Server {
             Ok(written) => {
                 self.counters.bytes_out += written as u64;
                 self.queued_bytes -= written;
-                if client.outbox.pending() > 0 {
+                let pending = client.outbox.pending();
+                if pending <= self.config.outbox_soft_limit {
+                    client.over_soft_limit_since = None;
+                }
+                if pending > self.config.outbox_hard_limit {
+                    self.counters.slow_consumers += 1;
+                    warn!(
+                        "disconnecting {}: slow consumer with {pending} bytes unwritten (hard limit {})",
+                        describe(client),
+                        self.config.outbox_hard_limit
+                    );
+                    return mark_closing(&mut self.closing, key, client, "slow consumer");
+                }
+                if pending > 0 {
                     client.write_blocked = true;
                 } else {
                     client.outbox.shrink_if_idle(OUTBOX_KEEP_BYTES);
@@ -764,6 +814,37 @@ impl Server {
                 mark_closing(&mut self.closing, key, client, "write error");
             }
         }
+    }
+
+    /// Cuts clients that stayed over the soft outbox limit too long.
+    fn cut_stalled_clients(&mut self, now: Instant) {
+        let timeout = self.config.outbox_soft_timeout;
+        let (clients, closing, cut) = (
+            &mut self.clients,
+            &mut self.closing,
+            &mut self.counters.slow_consumers,
+        );
+        self.over_soft_limit.retain(|&(key, serial)| {
+            let Some(client) = clients.get_mut(key).filter(|c| c.serial == serial) else {
+                return false;
+            };
+            let Some(since) = client.over_soft_limit_since else {
+                return false;
+            };
+            if now.duration_since(since) < timeout {
+                return true;
+            }
+            if client.closing.is_none() {
+                *cut += 1;
+                warn!(
+                    "disconnecting {}: slow consumer, {} bytes queued for over {timeout:?}",
+                    describe(client),
+                    client.outbox.pending()
+                );
+                mark_closing(closing, key, client, "slow consumer");
+            }
+            false
+        });
     }
 
     /// Closes every client marked for closing this turn.
@@ -784,6 +865,14 @@ impl Server {
                 client.closing.unwrap_or("shutdown")
             );
         }
+    }
+}
+
+/// Names a client for log lines: its user id once it has one.
+fn describe(client: &Client) -> String {
+    match client.state {
+        ClientState::Registered { user } => format!("user {user}"),
+        ClientState::AwaitingId { .. } => "a client without id".to_string(),
     }
 }
 
@@ -847,8 +936,16 @@ struct Outboxes<'a> {
     closing: &'a mut Vec<ConnKey>,
     /// Bytes in all outboxes.
     queued_bytes: &'a mut usize,
+    /// The most `queued_bytes` has been.
+    queued_bytes_peak: &'a mut usize,
     /// Per-client cap on queued bytes.
     hard_limit: usize,
+    /// Per-client level that starts the soft-limit clock.
+    soft_limit: usize,
+    /// Clients whose soft-limit clock is running.
+    over_soft_limit: &'a mut Vec<(ConnKey, u64)>,
+    /// The time of this delivery.
+    now: Instant,
     /// Counts clients cut for exceeding it.
     slow_consumers: &'a mut u64,
 }
@@ -862,14 +959,16 @@ impl Deliver for Outboxes<'_> {
             return;
         }
         let pending = client.outbox.pending();
-        if pending + frame.len() > self.hard_limit {
+        // Only output the socket has refused counts against the hard limit:
+        // a client that is not blocked gets a write attempt at the end of
+        // this turn, and is checked then.
+        if client.write_blocked && pending + frame.len() > self.hard_limit {
             *self.slow_consumers += 1;
-            if let ClientState::Registered { user } = client.state {
-                warn!(
-                    "disconnecting user {user}: slow consumer with {pending} bytes queued (limit {})",
-                    self.hard_limit
-                );
-            }
+            warn!(
+                "disconnecting {}: slow consumer with {pending} bytes queued (hard limit {})",
+                describe(client),
+                self.hard_limit
+            );
             mark_closing(self.closing, conn, client, "slow consumer");
             return;
         }
@@ -878,6 +977,11 @@ impl Deliver for Outboxes<'_> {
         }
         client.outbox.push(frame);
         *self.queued_bytes += frame.len();
+        *self.queued_bytes_peak = (*self.queued_bytes_peak).max(*self.queued_bytes);
+        if pending + frame.len() > self.soft_limit && client.over_soft_limit_since.is_none() {
+            client.over_soft_limit_since = Some(self.now);
+            self.over_soft_limit.push((conn, client.serial));
+        }
     }
 }
 

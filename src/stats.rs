@@ -51,6 +51,8 @@ pub struct Stats {
     pub window_bytes: usize,
     /// Bytes queued for clients and not yet written, over all clients.
     pub queued_bytes: usize,
+    /// The most `queued_bytes` has ever been.
+    pub queued_bytes_peak: usize,
 }
 
 /// Writes an info line every interval with rates since the previous line;

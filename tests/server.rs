@@ -50,7 +50,7 @@ fn shuffled_events_arrive_in_sequence_order() {
     }
     let mut stream = Vec::new();
     for seq in &seqs {
-        write!(stream, "{seq}|P|1|7\n").unwrap();
+        writeln!(stream, "{seq}|P|1|7").unwrap();
     }
     // Split across writes so lines straddle reads too.
     for chunk in stream.chunks(37) {
@@ -59,7 +59,7 @@ fn shuffled_events_arrive_in_sequence_order() {
     let received = read_through(&mut clients[0], b"200|P|1|7\n");
     let mut expected = Vec::new();
     for seq in 1..=200 {
-        write!(expected, "{seq}|P|1|7\n").unwrap();
+        writeln!(expected, "{seq}|P|1|7").unwrap();
     }
     assert_eq!(received, expected);
 }

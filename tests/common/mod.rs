@@ -118,3 +118,30 @@ pub fn assert_closed(stream: &mut TcpStream) {
         }
     }
 }
+
+/// A client whose receive buffer is tiny and that never reads: the server's
+/// outbox for it fills quickly. Waits until it is registered.
+pub fn never_reading_client(server: &BackgroundServer, id: u64) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let before = server.stats().clients;
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(1024).unwrap();
+    socket.connect(&server.client_addr().into()).unwrap();
+    let mut stream: TcpStream = socket.into();
+    write!(stream, "{id}\r\n").unwrap();
+    wait_for(server, "the silent client to register", |s| {
+        s.clients == before + 1
+    });
+    stream
+}
+
+/// `count` event lines `first..first+count` of the form `{seq}|B\r\n`, each
+/// padded with leading zeros to `width` bytes of seq, so a few events make
+/// many bytes.
+pub fn padded_broadcasts(first: u64, count: u64, width: usize) -> Vec<u8> {
+    let mut out = Vec::new();
+    for seq in first..first + count {
+        write!(out, "{seq:0width$}|B\r\n").unwrap();
+    }
+    out
+}

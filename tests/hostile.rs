@@ -1,0 +1,361 @@
+//! The server among peers that stall, lie and disappear: slow consumers,
+//! back-pressure, holes, late and duplicate events, malformed input, bad
+//! client ids, source reconnects and the client limit.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use follower_maze::Config;
+
+/// Reads every line `1..=count` of `padded_broadcasts(1, count, width)` on
+/// each reader, concurrently.
+fn read_all_broadcasts(readers: Vec<TcpStream>, count: u64, width: usize) {
+    let expected = padded_broadcasts(1, count, width);
+    let last = padded_broadcasts(count, 1, width);
+    let threads: Vec<_> = readers
+        .into_iter()
+        .map(|mut reader| {
+            let (expected, last) = (expected.clone(), last.clone());
+            std::thread::spawn(move || {
+                let received = read_through(&mut reader, &last);
+                assert!(
+                    received == expected,
+                    "a reader missed or misordered broadcasts"
+                );
+            })
+        })
+        .collect();
+    for thread in threads {
+        thread.join().expect("reader thread");
+    }
+}
+
+#[test]
+fn a_client_that_never_reads_is_cut_while_fifty_others_get_everything() {
+    let server = start(Config {
+        outbox_hard_limit: 256 * 1024,
+        max_line: 2048,
+        ..Config::ephemeral()
+    });
+    let mut source = connect_source(&server);
+    let ids: Vec<u64> = (1..=50).collect();
+    let readers = connect_clients(&server, &ids);
+    let mut silent = never_reading_client(&server, 1000);
+    let (count, width) = (3000, 1000); // about 3 MB to every client
+    let reading = std::thread::spawn(move || read_all_broadcasts(readers, count, width));
+    source
+        .write_all(&padded_broadcasts(1, count, width))
+        .unwrap();
+    reading
+        .join()
+        .expect("every reader got every broadcast in order");
+    // Only the silent client was cut: the readers got everything.
+    wait_for(&server, "the slow consumer cut", |s| s.slow_consumers == 1);
+    assert_closed(&mut silent);
+    assert_eq!(server.stop().unwrap().slow_consumers, 1);
+}
+
+#[test]
+fn a_client_stuck_over_the_soft_limit_is_cut_even_without_traffic() {
+    let server = start(Config {
+        outbox_soft_limit: 64 * 1024,
+        outbox_soft_timeout: Duration::from_millis(200),
+        max_line: 2048,
+        ..Config::ephemeral()
+    });
+    let mut source = connect_source(&server);
+    let mut silent = never_reading_client(&server, 1);
+    // Enough to fill the socket buffers and pass the soft limit, well under
+    // the hard one; then no more traffic.
+    source.write_all(&padded_broadcasts(1, 2000, 1000)).unwrap();
+    wait_for(&server, "output queued past the soft limit", |s| {
+        s.queued_bytes > 64 * 1024
+    });
+    let stats = wait_for(&server, "the soft-limit cut", |s| s.slow_consumers == 1);
+    assert_eq!(stats.clients, 0);
+    assert_closed(&mut silent);
+}
+
+#[test]
+fn back_pressure_bounds_queued_output_and_loses_nothing() {
+    let budget = 64 * 1024;
+    let server = start(Config {
+        max_queued_bytes: budget,
+        max_line: 2048,
+        ..Config::ephemeral()
+    });
+    let mut source = connect_source(&server);
+    let readers = connect_clients(&server, &[1, 2, 3, 4, 5]);
+    let (count, width) = (2000, 500); // 1 MB to each of 5 clients
+    // Slow readers: small reads with pauses.
+    let expected = padded_broadcasts(1, count, width);
+    let threads: Vec<_> = readers
+        .into_iter()
+        .map(|mut reader| {
+            let expected = expected.clone();
+            std::thread::spawn(move || {
+                use std::io::Read;
+                let mut received = Vec::new();
+                let mut buf = [0u8; 8192];
+                while received.len() < expected.len() {
+                    let n = reader.read(&mut buf).expect("read");
+                    assert!(n > 0, "closed early");
+                    received.extend_from_slice(&buf[..n]);
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                assert!(received == expected, "misordered or altered");
+            })
+        })
+        .collect();
+    source.write_all(&expected).unwrap();
+    for thread in threads {
+        thread
+            .join()
+            .expect("every slow reader got everything in order");
+    }
+    let stats = server.stop().unwrap();
+    assert!(
+        stats.source_pauses > 0,
+        "the source was never paused: {stats:?}"
+    );
+    assert_eq!(stats.slow_consumers, 0);
+    let one_event_fanout = 5 * (width + 4);
+    assert!(
+        stats.queued_bytes_peak <= budget + one_event_fanout,
+        "queued {} bytes, budget {budget}",
+        stats.queued_bytes_peak
+    );
+}
+
+#[test]
+fn a_hole_is_skipped_after_the_timeout_then_events_flow() {
+    let server = start(Config {
+        hole_timeout: Duration::from_millis(50),
+        ..Config::ephemeral()
+    });
+    let mut source = connect_source(&server);
+    let mut clients = connect_clients(&server, &[1]);
+    source
+        .write_all(b"1|P|0|1\r\n3|P|0|1\r\n4|P|0|1\r\n")
+        .unwrap();
+    assert_eq!(
+        read_through(&mut clients[0], b"1|P|0|1\r\n"),
+        b"1|P|0|1\r\n"
+    );
+    assert_eq!(
+        read_through(&mut clients[0], b"4|P|0|1\r\n"),
+        b"3|P|0|1\r\n4|P|0|1\r\n"
+    );
+    source.write_all(b"2|P|0|1\r\n5|P|0|1\r\n").unwrap();
+    assert_eq!(
+        read_through(&mut clients[0], b"5|P|0|1\r\n"),
+        b"5|P|0|1\r\n"
+    );
+    let stats = server.stop().unwrap();
+    assert_eq!((stats.skipped, stats.late), (1, 1));
+}
+
+#[test]
+fn a_full_window_skips_the_hole_without_waiting() {
+    let server = start(Config {
+        window_capacity: 16,
+        hole_timeout: Duration::from_secs(60),
+        ..Config::ephemeral()
+    });
+    let mut source = connect_source(&server);
+    let mut clients = connect_clients(&server, &[1]);
+    let mut events = Vec::new();
+    for seq in 2..=20 {
+        writeln!(events, "{seq}|P|0|1").unwrap();
+    }
+    source.write_all(&events).unwrap();
+    // 17 does not fit while 1 is missing, so 1 is given up on; 2..=17 flow,
+    // and 18..=20 follow in order.
+    assert_eq!(read_through(&mut clients[0], b"20|P|0|1\n"), events);
+    assert_eq!(server.stop().unwrap().skipped, 1);
+}
+
+#[test]
+fn duplicate_and_late_events_are_dropped_and_counted() {
+    let server = start(Config::ephemeral());
+    let mut source = connect_source(&server);
+    let mut clients = connect_clients(&server, &[1]);
+    source
+        .write_all(b"1|P|0|1\n3|P|0|1\n3|P|0|1\n2|P|0|1\n1|P|0|1\n4|P|0|1\n")
+        .unwrap();
+    assert_eq!(
+        read_through(&mut clients[0], b"4|P|0|1\n"),
+        b"1|P|0|1\n2|P|0|1\n3|P|0|1\n4|P|0|1\n"
+    );
+    let stats = server.stop().unwrap();
+    assert_eq!((stats.duplicates, stats.late), (1, 1));
+}
+
+#[test]
+fn malformed_source_lines_are_skipped_and_counted() {
+    let mut bad: Vec<Vec<u8>> = [
+        "",
+        "abc",
+        "1|X|2|3",
+        "1|F|2",
+        "1|B|3",
+        "0|B",
+        "-1|B",
+        "99999999999999999999|B",
+        "1|F|2|3|4",
+        " 1|B",
+        "1 |B",
+        "1|P| 2|3",
+    ]
+    .iter()
+    .map(|line| line.as_bytes().to_vec())
+    .collect();
+    bad.push(b"1|B\x00".to_vec());
+    bad.push(b"\xff\xfe|B".to_vec());
+    bad.push(b"1|P|\xc3\x28|2".to_vec());
+    bad.push(vec![b'7'; 1 << 20]); // 1 MiB, terminated only at its end
+    let server = start(Config::ephemeral());
+    let mut source = connect_source(&server);
+    let mut clients = connect_clients(&server, &[1]);
+    let mut stream = Vec::new();
+    let mut expected = Vec::new();
+    for (i, line) in bad.iter().enumerate() {
+        let good = format!("{}|P|0|1\r\n", i + 1);
+        stream.extend_from_slice(good.as_bytes());
+        expected.extend_from_slice(good.as_bytes());
+        stream.extend_from_slice(line);
+        stream.extend_from_slice(b"\r\n");
+    }
+    let last = format!("{}|P|0|1\r\n", bad.len() + 1);
+    stream.extend_from_slice(last.as_bytes());
+    expected.extend_from_slice(last.as_bytes());
+    source.write_all(&stream).unwrap();
+    assert_eq!(read_through(&mut clients[0], last.as_bytes()), expected);
+    let stats = wait_for(&server, "every bad line counted", |s| {
+        s.malformed == bad.len() as u64
+    });
+    assert_eq!(stats.events_routed, bad.len() as u64 + 1);
+}
+
+#[test]
+fn an_endless_unterminated_line_at_the_end_is_dropped_and_the_server_lives() {
+    let server = start(Config::ephemeral());
+    let mut source = connect_source(&server);
+    let mut clients = connect_clients(&server, &[1]);
+    source.write_all(b"1|P|0|1\n").unwrap();
+    source.write_all(&vec![b'9'; 1 << 20]).unwrap();
+    drop(source);
+    assert_eq!(read_through(&mut clients[0], b"1|P|0|1\n"), b"1|P|0|1\n");
+    wait_for(&server, "the source gone", |s| {
+        !s.source_connected && s.malformed == 1
+    });
+    let mut source = connect_source(&server);
+    source.write_all(b"2|P|0|1\n").unwrap();
+    assert_eq!(read_through(&mut clients[0], b"2|P|0|1\n"), b"2|P|0|1\n");
+}
+
+#[test]
+fn bad_client_ids_close_only_that_client() {
+    let server = start(Config {
+        id_timeout: Duration::from_millis(100),
+        ..Config::ephemeral()
+    });
+    let mut source = connect_source(&server);
+    let mut good = connect_clients(&server, &[1]);
+    let bad_lines: [&[u8]; 5] = [
+        b"abc\r\n",
+        b"\r\n",
+        b"12 \n",
+        b"-5\n",
+        b"123456789012345678901234567890123\n",
+    ];
+    let mut bad: Vec<TcpStream> = bad_lines
+        .iter()
+        .map(|line| {
+            let mut stream = TcpStream::connect(server.client_addr()).unwrap();
+            stream.write_all(line).unwrap();
+            stream
+        })
+        .collect();
+    // One that never sends an id at all.
+    bad.push(TcpStream::connect(server.client_addr()).unwrap());
+    for stream in &mut bad {
+        stream.set_read_timeout(Some(PATIENCE)).unwrap();
+        assert_closed(stream);
+    }
+    let stats = wait_for(&server, "bad ids counted", |s| s.bad_ids == 6);
+    assert_eq!(stats.clients, 1);
+    source.write_all(b"1|B\n").unwrap();
+    assert_eq!(read_through(&mut good[0], b"1|B\n"), b"1|B\n");
+}
+
+#[test]
+fn a_second_concurrent_source_is_refused() {
+    let server = start(Config::ephemeral());
+    let mut first = connect_source(&server);
+    wait_for(&server, "the first source", |s| s.source_connected);
+    let mut second = connect_source(&server);
+    second.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_closed(&mut second);
+    wait_for(&server, "the refusal counted", |s| s.sources_refused == 1);
+    let mut clients = connect_clients(&server, &[1]);
+    first.write_all(b"1|B\n").unwrap();
+    assert_eq!(read_through(&mut clients[0], b"1|B\n"), b"1|B\n");
+}
+
+#[test]
+fn a_new_source_carries_on_or_starts_a_new_run() {
+    let server = start(Config::ephemeral());
+    let mut clients = connect_clients(&server, &[1, 2]);
+    // Run one, in two connections: 1 follows 2, then 2's status reaches 1.
+    let mut source = connect_source(&server);
+    source.write_all(b"1|F|1|2\n2|P|2|1\n").unwrap();
+    drop(source);
+    wait_for(&server, "the first source gone", |s| {
+        !s.source_connected && s.events_routed == 2
+    });
+    let mut source = connect_source(&server);
+    source.write_all(b"3|S|2\n").unwrap();
+    assert_eq!(
+        read_through(&mut clients[0], b"3|S|2\n"),
+        b"2|P|2|1\n3|S|2\n"
+    );
+    drop(source);
+    // One snapshot with the event routed and the source gone: a snapshot is
+    // published after the flush, so `!source_connected` alone may be stale.
+    wait_for(&server, "the second source gone", |s| {
+        !s.source_connected && s.events_routed == 3
+    });
+    // Run two starts over at 1 (shuffled): the old follow is gone.
+    let mut source = connect_source(&server);
+    source.write_all(b"2|S|2\n1|P|1|2\n3|B\n").unwrap();
+    assert_eq!(read_through(&mut clients[0], b"3|B\n"), b"3|B\n");
+    assert_eq!(
+        read_through(&mut clients[1], b"3|B\n"),
+        b"1|F|1|2\n1|P|1|2\n3|B\n"
+    );
+    let stats = server.stop().unwrap();
+    assert_eq!((stats.runs, stats.late, stats.skipped), (1, 0, 0));
+}
+
+#[test]
+fn connections_past_the_client_limit_are_closed_at_once() {
+    let server = start(Config {
+        max_clients: 3,
+        ..Config::ephemeral()
+    });
+    let mut source = connect_source(&server);
+    let mut clients = connect_clients(&server, &[1, 2, 3]);
+    let mut extra = TcpStream::connect(server.client_addr()).unwrap();
+    extra.set_read_timeout(Some(PATIENCE)).unwrap();
+    assert_closed(&mut extra);
+    wait_for(&server, "the refusal counted", |s| s.clients_refused == 1);
+    source.write_all(b"1|B\n").unwrap();
+    for client in &mut clients {
+        assert_eq!(read_through(client, b"1|B\n"), b"1|B\n");
+    }
+}
