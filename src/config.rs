@@ -25,7 +25,8 @@ pub fn parse_millis(text: &str) -> Result<Duration, String> {
 #[command(
     name = "follower-maze",
     version,
-    about = "Fans an out-of-order event stream out, in sequence order, to the TCP clients it concerns."
+    about = "Fans an out-of-order event stream out, in sequence order, to the TCP clients it concerns.",
+    long_about = None
 )]
 pub struct Config {
     /// Address both listeners bind to (0.0.0.0 or :: for every interface).
@@ -69,7 +70,7 @@ pub struct Config {
     pub max_id_line: usize,
 
     /// Milliseconds a new client may take to send its id before it is closed.
-    #[arg(long = "id-timeout-ms", env = "FOLLOWER_MAZE_ID_TIMEOUT_MS", default_value = "10000", value_parser = parse_millis)]
+    #[arg(long = "id-timeout-ms", env = "FOLLOWER_MAZE_ID_TIMEOUT_MS", default_value = "2000", value_parser = parse_millis)]
     pub id_timeout: Duration,
 
     /// Bytes queued for one client past which it is disconnected as a slow
