@@ -1,0 +1,348 @@
+//! The real `follower-maze` binary: environment variables, signals, and
+//! running out of file descriptors.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{PATIENCE, assert_silent, read_through};
+
+/// A running server binary and its log.
+struct Binary {
+    child: Child,
+    event_addr: SocketAddr,
+    client_addr: SocketAddr,
+    log: mpsc::Receiver<String>,
+}
+
+impl Binary {
+    /// Starts the binary with `args` and `env`, optionally with the open-file
+    /// limit (soft and hard) set to `fd_limit`; waits for its listening line.
+    fn start(args: &[&str], env: &[(&str, String)], fd_limit: Option<u64>) -> Binary {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_follower-maze"));
+        command
+            .args(args)
+            .env_remove("eventListenerPort")
+            .env_remove("clientListenerPort")
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(limit) = fd_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: setrlimit is async-signal-safe; the closure touches
+            // nothing but its own copy of `limit`.
+            unsafe {
+                command.pre_exec(move || {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: limit,
+                        rlim_max: limit,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().expect("the binary starts");
+        let log = forward_lines(child.stdout.take().expect("piped stdout"));
+        let line = wait_for_line(&log, "listening for the event source on");
+        let addrs: Vec<SocketAddr> = line
+            .split_whitespace()
+            .filter_map(|word| word.parse().ok())
+            .collect();
+        assert_eq!(addrs.len(), 2, "two addresses in {line:?}");
+        Binary {
+            child,
+            event_addr: addrs[0],
+            client_addr: addrs[1],
+            log,
+        }
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our own child's pid.
+        let result = unsafe { libc::kill(self.child.id() as i32, signal) };
+        assert_eq!(result, 0, "kill failed");
+    }
+
+    /// Waits for the process to exit; panics after [`PATIENCE`].
+    fn wait(&mut self) -> std::process::ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < PATIENCE, "the binary did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// CPU time (user + system) the process has used, in clock ticks.
+    fn cpu_ticks(&self) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
+        // Fields after the parenthesised command name; utime and stime are
+        // fields 14 and 15 of the whole line.
+        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+        let fields: Vec<&str> = after_name.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Sends each line of `stdout` down a channel from a thread of its own.
+fn forward_lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if sender.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    receiver
+}
+
+/// The first log line containing `needle`; panics after [`PATIENCE`].
+fn wait_for_line(log: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match log.recv_timeout(left) {
+            Ok(line) if line.contains(needle) => return line,
+            Ok(_) => continue,
+            Err(err) => panic!("no log line with {needle:?}: {err}"),
+        }
+    }
+}
+
+/// A port that was free a moment ago.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn client(addr: SocketAddr, id: u64) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    writeln!(stream, "{id}").unwrap();
+    stream
+}
+
+#[test]
+fn the_original_port_variables_are_honoured() {
+    let (event_port, client_port) = (free_port(), free_port());
+    let binary = Binary::start(
+        &[],
+        &[
+            ("eventListenerPort", event_port.to_string()),
+            ("clientListenerPort", client_port.to_string()),
+        ],
+        None,
+    );
+    assert_eq!(binary.event_addr.port(), event_port);
+    assert_eq!(binary.client_addr.port(), client_port);
+}
+
+#[test]
+fn help_lists_every_knob_with_its_variable() {
+    let output = Command::new(env!("CARGO_BIN_EXE_follower-maze"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let help = String::from_utf8(output.stdout).unwrap();
+    for needle in [
+        "eventListenerPort",
+        "clientListenerPort",
+        "logLevel",
+        "--hole-timeout-ms",
+        "--max-clients",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle}");
+    }
+}
+
+#[test]
+fn sigterm_flushes_everything_routed_in_order_and_exits_zero() {
+    let args = ["--event-port", "0", "--client-port", "0"];
+    let mut binary = Binary::start(&args, &[], None);
+    // A client with a tiny receive buffer that reads nothing until after the
+    // signal: most of its notifications are still queued in the server.
+    let reader = {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&binary.client_addr.into()).unwrap();
+        let mut stream: TcpStream = socket.into();
+        stream.write_all(b"1\n").unwrap();
+        stream
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let mut source = TcpStream::connect(binary.event_addr).unwrap();
+    let mut events = Vec::new();
+    for seq in 1..=20_000u64 {
+        writeln!(events, "{seq}|P|0|1").unwrap();
+    }
+    source.write_all(&events).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    binary.signal(libc::SIGTERM);
+    let reading = std::thread::spawn(move || {
+        let mut reader = reader;
+        let mut received = Vec::new();
+        reader.read_to_end(&mut received).unwrap();
+        received
+    });
+    assert!(binary.wait().success(), "exit status not zero");
+    let summary = wait_for_line(&binary.log, "delivered");
+    let received = reading.join().unwrap();
+    let lines: Vec<&str> = std::str::from_utf8(&received).unwrap().lines().collect();
+    for (i, line) in lines.iter().enumerate() {
+        assert_eq!(*line, format!("{}|P|0|1", i + 1), "line {i} out of order");
+    }
+    let notified = format!(" as {} notifications", lines.len());
+    assert!(
+        summary.contains(&notified),
+        "received {} lines; {summary}",
+        lines.len()
+    );
+    assert!(
+        lines.len() > 1000,
+        "too little was routed to test a flush: {summary}"
+    );
+    assert!(
+        TcpStream::connect(binary.client_addr).is_err(),
+        "still accepting"
+    );
+}
+
+#[test]
+fn sigint_with_nothing_queued_exits_zero_at_once() {
+    let mut binary = Binary::start(&["--event-port", "0", "--client-port", "0"], &[], None);
+    binary.signal(libc::SIGINT);
+    assert!(binary.wait().success());
+    wait_for_line(&binary.log, "stopped");
+}
+
+#[test]
+fn running_out_of_descriptors_pauses_accepting_and_keeps_serving() {
+    let args = ["--event-port", "0", "--client-port", "0"];
+    let mut binary = Binary::start(&args, &[], Some(32));
+    let mut early = client(binary.client_addr, 1);
+    let mut source = TcpStream::connect(binary.event_addr).unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    // More connections than descriptors left: the kernel completes them,
+    // the server cannot accept them all.
+    let flood: Vec<TcpStream> = (0..60)
+        .map(|_| TcpStream::connect(binary.client_addr).unwrap())
+        .collect();
+    wait_for_line(&binary.log, "cannot accept connections");
+    source.write_all(b"1|B\n").unwrap();
+    assert_eq!(read_through(&mut early, b"1|B\n"), b"1|B\n");
+    // No busy loop while descriptors are short: under 0.2 s of CPU in 1 s.
+    let before = binary.cpu_ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    let used = binary.cpu_ticks() - before;
+    assert!(
+        used * 5 < ticks_per_second,
+        "{used} ticks of CPU in 1 s while out of descriptors"
+    );
+    // Once descriptors are free again, new clients get in.
+    drop(flood);
+    std::thread::sleep(Duration::from_millis(1200));
+    let mut late = client(binary.client_addr, 2);
+    std::thread::sleep(Duration::from_millis(200));
+    source.write_all(b"2|P|1|2\n").unwrap();
+    assert_eq!(read_through(&mut late, b"2|P|1|2\n"), b"2|P|1|2\n");
+    assert_silent(&mut early, Duration::from_millis(50));
+    binary.signal(libc::SIGTERM);
+    assert!(binary.wait().success());
+}
+
+/// Raises this process's soft open-file limit to at least `wanted` (up to
+/// the hard limit); false if that is not enough.
+fn raise_fd_limit(wanted: u64) -> bool {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: valid pointers to a local rlimit for both calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_max < wanted {
+            return false;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: limit.rlim_max,
+            rlim_max: limit.rlim_max,
+        };
+        limit.rlim_cur >= wanted || libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0
+    }
+}
+
+#[test]
+fn ten_thousand_clients_each_get_their_notifications() {
+    const CLIENTS: u64 = 10_000;
+    // The server is a child process, so each side needs only its own end of
+    // every connection.
+    let wanted = CLIENTS + 500;
+    if !raise_fd_limit(wanted) {
+        eprintln!("SKIPPED: cannot raise RLIMIT_NOFILE to {wanted} for 10,000 clients");
+        return;
+    }
+    let args = [
+        "--event-port",
+        "0",
+        "--client-port",
+        "0",
+        "--max-clients",
+        "10000",
+        "--stats-interval-ms",
+        "50",
+    ];
+    let mut binary = Binary::start(&args, &[], None);
+    let mut source = TcpStream::connect(binary.event_addr).unwrap();
+    let mut clients: Vec<TcpStream> = (1..=CLIENTS)
+        .map(|id| client(binary.client_addr, id))
+        .collect();
+    // The periodic stats line says when every id has been registered.
+    wait_for_line(&binary.log, "clients 10000 (+0 awaiting id)");
+    // A private message to each client, and a closing broadcast.
+    let mut events = Vec::new();
+    for id in 1..=CLIENTS {
+        writeln!(events, "{id}|P|0|{id}").unwrap();
+    }
+    writeln!(events, "{}|B", CLIENTS + 1).unwrap();
+    source.write_all(&events).unwrap();
+    let last = format!("{}|B\n", CLIENTS + 1);
+    for (i, client) in clients.iter_mut().enumerate() {
+        let id = i as u64 + 1;
+        let expected = format!("{id}|P|0|{id}\n{last}");
+        assert_eq!(
+            read_through(client, last.as_bytes()),
+            expected.as_bytes(),
+            "user {id}"
+        );
+    }
+    binary.signal(libc::SIGTERM);
+    assert!(binary.wait().success());
+    let summary = wait_for_line(&binary.log, "delivered");
+    assert!(
+        summary.contains(&format!("as {} notifications", 2 * CLIENTS)),
+        "{summary}"
+    );
+}
