@@ -19,6 +19,8 @@
 //! - [`pipeline`]: the three above in one pure step, with the hole timer.
 //! - [`conn`]: one socket, its inbox and outbox.
 //! - [`server`]: the mio loop: listeners, connections in a slab, readiness.
+//! - [`runner`]: loops that own a `Poll`: the binary's and a background
+//!   thread's.
 //! - [`stats`]: counters a host can read, and the periodic log line.
 //! - [`limits`]: raising the open-file limit.
 //! - [`config`]: every knob, with its flag and environment variable.
@@ -32,11 +34,13 @@ pub mod limits;
 pub mod pipeline;
 pub mod protocol;
 pub mod router;
+pub mod runner;
 pub mod server;
 pub mod sim;
 pub mod stats;
 pub mod window;
 
 pub use config::Config;
-pub use server::{BackgroundServer, Server};
+pub use runner::BackgroundServer;
+pub use server::Server;
 pub use stats::Stats;

@@ -2,9 +2,9 @@
 //!
 //! [`Server`] is a component: it registers its sockets in a `mio::Registry`
 //! under a token range the caller picks, takes the readiness events that are
-//! its own, and does its per-turn work in [`Server::tick`]. [`Server::run`]
-//! wraps it in a `Poll` of its own for the binary, and [`BackgroundServer`]
-//! runs it on a thread for tests and the simulator's demo.
+//! its own, and does its per-turn work in [`Server::tick`]. The
+//! [`crate::runner`] module drives it with a `Poll` of its own, for the
+//! binary ([`Server::run`]) and on a thread ([`crate::BackgroundServer`]).
 //!
 //! Each loop turn: readiness events are handled (accepts, client reads,
 //! writable sockets), then [`Server::tick`] reads a bounded amount from the
@@ -15,15 +15,12 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use crate::config::Config;
@@ -31,7 +28,7 @@ use crate::conn::{Client, ClientState, Inbox, Outbox, Source, interrupted, would
 use crate::pipeline::{Deliver, Pipeline};
 use crate::protocol::{self, Line};
 use crate::router::ConnKey;
-use crate::stats::{Stats, StatsLog};
+use crate::stats::Stats;
 
 /// Token offsets inside the server's range.
 const EVENT_LISTENER: usize = 0;
@@ -405,22 +402,12 @@ impl Server {
     /// Runs the server on a `Poll` of its own until SIGINT or SIGTERM, then
     /// shuts down gracefully; returns the final stats.
     pub fn run(self) -> io::Result<Stats> {
-        use signal_hook::consts::{SIGINT, SIGTERM};
-        use signal_hook_mio::v1_0::Signals;
+        crate::runner::run_until_signalled(self)
+    }
 
-        let poll = Poll::new()?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
-        poll.registry()
-            .register(&mut signals, CONTROL_TOKEN, Interest::READABLE)?;
-        let on_control = move || {
-            let mut stop = false;
-            for signal in signals.pending() {
-                info!("received signal {signal}");
-                stop = true;
-            }
-            stop
-        };
-        drive(self, poll, on_control, |_| {})
+    /// The configuration the server was bound with.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// True when the source may have bytes we have not read yet and we are
@@ -992,166 +979,4 @@ fn is_resource_exhaustion(err: &io::Error) -> bool {
         err.raw_os_error(),
         Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
     )
-}
-
-/// The token for the loop's own control source (signals or a waker).
-const CONTROL_TOKEN: Token = Token(0);
-/// The first token of the server's range inside [`drive`]'s `Poll`.
-const SERVER_TOKEN_BASE: Token = Token(1);
-
-/// Runs `server` on `poll` until `on_control` (called for each readiness
-/// event on [`CONTROL_TOKEN`]) says stop, then shuts down gracefully.
-/// `after_turn` sees the server after every loop turn.
-fn drive(
-    mut server: Server,
-    mut poll: Poll,
-    mut on_control: impl FnMut() -> bool,
-    mut after_turn: impl FnMut(&Server),
-) -> io::Result<Stats> {
-    server.register(poll.registry(), SERVER_TOKEN_BASE)?;
-    info!(
-        "listening for the event source on {} and for clients on {}",
-        server.event_addr(),
-        server.client_addr()
-    );
-    let mut events = Events::with_capacity(1024);
-    let mut stats_log = StatsLog::new(server.config.stats_interval, Instant::now());
-    let mut shutdown_deadline: Option<Instant> = None;
-    loop {
-        let now = Instant::now();
-        let timeout = [
-            server.timeout(now),
-            stats_log
-                .deadline()
-                .map(|d| d.saturating_duration_since(now)),
-            shutdown_deadline.map(|d| d.saturating_duration_since(now)),
-        ]
-        .into_iter()
-        .flatten()
-        .min();
-        if let Err(err) = poll.poll(&mut events, timeout) {
-            if interrupted(&err) {
-                continue;
-            }
-            return Err(err);
-        }
-        let mut stop = false;
-        for event in events.iter() {
-            if !server.handle_event(event) && event.token() == CONTROL_TOKEN {
-                stop |= on_control();
-            }
-        }
-        let now = Instant::now();
-        if stop && shutdown_deadline.is_none() {
-            server.shutdown(now);
-            shutdown_deadline = Some(now + server.config.shutdown_grace);
-        }
-        server.tick(now);
-        stats_log.tick(now, server.stats());
-        after_turn(&server);
-        if let Some(deadline) = shutdown_deadline
-            && (server.is_flushed() || now >= deadline)
-        {
-            let stats = server.stats();
-            if stats.queued_bytes > 0 {
-                warn!(
-                    "grace period over: {} queued bytes not delivered",
-                    stats.queued_bytes
-                );
-            }
-            info!("stopped");
-            return Ok(stats);
-        }
-    }
-}
-
-/// A server running on a thread of its own, for tests, benches and the
-/// simulator's demo mode. Dropping it stops the server.
-#[derive(Debug)]
-pub struct BackgroundServer {
-    /// Where the event source connects.
-    event_addr: SocketAddr,
-    /// Where clients connect.
-    client_addr: SocketAddr,
-    /// Set to ask the loop to stop.
-    stop: Arc<AtomicBool>,
-    /// Wakes the loop so it sees `stop`.
-    waker: Arc<Waker>,
-    /// The stats as of the end of the loop's latest turn.
-    stats: Arc<Mutex<Stats>>,
-    /// The loop's thread, until joined.
-    thread: Option<JoinHandle<io::Result<Stats>>>,
-}
-
-impl BackgroundServer {
-    /// Binds a server with `config` and runs it on a new thread.
-    pub fn start(config: Config) -> io::Result<BackgroundServer> {
-        let server = Server::bind(config)?;
-        let (event_addr, client_addr) = (server.event_addr(), server.client_addr());
-        let poll = Poll::new()?;
-        let waker = Arc::new(Waker::new(poll.registry(), CONTROL_TOKEN)?);
-        let stop = Arc::new(AtomicBool::new(false));
-        let stats = Arc::new(Mutex::new(server.stats()));
-        let (stop_seen, stats_out) = (Arc::clone(&stop), Arc::clone(&stats));
-        let thread = std::thread::Builder::new()
-            .name("follower-maze".into())
-            .spawn(move || {
-                let on_control = move || stop_seen.load(Ordering::Acquire);
-                let publish = move |server: &Server| {
-                    let stats = server.stats();
-                    if let Ok(mut shared) = stats_out.lock() {
-                        *shared = stats;
-                    }
-                };
-                drive(server, poll, on_control, publish)
-            })?;
-        Ok(BackgroundServer {
-            event_addr,
-            client_addr,
-            stop,
-            waker,
-            stats,
-            thread: Some(thread),
-        })
-    }
-
-    /// Where the event source connects.
-    pub fn event_addr(&self) -> SocketAddr {
-        self.event_addr
-    }
-
-    /// Where clients connect.
-    pub fn client_addr(&self) -> SocketAddr {
-        self.client_addr
-    }
-
-    /// The server's stats as of the end of its latest loop turn.
-    pub fn stats(&self) -> Stats {
-        self.stats.lock().map(|s| *s).unwrap_or_default()
-    }
-
-    /// Shuts the server down gracefully and returns its final stats.
-    pub fn stop(mut self) -> io::Result<Stats> {
-        self.stop_and_join()
-    }
-
-    /// Asks the loop to stop, waits for it, returns what it returned.
-    fn stop_and_join(&mut self) -> io::Result<Stats> {
-        let Some(thread) = self.thread.take() else {
-            return Err(io::Error::other("already stopped"));
-        };
-        self.stop.store(true, Ordering::Release);
-        self.waker.wake()?;
-        thread
-            .join()
-            .map_err(|_| io::Error::other("the server thread panicked"))?
-    }
-}
-
-impl Drop for BackgroundServer {
-    fn drop(&mut self) {
-        if self.thread.is_some() {
-            let _ = self.stop_and_join();
-        }
-    }
 }
