@@ -25,6 +25,56 @@
 //! - [`limits`]: raising the open-file limit.
 //! - [`config`]: every knob, with its flag and environment variable.
 //! - [`sim`]: the load generator and verifier behind `follower-maze-sim`.
+//!
+//! # Running it
+//!
+//! The `follower-maze` binary is [`Server::run`]: a `Poll` of its own until
+//! SIGINT or SIGTERM. Tests and tools use [`BackgroundServer`], the same loop
+//! on a thread.
+//!
+//! # Embedding it in your own loop
+//!
+//! [`Server`] is a component: it registers in *your* `mio::Registry` under a
+//! token range you choose, tells you which readiness events are its own, and
+//! tells you how long you may sleep. There is no global state, so two servers
+//! can share one loop.
+//!
+//! ```
+//! use std::io::{Read, Write};
+//! use std::time::Instant;
+//! use follower_maze::{Config, Server};
+//! use mio::{Events, Poll, Token};
+//!
+//! let mut poll = Poll::new()?;
+//! let mut server = Server::bind(Config::ephemeral())?; // free loopback ports
+//! server.register(poll.registry(), Token(100))?; // tokens 100.. are its own
+//!
+//! // A client (user 7) and an event source, as plain blocking sockets.
+//! let mut client = std::net::TcpStream::connect(server.client_addr())?;
+//! client.write_all(b"7\r\n")?;
+//! let mut source = std::net::TcpStream::connect(server.event_addr())?;
+//!
+//! let mut events = Events::with_capacity(64);
+//! let mut sent = false;
+//! while server.stats().notifications < 2 {
+//!     poll.poll(&mut events, server.timeout(Instant::now()))?;
+//!     for event in events.iter() {
+//!         if !server.handle_event(event) {
+//!             // Not the server's: one of the host's own sources.
+//!         }
+//!     }
+//!     server.tick(Instant::now());
+//!     if !sent && server.stats().clients == 1 {
+//!         source.write_all(b"2|P|1|7\r\n1|B\r\n")?; // out of order
+//!         sent = true;
+//!     }
+//! }
+//! // Delivered in sequence order, byte for byte.
+//! let mut received = [0u8; 14];
+//! client.read_exact(&mut received)?;
+//! assert_eq!(&received, b"1|B\r\n2|P|1|7\r\n");
+//! # Ok::<(), std::io::Error>(())
+//! ```
 #![warn(missing_docs)]
 
 pub mod config;
