@@ -18,7 +18,8 @@ use crate::protocol::Seq;
 /// Marks an empty ring slot.
 const EMPTY: u32 = u32::MAX;
 
-/// Largest ring the window accepts; slot indices must stay below [`EMPTY`].
+/// Largest ring the window accepts: slot indices must stay below the
+/// empty-slot marker, `u32::MAX`.
 pub const MAX_CAPACITY: usize = 1 << 30;
 
 /// What happened to a pushed frame.
