@@ -108,13 +108,20 @@ pub fn strip_terminator(frame: &[u8]) -> &[u8] {
     }
 }
 
-/// Parses an unsigned decimal field strictly: digits only, no sign, no spaces.
-fn parse_number(field: &[u8]) -> Result<u64, ParseError> {
-    if field.is_empty() {
-        return Err(ParseError::EmptyNumber);
-    }
+/// Parses an unsigned decimal field strictly (digits only, no sign, no
+/// spaces) from the start of `bytes` up to a `|` or the end.
+///
+/// Returns the number and, if a `|` ended it, the bytes after the `|`.
+/// One pass, no splitting: this runs once or twice per event on the hot path.
+fn number_field(bytes: &[u8]) -> Result<(u64, Option<&[u8]>), ParseError> {
     let mut value: u64 = 0;
-    for &byte in field {
+    for (at, &byte) in bytes.iter().enumerate() {
+        if byte == b'|' {
+            if at == 0 {
+                return Err(ParseError::EmptyNumber);
+            }
+            return Ok((value, Some(&bytes[at + 1..])));
+        }
         let digit = byte.wrapping_sub(b'0');
         if digit > 9 {
             return Err(ParseError::NotANumber);
@@ -124,7 +131,26 @@ fn parse_number(field: &[u8]) -> Result<u64, ParseError> {
             .and_then(|v| v.checked_add(u64::from(digit)))
             .ok_or(ParseError::Overflow)?;
     }
-    Ok(value)
+    if bytes.is_empty() {
+        return Err(ParseError::EmptyNumber);
+    }
+    Ok((value, None))
+}
+
+/// Parses a number that must be the last field of the line.
+fn last_number(bytes: &[u8]) -> Result<u64, ParseError> {
+    match number_field(bytes)? {
+        (value, None) => Ok(value),
+        (_, Some(_)) => Err(ParseError::WrongFieldCount),
+    }
+}
+
+/// Parses `from|to`, the last two fields of F, U and P.
+fn two_numbers(bytes: &[u8]) -> Result<(u64, u64), ParseError> {
+    match number_field(bytes)? {
+        (from, Some(rest)) => Ok((from, last_number(rest)?)),
+        (_, None) => Err(ParseError::WrongFieldCount),
+    }
 }
 
 /// Parses an event line (terminator already stripped).
@@ -135,46 +161,33 @@ pub fn parse_event(line: &[u8]) -> Result<Event, ParseError> {
     if line.is_empty() {
         return Err(ParseError::Empty);
     }
-    // At most four fields; a fifth means too many for every kind.
-    let mut fields: [&[u8]; 4] = [&[]; 4];
-    let mut count = 0;
-    for field in line.split(|&b| b == b'|') {
-        if count == fields.len() {
-            return Err(ParseError::WrongFieldCount);
-        }
-        fields[count] = field;
-        count += 1;
-    }
-    let seq = parse_number(fields[0])?;
+    let (seq, rest) = number_field(line)?;
     if seq == 0 {
         return Err(ParseError::ZeroSeq);
     }
-    if count < 2 {
-        return Err(ParseError::WrongFieldCount);
-    }
-    let wanted_fields = match fields[1] {
-        b"F" | b"U" | b"P" => 4,
-        b"S" => 3,
-        b"B" => 2,
+    let rest = rest.ok_or(ParseError::WrongFieldCount)?;
+    let (&kind, after_kind) = rest.split_first().ok_or(ParseError::UnknownKind)?;
+    // The kind is one byte, then either the end or a `|` and the arguments.
+    let arguments = match after_kind {
+        [] => None,
+        [b'|', arguments @ ..] => Some(arguments),
         _ => return Err(ParseError::UnknownKind),
     };
-    if count != wanted_fields {
-        return Err(ParseError::WrongFieldCount);
-    }
-    let kind = match fields[1] {
-        b"B" => EventKind::Broadcast,
-        b"S" => EventKind::Status {
-            from: parse_number(fields[2])?,
+    let kind = match (kind, arguments) {
+        (b'B', None) => EventKind::Broadcast,
+        (b'S', Some(arguments)) => EventKind::Status {
+            from: last_number(arguments)?,
         },
-        kind => {
-            let from = parse_number(fields[2])?;
-            let to = parse_number(fields[3])?;
+        (b'F' | b'U' | b'P', Some(arguments)) => {
+            let (from, to) = two_numbers(arguments)?;
             match kind {
-                b"F" => EventKind::Follow { from, to },
-                b"U" => EventKind::Unfollow { from, to },
+                b'F' => EventKind::Follow { from, to },
+                b'U' => EventKind::Unfollow { from, to },
                 _ => EventKind::Private { from, to },
             }
         }
+        (b'B' | b'S' | b'F' | b'U' | b'P', _) => return Err(ParseError::WrongFieldCount),
+        _ => return Err(ParseError::UnknownKind),
     };
     Ok(Event { seq, kind })
 }
@@ -184,7 +197,11 @@ pub fn parse_user_id(line: &[u8]) -> Result<UserId, ParseError> {
     if line.is_empty() {
         return Err(ParseError::Empty);
     }
-    parse_number(line)
+    last_number(line).map_err(|reason| match reason {
+        // A `|` in an id line is simply not a digit.
+        ParseError::WrongFieldCount | ParseError::EmptyNumber => ParseError::NotANumber,
+        other => other,
+    })
 }
 
 /// What [`LineSplitter::next_line`] found in the buffer.
@@ -369,6 +386,10 @@ mod tests {
             (b"1|S|\x00", NotANumber),
             (b"\xff\xfe|B", NotANumber),
             (b"1|F|2|3\r", NotANumber),
+            (b"1|S|", EmptyNumber),
+            (b"1|F|2|", EmptyNumber),
+            (b"1|BB", UnknownKind),
+            (b"1|PP|2|3", UnknownKind),
         ];
         for (line, want) in table {
             assert_eq!(parse_event(line), Err(*want), "{}", line.escape_ascii());
@@ -383,6 +404,8 @@ mod tests {
         assert_eq!(parse_user_id(b"12a"), Err(ParseError::NotANumber));
         assert_eq!(parse_user_id(b"-3"), Err(ParseError::NotANumber));
         assert_eq!(parse_user_id(b" 3"), Err(ParseError::NotANumber));
+        assert_eq!(parse_user_id(b"3|4"), Err(ParseError::NotANumber));
+        assert_eq!(parse_user_id(b"|"), Err(ParseError::NotANumber));
         assert_eq!(
             parse_user_id(b"99999999999999999999"),
             Err(ParseError::Overflow)
@@ -396,6 +419,66 @@ mod tests {
         assert_eq!(strip_terminator(b"1|B"), b"1|B");
         assert_eq!(strip_terminator(b"1|B\r"), b"1|B\r");
         assert_eq!(strip_terminator(b"1|B\n\r"), b"1|B\n\r");
+    }
+
+    /// The obvious parser, written for clarity: split on `|`, check the
+    /// field count for the kind, parse each number with the standard library.
+    fn reference_parse(line: &[u8]) -> Option<Event> {
+        let fields: Vec<&[u8]> = line.split(|&b| b == b'|').collect();
+        let number = |field: &[u8]| -> Option<u64> {
+            if field.is_empty() || !field.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            std::str::from_utf8(field).ok()?.parse().ok()
+        };
+        let seq = number(fields[0]).filter(|&seq| seq > 0)?;
+        let kind = match (fields.get(1).copied()?, fields.len()) {
+            (b"B", 2) => Broadcast,
+            (b"S", 3) => Status {
+                from: number(fields[2])?,
+            },
+            (b"F", 4) => Follow {
+                from: number(fields[2])?,
+                to: number(fields[3])?,
+            },
+            (b"U", 4) => Unfollow {
+                from: number(fields[2])?,
+                to: number(fields[3])?,
+            },
+            (b"P", 4) => Private {
+                from: number(fields[2])?,
+                to: number(fields[3])?,
+            },
+            _ => return None,
+        };
+        Some(Event { seq, kind })
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn parse_event_agrees_with_the_obvious_parser(
+            line in proptest::collection::vec(
+                proptest::sample::select(b"0123456789|FUBPSX \r\xff".to_vec()),
+                0..24,
+            )
+        ) {
+            proptest::prop_assert_eq!(parse_event(&line).ok(), reference_parse(&line));
+        }
+
+        #[test]
+        fn well_formed_lines_always_parse(
+            seq in 1u64.., from in proptest::num::u64::ANY, to in proptest::num::u64::ANY,
+            kind in 0usize..5,
+        ) {
+            let (line, want) = match kind {
+                0 => (format!("{seq}|F|{from}|{to}"), Follow { from, to }),
+                1 => (format!("{seq}|U|{from}|{to}"), Unfollow { from, to }),
+                2 => (format!("{seq}|B"), Broadcast),
+                3 => (format!("{seq}|P|{from}|{to}"), Private { from, to }),
+                _ => (format!("{seq}|S|{from}"), Status { from }),
+            };
+            proptest::prop_assert_eq!(parse_event(line.as_bytes()), Ok(Event { seq, kind: want }));
+        }
     }
 
     /// Collects every line `buf` yields as owned frames (`None` = overlong).
