@@ -114,27 +114,38 @@ pub fn strip_terminator(frame: &[u8]) -> &[u8] {
 /// Returns the number and, if a `|` ended it, the bytes after the `|`.
 /// One pass, no splitting: this runs once or twice per event on the hot path.
 fn number_field(bytes: &[u8]) -> Result<(u64, Option<&[u8]>), ParseError> {
+    // Fast path: wrapping arithmetic, no overflow check per digit.
     let mut value: u64 = 0;
-    for (at, &byte) in bytes.iter().enumerate() {
-        if byte == b'|' {
-            if at == 0 {
-                return Err(ParseError::EmptyNumber);
-            }
-            return Ok((value, Some(&bytes[at + 1..])));
-        }
+    let mut digits = 0;
+    for &byte in bytes {
         let digit = byte.wrapping_sub(b'0');
         if digit > 9 {
-            return Err(ParseError::NotANumber);
+            break;
         }
-        value = value
-            .checked_mul(10)
-            .and_then(|v| v.checked_add(u64::from(digit)))
-            .ok_or(ParseError::Overflow)?;
+        value = value.wrapping_mul(10).wrapping_add(u64::from(digit));
+        digits += 1;
     }
-    if bytes.is_empty() {
-        return Err(ParseError::EmptyNumber);
+    if digits == 0 {
+        return Err(match bytes.first() {
+            None | Some(b'|') => ParseError::EmptyNumber,
+            Some(_) => ParseError::NotANumber,
+        });
     }
-    Ok((value, None))
+    // Up to 19 digits always fit in a u64; longer ones (leading zeros, or an
+    // overflow) are redone with checks.
+    if digits > 19 {
+        value = bytes[..digits].iter().try_fold(0u64, |value, &byte| {
+            value
+                .checked_mul(10)
+                .and_then(|v| v.checked_add(u64::from(byte - b'0')))
+                .ok_or(ParseError::Overflow)
+        })?;
+    }
+    match bytes.get(digits) {
+        None => Ok((value, None)),
+        Some(b'|') => Ok((value, Some(&bytes[digits + 1..]))),
+        Some(_) => Err(ParseError::NotANumber),
+    }
 }
 
 /// Parses a number that must be the last field of the line.
@@ -376,6 +387,7 @@ mod tests {
             (b"+1|B", NotANumber),
             (b"99999999999999999999|B", Overflow),
             (b"18446744073709551616|B", Overflow),
+            (b"000000000000000000001|B|", WrongFieldCount),
             (b" 1|B", NotANumber),
             (b"1 |B", NotANumber),
             (b"1|B ", UnknownKind),
@@ -394,6 +406,16 @@ mod tests {
         for (line, want) in table {
             assert_eq!(parse_event(line), Err(*want), "{}", line.escape_ascii());
         }
+    }
+
+    #[test]
+    fn long_numbers_are_exact_and_overflow_is_caught() {
+        let seq_one = b"0000000000000000000000000001|B";
+        assert_eq!(parse_event(seq_one).map(|e| e.seq), Ok(1));
+        let max = b"00018446744073709551615|S|7";
+        assert_eq!(parse_event(max).map(|e| e.seq), Ok(u64::MAX));
+        let over = b"1|P|2|000184467440737095516160";
+        assert_eq!(parse_event(over), Err(ParseError::Overflow));
     }
 
     #[test]
