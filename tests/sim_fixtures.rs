@@ -326,7 +326,7 @@ fn a_correct_fixture_passes() {
 fn a_reorder_is_caught() {
     let reason = first_reason(Fault::Reorder);
     assert!(
-        matches!(reason, FailureReason::Reordered { .. }),
+        matches!(reason, FailureReason::Reordered { seq, after, .. } if seq < after),
         "{reason}"
     );
 }
@@ -334,7 +334,14 @@ fn a_reorder_is_caught() {
 #[test]
 fn a_drop_is_caught() {
     let reason = first_reason(Fault::Drop);
-    assert!(matches!(reason, FailureReason::Missing { .. }), "{reason}");
+    assert!(
+        matches!(
+            reason,
+            FailureReason::Missing { seq, received_instead, expected, received, .. }
+                if seq < received_instead && received == expected - 1
+        ),
+        "{reason}"
+    );
 }
 
 #[test]

@@ -1,2 +1,71 @@
 //! The simulator: a load generator, reference model and verifier that replace
 //! the original challenge's test client.
+//!
+//! # Layout
+//!
+//! - [`config`]: every knob; the original client's keep their variable names.
+//! - [`rng`]: a seedable PRNG, so the same seed makes the same run.
+//! - [`mix`]: how often each kind of event is drawn.
+//! - [`line`](mod@line): line endings, integer formatting, line digests and splitting.
+//! - [`model`]: the reference follower graph, independent of the server's,
+//!   and who must receive each event.
+//! - [`generator`]: events in seq order through the model, then shuffled
+//!   batches of wire bytes.
+//! - [`plan`]: which ids the client connections claim.
+//! - [`verify`]: per-connection expectations checked line by line.
+//! - [`connect`]: opening the source and client sockets.
+//! - [`run`](mod@run): the single-threaded mio loop that drives one run.
+//! - [`failure`] and [`report`]: the verdict, as data and as text or JSON.
+//!
+//! [`run()`] drives a whole run; [`Generator`] works alone for benches.
+
+pub mod config;
+pub mod connect;
+pub mod failure;
+pub mod generator;
+pub mod line;
+pub mod mix;
+pub mod model;
+pub mod plan;
+pub mod report;
+pub mod rng;
+pub mod run;
+pub mod verify;
+
+use std::time::Instant;
+
+pub use config::SimConfig;
+pub use failure::{Failure, FailureReason};
+pub use generator::{Batch, CountingSink, ExpectSink, Generator, GeneratorConfig};
+pub use line::LineEnding;
+pub use mix::{Kind, Mix};
+pub use report::{GenerateReport, Report};
+pub use run::run;
+
+/// Generates every event of `config`'s run through the model, with the
+/// run's verified clients, and discards the bytes: the generator's speed
+/// against a sink, with no network.
+pub fn generate_only(config: &SimConfig) -> Result<GenerateReport, FailureReason> {
+    config.validate().map_err(FailureReason::Config)?;
+    let plan = plan::Plan::new(config);
+    let mut generator = Generator::new(&config.generator(), &plan.verified);
+    let mut sink = CountingSink::default();
+    let mut out = Vec::with_capacity(512 * 1024);
+    let mut report = GenerateReport::default();
+    let started = Instant::now();
+    while let Some(batch) = generator.next_batch(&mut out, &mut sink) {
+        report.events += u64::from(batch.events);
+        if out.len() >= 256 * 1024 {
+            report.bytes += out.len() as u64;
+            // The sink: look at the bytes so the work cannot be optimised
+            // away, then drop them.
+            std::hint::black_box(&out);
+            out.clear();
+        }
+    }
+    report.bytes += out.len() as u64;
+    std::hint::black_box(&out);
+    report.elapsed = started.elapsed();
+    report.expectations = sink.expectations;
+    Ok(report)
+}

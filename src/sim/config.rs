@@ -1,0 +1,275 @@
+//! Every knob of the simulator, with its flag and environment variable.
+//!
+//! The original test client's knobs keep its variable names, meanings and
+//! defaults (`totalEvents`, `concurrencyLevel`, ...), so anyone who ran it can
+//! run ours the same way; the adversarial and tuning knobs are flags only.
+
+use std::time::Duration;
+
+use clap::Parser;
+
+use super::generator::GeneratorConfig;
+use super::line::LineEnding;
+use super::mix::Mix;
+use super::model::User;
+use crate::config::parse_millis;
+
+/// How the simulator runs.
+///
+/// [`SimConfig::default`] is the original client's defaults (ignoring the
+/// environment); change fields for tests, or parse flags and variables with
+/// [`clap::Parser::parse`].
+#[derive(Debug, Clone, Parser)]
+pub struct SimConfig {
+    /// Host of the server under test.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// The server's event source port.
+    #[arg(long, env = "eventListenerPort", default_value_t = 9090)]
+    pub event_port: u16,
+
+    /// The server's user client port.
+    #[arg(long, env = "clientListenerPort", default_value_t = 9099)]
+    pub client_port: u16,
+
+    /// Events to send, numbered 1..=N.
+    #[arg(long, env = "totalEvents", default_value_t = 10_000_000)]
+    pub total_events: u64,
+
+    /// Connected (and verified) user clients, each with a distinct id.
+    #[arg(long, env = "concurrencyLevel", default_value_t = 100)]
+    pub concurrency_level: u32,
+
+    /// Users in the population, connected or not [default: 10 × concurrencyLevel].
+    #[arg(long, env = "numberOfUsers")]
+    pub number_of_users: Option<User>,
+
+    /// Seed of every random choice; the same seed makes the same run.
+    #[arg(long, env = "randomSeed", default_value_t = 666)]
+    pub random_seed: u64,
+
+    /// Milliseconds a client may wait for a notification it is owed (and the
+    /// source for the server to read) before the run fails.
+    #[arg(long = "timeout", env = "timeout", default_value = "20000", value_parser = parse_millis)]
+    pub timeout: Duration,
+
+    /// Largest batch; batches are contiguous seq ranges of random size
+    /// 1..=this, each shuffled (1 sends in order).
+    #[arg(long, env = "maxEventSourceBatchSize", default_value_t = 100)]
+    pub max_event_source_batch_size: u32,
+
+    /// Milliseconds between progress lines (0 turns them off).
+    #[arg(long = "log-interval", env = "logInterval", default_value = "1000", value_parser = parse_millis)]
+    pub log_interval: Duration,
+
+    /// Log level: error, warn, info, debug or trace.
+    #[arg(long, env = "logLevel", default_value = "info")]
+    pub log_level: log::LevelFilter,
+
+    /// Event mix: `original`, `fanout`, or weights like B=1,F=30,U=10,P=10,S=49.
+    #[arg(long, default_value = "original")]
+    pub mix: Mix,
+
+    /// End lines with a bare LF (what the original client sent) instead of
+    /// CRLF (what the protocol specifies).
+    #[arg(long)]
+    pub lf: bool,
+
+    /// Seqs never sent; the server must skip them (each costs it its hole
+    /// timeout) and nobody may expect them.
+    #[arg(long, default_value_t = 0)]
+    pub holes: u64,
+
+    /// Extra clients that send an id and never read; not verified, and the
+    /// verified clients must pass regardless.
+    #[arg(long, default_value_t = 0)]
+    pub silent_clients: u32,
+
+    /// Garbage lines mixed into the event stream; the server must skip them.
+    #[arg(long, default_value_t = 0)]
+    pub malformed: u64,
+
+    /// Extra connections that claim the id of a verified client; each is
+    /// verified on its own.
+    #[arg(long, default_value_t = 0)]
+    pub duplicate_ids: u32,
+
+    /// Send each batch on its own (TCP_NODELAY, a pause between batches)
+    /// instead of in large writes.
+    #[arg(long)]
+    pub drip: bool,
+
+    /// Milliseconds between batches with --drip (0: only a turn of the loop).
+    #[arg(long = "drip-pause-ms", default_value = "1", value_parser = parse_millis)]
+    pub drip_pause: Duration,
+
+    /// Milliseconds to wait after the last client sent its id, so the server
+    /// has registered them all before the first event.
+    #[arg(long = "settle-ms", default_value = "100", value_parser = parse_millis)]
+    pub settle: Duration,
+
+    /// Milliseconds to keep listening after every notification arrived, to
+    /// catch extra or duplicate ones at the end.
+    #[arg(long = "grace-ms", default_value = "200", value_parser = parse_millis)]
+    pub grace: Duration,
+
+    /// Expectations pending over all clients past which the source stops
+    /// generating (and so sending) until clients catch up; bounds memory.
+    #[arg(long, default_value_t = 4_000_000)]
+    pub max_pending: usize,
+}
+
+impl Default for SimConfig {
+    /// The original client's defaults, ignoring the environment and
+    /// arguments of the process.
+    fn default() -> Self {
+        let command = <SimConfig as clap::CommandFactory>::command()
+            .no_binary_name(true)
+            .mut_args(|arg| arg.env(None::<&str>));
+        let matches = command
+            .try_get_matches_from(Vec::<String>::new())
+            .expect("the built-in defaults parse");
+        <SimConfig as clap::FromArgMatches>::from_arg_matches(&matches)
+            .expect("the built-in defaults convert")
+    }
+}
+
+impl SimConfig {
+    /// A small, fast run against `event_port` and `client_port` on loopback,
+    /// for tests: the original's shape at a smaller size.
+    pub fn small(event_port: u16, client_port: u16) -> SimConfig {
+        SimConfig {
+            event_port,
+            client_port,
+            total_events: 2000,
+            concurrency_level: 10,
+            timeout: Duration::from_secs(5),
+            log_interval: Duration::ZERO,
+            settle: Duration::from_millis(50),
+            grace: Duration::from_millis(100),
+            ..SimConfig::default()
+        }
+    }
+
+    /// Users in the population: `numberOfUsers`, or ten per connected client.
+    pub fn users(&self) -> User {
+        self.number_of_users
+            .unwrap_or_else(|| self.concurrency_level.saturating_mul(10))
+    }
+
+    /// The line terminator chosen.
+    pub fn ending(&self) -> LineEnding {
+        if self.lf {
+            LineEnding::Lf
+        } else {
+            LineEnding::Crlf
+        }
+    }
+
+    /// The shape of the event stream.
+    pub fn generator(&self) -> GeneratorConfig {
+        GeneratorConfig {
+            total_events: self.total_events,
+            users: self.users(),
+            max_batch: self.max_event_source_batch_size,
+            seed: self.random_seed,
+            mix: self.mix,
+            ending: self.ending(),
+            holes: self.holes,
+            malformed: self.malformed,
+        }
+    }
+
+    /// Why this configuration cannot make a run, if it cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        let users = self.users();
+        if users == 0 {
+            return Err("numberOfUsers must be at least 1".into());
+        }
+        if self.concurrency_level > users {
+            return Err(format!(
+                "concurrencyLevel {} needs as many distinct ids, but numberOfUsers is {users}",
+                self.concurrency_level
+            ));
+        }
+        if self.max_event_source_batch_size == 0 {
+            return Err("maxEventSourceBatchSize must be at least 1".into());
+        }
+        if self.holes > self.total_events / 2 {
+            return Err(format!(
+                "--holes {} is more than half of totalEvents {}",
+                self.holes, self.total_events
+            ));
+        }
+        if self.duplicate_ids > 0 && self.concurrency_level == 0 {
+            return Err("--duplicate-ids needs verified clients to duplicate".into());
+        }
+        if self.timeout.is_zero() {
+            return Err("timeout must be at least 1 ms".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_the_original_clients() {
+        let config = SimConfig::default();
+        assert_eq!(config.event_port, 9090);
+        assert_eq!(config.client_port, 9099);
+        assert_eq!(config.total_events, 10_000_000);
+        assert_eq!(config.concurrency_level, 100);
+        assert_eq!(config.users(), 1000);
+        assert_eq!(config.random_seed, 666);
+        assert_eq!(config.timeout, Duration::from_millis(20_000));
+        assert_eq!(config.max_event_source_batch_size, 100);
+        assert_eq!(config.log_interval, Duration::from_millis(1000));
+        assert_eq!(config.log_level, log::LevelFilter::Info);
+        assert_eq!(config.mix, Mix::original());
+        assert_eq!(config.ending(), LineEnding::Crlf);
+        assert_eq!(config.validate(), Ok(()));
+    }
+
+    #[test]
+    fn flags_override_and_users_follow_concurrency() {
+        let config = SimConfig::try_parse_from([
+            "sim",
+            "--concurrency-level",
+            "7",
+            "--mix",
+            "fanout",
+            "--lf",
+            "--timeout",
+            "50",
+        ])
+        .expect("valid flags");
+        assert_eq!(config.users(), 70);
+        assert_eq!(config.mix, Mix::fanout());
+        assert_eq!(config.ending(), LineEnding::Lf);
+        assert_eq!(config.timeout, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn impossible_configurations_are_refused() {
+        let base = SimConfig::small(1, 2);
+        let too_many = SimConfig {
+            number_of_users: Some(5),
+            ..base.clone()
+        };
+        assert!(too_many.validate().is_err());
+        let no_batch = SimConfig {
+            max_event_source_batch_size: 0,
+            ..base.clone()
+        };
+        assert!(no_batch.validate().is_err());
+        let holes = SimConfig {
+            holes: 1500,
+            ..base
+        };
+        assert!(holes.validate().is_err());
+    }
+}
