@@ -5,9 +5,10 @@
 //! timer) and when a new event source is starting a new run rather than
 //! carrying on.
 
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
-use crate::protocol::{self, EventKind, ParseError, Seq, UserId};
+use crate::protocol::{self, Event, EventKind, ParseError, Seq, UserId};
 use crate::router::{ConnKey, Router};
 use crate::window::{Push, ReorderWindow, WindowCounters};
 
@@ -40,6 +41,29 @@ impl<F: FnMut(ConnKey, &[u8])> Deliver for F {
     }
 }
 
+/// Events a new source may send before the pipeline decides it carries on
+/// the current run (unless one of them starts a new run first).
+const PROBATION_EVENTS: usize = 1024;
+/// How long a new source's first events wait for that decision at most.
+const PROBATION_TIME: Duration = Duration::from_millis(100);
+
+/// A new source's first events, held aside until it is known whether they
+/// carry on the current run or start a new one.
+///
+/// A source that starts over sends seq 1 somewhere in its first batch, but
+/// not necessarily first: after a short run its first line may be above the
+/// old next seq. Releasing such events into the old run would misorder the
+/// new one, so nothing is released until the decision.
+#[derive(Debug, Default)]
+struct Probation {
+    /// When the first held event arrived (the clock starts then).
+    since: Option<Instant>,
+    /// The held frames' bytes, back to back.
+    bytes: Vec<u8>,
+    /// Each held event and where its frame lies in `bytes`.
+    events: Vec<(Event, Range<usize>)>,
+}
+
 /// Parse, reorder and route, in one place.
 #[derive(Debug)]
 pub struct Pipeline {
@@ -51,9 +75,11 @@ pub struct Pipeline {
     hole_timeout: Duration,
     /// When the current hole started holding frames up, if one does.
     waiting_since: Option<Instant>,
-    /// True until the first valid event of a newly connected source: that
-    /// event decides whether it carries on the run or starts a new one.
-    source_is_new: bool,
+    /// A new source's first events, while it is not yet known whether they
+    /// carry on the run or start a new one.
+    probation: Option<Probation>,
+    /// The buffers of the last probation, kept for the next one.
+    spare_probation: Probation,
     /// Everything counted so far (the window's counters are read on demand).
     counters: PipelineCounters,
 }
@@ -67,7 +93,8 @@ impl Pipeline {
             router: Router::new(),
             hole_timeout,
             waiting_since: None,
-            source_is_new: false,
+            probation: None,
+            spare_probation: Probation::default(),
             counters: PipelineCounters::default(),
         }
     }
@@ -100,10 +127,18 @@ impl Pipeline {
         self.window.next_seq()
     }
 
-    /// A new event source has connected; its first event decides whether it
-    /// carries on the current run or starts a new one.
+    /// A new event source has connected. Unless nothing was delivered yet,
+    /// its first events are held until it is clear whether it carries on the
+    /// current run or starts a new one at seq 1.
     pub fn source_connected(&mut self) {
-        self.source_is_new = true;
+        if self.window.next_seq() > 1 {
+            self.probation = Some(std::mem::take(&mut self.spare_probation));
+        }
+    }
+
+    /// The event source has gone; a decision still pending is made now.
+    pub fn source_disconnected(&mut self, now: Instant, out: &mut impl Deliver) {
+        self.end_probation(false, now, out);
     }
 
     /// Counts a line that was dropped for being too long.
@@ -129,13 +164,29 @@ impl Pipeline {
             }
         };
         self.counters.events_in += 1;
-        if std::mem::take(&mut self.source_is_new) && event.seq < self.window.next_seq() {
-            self.start_new_run(now, out);
+        if let Some(probation) = self.probation.as_mut() {
+            let start = probation.bytes.len();
+            probation.bytes.extend_from_slice(frame);
+            probation.events.push((event, start..probation.bytes.len()));
+            probation.since.get_or_insert(now);
+            if event.seq < self.window.next_seq() {
+                self.end_probation(true, now, out);
+            } else if probation.events.len() >= PROBATION_EVENTS {
+                self.end_probation(false, now, out);
+            }
+            return Ok(());
         }
+        self.accept(event, frame, now, out);
+        Ok(())
+    }
+
+    /// Puts a valid event into the window (or straight through) and routes
+    /// whatever that releases.
+    fn accept(&mut self, event: Event, frame: &[u8], now: Instant, out: &mut impl Deliver) {
         if self.window.bypass(event.seq) {
             self.route(event.kind, frame, out);
             self.progress(now);
-            return Ok(());
+            return;
         }
         loop {
             match self.window.push(event.seq, event.kind, frame) {
@@ -150,17 +201,53 @@ impl Pipeline {
         if self.window.is_waiting() && self.waiting_since.is_none() {
             self.waiting_since = Some(now);
         }
-        Ok(())
+    }
+
+    /// Decides a pending probation: the held events start a new run
+    /// (`new_run`) or carry on the current one, and go through the window.
+    fn end_probation(&mut self, new_run: bool, now: Instant, out: &mut impl Deliver) {
+        let Some(mut probation) = self.probation.take() else {
+            return;
+        };
+        if new_run {
+            self.start_new_run(now, out);
+        } else if !probation.events.is_empty() {
+            log::info!(
+                "the new event source carries on the run from seq {}",
+                self.window.next_seq()
+            );
+        }
+        for (event, range) in probation.events.drain(..) {
+            self.accept(event, &probation.bytes[range], now, out);
+        }
+        probation.bytes.clear();
+        probation.since = None;
+        self.spare_probation = probation;
     }
 
     /// When the pipeline next needs [`Pipeline::on_timer`], if ever.
     pub fn deadline(&self) -> Option<Instant> {
-        self.waiting_since.map(|since| since + self.hole_timeout)
+        let hole = self.waiting_since.map(|since| since + self.hole_timeout);
+        let probation = self
+            .probation
+            .as_ref()
+            .and_then(|p| p.since)
+            .map(|since| since + PROBATION_TIME);
+        hole.into_iter().chain(probation).min()
     }
 
     /// Skips the hole holding up the stream if it has waited too long.
     pub fn on_timer(&mut self, now: Instant, out: &mut impl Deliver) {
-        if self.deadline().is_some_and(|deadline| deadline <= now) {
+        let probation_over = self
+            .probation
+            .as_ref()
+            .and_then(|p| p.since)
+            .is_some_and(|since| since + PROBATION_TIME <= now);
+        if probation_over {
+            self.end_probation(false, now, out);
+        }
+        let hole_deadline = self.waiting_since.map(|since| since + self.hole_timeout);
+        if hole_deadline.is_some_and(|deadline| deadline <= now) {
             let skipped_before = self.window.counters().skipped;
             let next = self.window.next_seq();
             self.window.skip_hole();
@@ -202,7 +289,10 @@ impl Pipeline {
         self.router.clear_graph();
         self.waiting_since = None;
         self.counters.runs += 1;
-        log::info!("the event source started over at a low seq: a new run begins at seq 1");
+        log::info!(
+            "the new event source started over below seq {}: a new run begins at seq 1",
+            self.window.next_seq()
+        );
     }
 
     /// Pops and routes every frame the window releases now.
@@ -338,13 +428,73 @@ mod tests {
     }
 
     #[test]
-    fn a_source_that_carries_on_keeps_the_run() {
+    fn a_source_that_carries_on_keeps_the_run_after_a_short_wait() {
         let mut pipeline = pipeline_with_users(&[1]);
         let now = Instant::now();
         feed(&mut pipeline, &["1|F|1|9\n"], now);
         pipeline.source_connected();
-        let out = feed(&mut pipeline, &["2|S|9\n"], now);
-        assert_eq!(out, vec![(1, "2|S|9\n".to_string())]);
+        assert!(feed(&mut pipeline, &["3|P|0|1\n", "2|S|9\n"], now).is_empty());
+        assert_eq!(pipeline.deadline(), Some(now + PROBATION_TIME));
+        let mut out = Vec::new();
+        pipeline.on_timer(now + PROBATION_TIME, &mut |conn, f: &[u8]| {
+            out.push((conn, String::from_utf8(f.to_vec()).unwrap()))
+        });
+        assert_eq!(
+            out,
+            vec![(1, "2|S|9\n".to_string()), (1, "3|P|0|1\n".to_string())]
+        );
         assert_eq!(pipeline.counters().runs, 0);
+    }
+
+    #[test]
+    fn a_new_run_whose_first_line_is_above_the_old_next_seq_is_still_caught() {
+        // After a run of 2, the new run's first (shuffled) lines are 5 and 3.
+        let mut pipeline = pipeline_with_users(&[1]);
+        let now = Instant::now();
+        feed(&mut pipeline, &["1|B\n", "2|B\n"], now);
+        pipeline.source_connected();
+        let out = feed(
+            &mut pipeline,
+            &[
+                "5|P|0|1\n",
+                "3|P|0|1\n",
+                "1|P|0|1\n",
+                "2|P|0|1\n",
+                "4|P|0|1\n",
+            ],
+            now,
+        );
+        let seqs: Vec<String> = out.into_iter().map(|(_, f)| f).collect();
+        assert_eq!(
+            seqs,
+            [
+                "1|P|0|1\n",
+                "2|P|0|1\n",
+                "3|P|0|1\n",
+                "4|P|0|1\n",
+                "5|P|0|1\n"
+            ]
+        );
+        assert_eq!(pipeline.counters().runs, 1);
+        assert_eq!(pipeline.counters().window.late, 0);
+    }
+
+    #[test]
+    fn a_source_leaving_during_probation_has_its_events_delivered() {
+        let mut pipeline = pipeline_with_users(&[1]);
+        let now = Instant::now();
+        feed(&mut pipeline, &["1|B\n"], now);
+        pipeline.source_connected();
+        assert!(feed(&mut pipeline, &["2|P|0|1\n"], now).is_empty());
+        let mut out = Vec::new();
+        pipeline.source_disconnected(now, &mut |conn, _: &[u8]| out.push(conn));
+        assert_eq!(out, vec![1]);
+    }
+
+    #[test]
+    fn the_first_source_ever_needs_no_probation() {
+        let mut pipeline = pipeline_with_users(&[1]);
+        pipeline.source_connected();
+        assert_eq!(feed(&mut pipeline, &["1|P|0|1\n"], Instant::now()).len(), 1);
     }
 }

@@ -351,7 +351,7 @@ impl Server {
             let _ = registry.deregister(&mut self.event_listener);
             let _ = registry.deregister(&mut self.client_listener);
         }
-        self.close_source("shutdown");
+        self.close_source("shutdown", now);
         let mut outboxes = outboxes!(self, now);
         self.pipeline.flush(now, &mut outboxes);
         for (key, client) in &self.clients {
@@ -665,7 +665,7 @@ impl Server {
                             "event source ended in the middle of a line; the partial line is dropped"
                         );
                     }
-                    return self.close_source("closed by the source");
+                    return self.close_source("closed by the source", now);
                 }
                 Ok(_) => {}
                 Err(err) if would_block(&err) => {
@@ -675,7 +675,7 @@ impl Server {
                 Err(err) if interrupted(&err) => {}
                 Err(err) => {
                     warn!("event source read error: {err}");
-                    return self.close_source("read error");
+                    return self.close_source("read error", now);
                 }
             }
         }
@@ -724,8 +724,8 @@ impl Server {
                 && self.malformed_log.allow(now)
             {
                 warn!(
-                    "skipping malformed event line {:?}: {reason}",
-                    frame.escape_ascii().to_string()
+                    "skipping malformed event line \"{}\": {reason}",
+                    frame.escape_ascii()
                 );
             }
             if *outboxes.queued_bytes > budget {
@@ -738,10 +738,12 @@ impl Server {
     }
 
     /// Drops the event source connection.
-    fn close_source(&mut self, why: &str) {
+    fn close_source(&mut self, why: &str, now: Instant) {
         let Some(mut source) = self.source.take() else {
             return;
         };
+        let mut outboxes = outboxes!(self, now);
+        self.pipeline.source_disconnected(now, &mut outboxes);
         if let Some(registry) = &self.registry {
             let _ = registry.deregister(&mut source.stream);
         }

@@ -359,3 +359,26 @@ fn connections_past_the_client_limit_are_closed_at_once() {
         assert_eq!(read_through(client, b"1|B\n"), b"1|B\n");
     }
 }
+
+#[test]
+fn a_new_run_after_a_short_run_is_recognised_whatever_its_first_line() {
+    use follower_maze::sim::{self, SimConfig};
+    let server = start(Config::ephemeral());
+    let (event_port, client_port) = (server.event_addr().port(), server.client_addr().port());
+    let short = SimConfig {
+        total_events: 10,
+        ..SimConfig::small(event_port, client_port)
+    };
+    sim::run(&short).expect("the short run passes");
+    // One shuffled batch of 1000: its first line is almost surely above 11.
+    let long = SimConfig {
+        total_events: 1000,
+        max_event_source_batch_size: 1000,
+        concurrency_level: 5,
+        number_of_users: Some(10),
+        ..SimConfig::small(event_port, client_port)
+    };
+    sim::run(&long).expect("the second run passes");
+    let stats = server.stop().unwrap();
+    assert_eq!((stats.runs, stats.late), (1, 0));
+}
