@@ -47,10 +47,16 @@ impl Inbox {
         }
     }
 
-    /// Reads once from `reader` into the free space: `Ok(0)` means the peer
-    /// closed its side.
-    pub fn read_from(&mut self, reader: &mut impl Read) -> io::Result<usize> {
-        let n = reader.read(&mut self.buf[self.filled..])?;
+    /// Reads once from `reader` into the free space, at most `limit` bytes:
+    /// `Ok(0)` means the peer closed its side.
+    ///
+    /// The caller must leave room: `limit > 0`, and lines routed and
+    /// [`Inbox::compact`]ed first (a partial line then fills at most half the
+    /// buffer), or `Ok(0)` would be mistaken for the end of the stream.
+    pub fn read_from(&mut self, reader: &mut impl Read, limit: usize) -> io::Result<usize> {
+        let end = self.buf.len().min(self.filled.saturating_add(limit));
+        debug_assert!(end > self.filled, "no room to read into");
+        let n = reader.read(&mut self.buf[self.filled..end])?;
         self.filled += n;
         Ok(n)
     }
@@ -251,7 +257,7 @@ mod tests {
     fn an_inbox_yields_lines_across_reads_and_keeps_the_partial_one() {
         let mut inbox = Inbox::new(16, 8);
         let mut input: &[u8] = b"1|B\n2|";
-        inbox.read_from(&mut input).unwrap();
+        inbox.read_from(&mut input, usize::MAX).unwrap();
         let Some(Line::Frame { start, end }) = inbox.next_line() else {
             panic!("one line expected");
         };
@@ -260,7 +266,7 @@ mod tests {
         inbox.compact();
         assert!(inbox.has_unfinished_line());
         let mut input: &[u8] = b"B\r\n";
-        inbox.read_from(&mut input).unwrap();
+        inbox.read_from(&mut input, usize::MAX).unwrap();
         let Some(Line::Frame { start, end }) = inbox.next_line() else {
             panic!("one line expected");
         };
@@ -273,13 +279,16 @@ mod tests {
         let junk = [b'x'; 1000];
         for chunk in junk.chunks(5) {
             let mut input = chunk;
-            assert_eq!(inbox.read_from(&mut input).unwrap(), chunk.len());
+            assert_eq!(
+                inbox.read_from(&mut input, usize::MAX).unwrap(),
+                chunk.len()
+            );
             while inbox.next_line().is_some() {}
             inbox.compact();
         }
         assert!(inbox.has_unfinished_line(), "the dropped line is not over");
         let mut input: &[u8] = b"\n1|B\n";
-        inbox.read_from(&mut input).unwrap();
+        inbox.read_from(&mut input, usize::MAX).unwrap();
         assert_eq!(inbox.next_line(), Some(Line::Overlong));
         assert!(matches!(inbox.next_line(), Some(Line::Frame { .. })));
     }

@@ -33,6 +33,14 @@ pub struct PipelineCounters {
 pub trait Deliver {
     /// Queue `frame` for `conn`.
     fn deliver(&mut self, conn: ConnKey, frame: &[u8]);
+
+    /// True when the receiver wants no more deliveries for now (queued output
+    /// over budget, or a client due for a write). In-order frames then stay
+    /// in the window until [`Pipeline::release_ready`], so filling a long
+    /// hole cannot dump the whole window into the outboxes at once.
+    fn is_full(&self) -> bool {
+        false
+    }
 }
 
 impl<F: FnMut(ConnKey, &[u8])> Deliver for F {
@@ -190,9 +198,11 @@ impl Pipeline {
         }
         loop {
             match self.window.push(event.seq, event.kind, frame) {
-                Push::NeedsRoom => self.release(now, out),
+                // Making room must release what is below the floor: forced,
+                // and bounded by the window's own byte budget.
+                Push::NeedsRoom => self.release(now, out, true),
                 Push::Held => {
-                    self.release(now, out);
+                    self.release(now, out, false);
                     break;
                 }
                 Push::Late | Push::Duplicate => break,
@@ -251,12 +261,14 @@ impl Pipeline {
             let skipped_before = self.window.counters().skipped;
             let next = self.window.next_seq();
             self.window.skip_hole();
-            self.release(now, out);
+            self.release(now, out, false);
             let skipped = self.window.counters().skipped - skipped_before;
-            log::warn!(
-                "skipped {skipped} missing seq(s) from {next} after waiting {:?}",
-                self.hole_timeout
-            );
+            if skipped > 0 {
+                log::warn!(
+                    "skipped {skipped} missing seq(s) from {next} after waiting {:?}",
+                    self.hole_timeout
+                );
+            }
         }
     }
 
@@ -273,7 +285,17 @@ impl Pipeline {
     /// has ended for good, e.g. at shutdown).
     pub fn flush(&mut self, now: Instant, out: &mut impl Deliver) {
         self.window.release_all();
-        self.release(now, out);
+        self.release(now, out, true);
+    }
+
+    /// Routes the in-order frames the window holds, until `out` is full.
+    pub fn release_ready(&mut self, now: Instant, out: &mut impl Deliver) {
+        self.release(now, out, false);
+    }
+
+    /// True when in-order frames are waiting for [`Pipeline::release_ready`].
+    pub fn has_ready(&self) -> bool {
+        self.window.is_ready()
     }
 
     /// The user on connection `conn` receives notifications from now on.
@@ -295,10 +317,14 @@ impl Pipeline {
         );
     }
 
-    /// Pops and routes every frame the window releases now.
-    fn release(&mut self, now: Instant, out: &mut impl Deliver) {
+    /// Pops and routes the frames the window releases now: all of them when
+    /// `forced`, else until `out` is full.
+    fn release(&mut self, now: Instant, out: &mut impl Deliver, forced: bool) {
         let mut released = false;
-        while let Some((_, kind, frame)) = self.window.pop() {
+        while forced || !out.is_full() {
+            let Some((_, kind, frame)) = self.window.pop() else {
+                break;
+            };
             released = true;
             let notified = self.router.route(kind, |conn| out.deliver(conn, frame));
             self.counters.events_routed += 1;
@@ -412,6 +438,44 @@ mod tests {
         let later = start + Duration::from_millis(500);
         assert_eq!(feed(&mut pipeline, &["1|B\n"], later).len(), 2);
         assert_eq!(pipeline.deadline(), Some(later + Duration::from_secs(1)));
+    }
+
+    /// A sink that takes `room` deliveries, then says it is full.
+    struct Limited {
+        room: usize,
+        got: Vec<String>,
+    }
+
+    impl Deliver for Limited {
+        fn deliver(&mut self, _: ConnKey, frame: &[u8]) {
+            self.room -= 1;
+            self.got.push(String::from_utf8(frame.to_vec()).unwrap());
+        }
+        fn is_full(&self) -> bool {
+            self.room == 0
+        }
+    }
+
+    #[test]
+    fn filling_a_hole_releases_only_as_much_as_the_receiver_takes() {
+        let mut pipeline = pipeline_with_users(&[1]);
+        let now = Instant::now();
+        let held: Vec<String> = (2..=50).map(|seq| format!("{seq}|P|0|1\n")).collect();
+        let held: Vec<&str> = held.iter().map(String::as_str).collect();
+        assert!(feed(&mut pipeline, &held, now).is_empty());
+        let mut sink = Limited {
+            room: 10,
+            got: Vec::new(),
+        };
+        pipeline.on_frame(b"1|P|0|1\n", now, &mut sink).unwrap();
+        assert_eq!(sink.got.len(), 10, "stops when the receiver is full");
+        assert!(pipeline.has_ready());
+        assert_eq!(pipeline.deadline(), None, "ready frames are not a hole");
+        sink.room = 100;
+        pipeline.release_ready(now, &mut sink);
+        let expected: Vec<String> = (1..=50).map(|seq| format!("{seq}|P|0|1\n")).collect();
+        assert_eq!(sink.got, expected);
+        assert!(!pipeline.has_ready());
     }
 
     #[test]

@@ -40,10 +40,13 @@ const SOURCE: usize = 2;
 const FIRST_CLIENT: usize = 3;
 
 /// Size of the event source's read buffer: large reads mean few syscalls.
-const SOURCE_INBOX_BYTES: usize = 256 * 1024;
-/// Reads from the source per loop turn before outboxes are flushed, so a
-/// fast source cannot starve the clients or grow the outboxes unchecked.
-const SOURCE_READS_PER_TURN: usize = 4;
+const SOURCE_INBOX_BYTES: usize = 1024 * 1024;
+/// Most source bytes read in one loop turn, before the outboxes are flushed
+/// (a fast source must not starve the clients). Larger turns mean fewer,
+/// larger writes: going from 1 MiB to 8 MiB made the default simulation
+/// about 10 % faster. A turn also ends early when a writable client has half
+/// the outbox hard limit queued (see [`Outboxes::turn_full`]).
+const SOURCE_BYTES_PER_TURN: usize = 8 * 1024 * 1024;
 /// An idle client outbox larger than this is freed, so one burst does not
 /// pin memory for the connection's lifetime.
 const OUTBOX_KEEP_BYTES: usize = 64 * 1024;
@@ -128,6 +131,8 @@ macro_rules! outboxes {
             over_soft_limit: &mut $server.over_soft_limit,
             slow_consumers: &mut $server.counters.slow_consumers,
             now: $now,
+            turn_full: &mut $server.turn_full,
+            max_queued_bytes: $server.config.max_queued_bytes,
         }
     };
 }
@@ -172,6 +177,9 @@ pub struct Server {
     over_soft_limit: Vec<(ConnKey, u64)>,
     /// True while reading the source is paused for back-pressure.
     source_paused: bool,
+    /// True once a writable client has half the hard limit queued this
+    /// turn: routing stops until the outboxes have been written.
+    turn_full: bool,
     /// Accepting is paused until then after running out of descriptors.
     accept_paused_until: Option<Instant>,
     /// The next pause if accepting fails again.
@@ -223,6 +231,7 @@ impl Server {
             queued_bytes_peak: 0,
             over_soft_limit: Vec::new(),
             source_paused: false,
+            turn_full: false,
             accept_paused_until: None,
             accept_backoff: ACCEPT_BACKOFF_MIN,
             shutting_down: false,
@@ -292,7 +301,9 @@ impl Server {
     /// How long the caller may block in `poll` before calling
     /// [`Server::tick`] again; `None` means until a readiness event.
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
-        if self.source_has_unread_bytes() {
+        let can_release =
+            self.pipeline.has_ready() && self.queued_bytes <= self.config.max_queued_bytes;
+        if self.source_has_unread_bytes() || can_release {
             return Some(Duration::ZERO);
         }
         let soft_limit_deadline = self
@@ -322,6 +333,9 @@ impl Server {
             self.accept_clients();
         }
         self.resume_source_if_drained(now);
+        // In-order frames left in the window by a full turn go out first.
+        let mut outboxes = outboxes!(self, now);
+        self.pipeline.release_ready(now, &mut outboxes);
         self.read_source(now);
         if !self.source_has_unread_bytes() && !self.source_paused {
             // The missing seq cannot be sitting unread in our socket.
@@ -645,19 +659,26 @@ impl Server {
         }
     }
 
-    /// Reads and routes up to [`SOURCE_READS_PER_TURN`] buffers from the
-    /// source, stopping early when queued output passes its budget.
+    /// Reads and routes up to [`SOURCE_BYTES_PER_TURN`] bytes from the
+    /// source, ending the turn early when a client needs writing first, and
+    /// pausing the source when queued output passes its budget.
     fn read_source(&mut self, now: Instant) {
         if self.shutting_down || !self.source_has_unread_bytes() {
             return;
         }
-        for _ in 0..SOURCE_READS_PER_TURN {
-            // Lines left from a previous read (e.g. before a pause) go first.
-            if !self.route_source_lines(now) {
-                return self.pause_source();
+        let mut budget = SOURCE_BYTES_PER_TURN;
+        loop {
+            // Lines left from a previous read or turn go first.
+            match self.route_source_lines(now) {
+                Routed::All => {}
+                Routed::TurnFull => return self.end_turn_early(),
+                Routed::OverBudget => return self.pause_source(),
+            }
+            if budget == 0 {
+                return;
             }
             let source = self.source.as_mut().expect("checked above");
-            match source.inbox.read_from(&mut source.stream) {
+            match source.inbox.read_from(&mut source.stream, budget) {
                 Ok(0) => {
                     if source.inbox.has_unfinished_line() {
                         self.pipeline.overlong_line();
@@ -667,10 +688,11 @@ impl Server {
                     }
                     return self.close_source("closed by the source", now);
                 }
-                Ok(_) => {}
+                Ok(n) => budget -= n,
                 Err(err) if would_block(&err) => {
                     source.readable = false;
-                    break;
+                    // The bytes read before this call still need routing.
+                    budget = 0;
                 }
                 Err(err) if interrupted(&err) => {}
                 Err(err) => {
@@ -679,8 +701,13 @@ impl Server {
                 }
             }
         }
-        if !self.route_source_lines(now) {
-            self.pause_source();
+    }
+
+    /// Ends the turn with lines left in the inbox, to come back for them
+    /// right after the outboxes are written.
+    fn end_turn_early(&mut self) {
+        if let Some(source) = self.source.as_mut() {
+            source.readable = true;
         }
     }
 
@@ -700,15 +727,15 @@ impl Server {
     }
 
     /// Hands the complete lines in the source's inbox to the pipeline until
-    /// none are left (true) or queued output passes its budget (false; the
-    /// rest stay in the inbox).
-    fn route_source_lines(&mut self, now: Instant) -> bool {
+    /// none are left, or queued output passes its budget, or a client needs
+    /// writing first; the rest stay in the inbox.
+    fn route_source_lines(&mut self, now: Instant) -> Routed {
         let Some(source) = self.source.as_mut() else {
-            return true;
+            return Routed::All;
         };
         let budget = self.config.max_queued_bytes;
         let mut outboxes = outboxes!(self, now);
-        let mut within_budget = true;
+        let mut routed = Routed::All;
         while let Some(line) = source.inbox.next_line() {
             let (frame, result) = match line {
                 Line::Frame { start, end } => {
@@ -729,12 +756,16 @@ impl Server {
                 );
             }
             if *outboxes.queued_bytes > budget {
-                within_budget = false;
+                routed = Routed::OverBudget;
+                break;
+            }
+            if *outboxes.turn_full {
+                routed = Routed::TurnFull;
                 break;
             }
         }
         source.inbox.compact();
-        within_budget
+        routed
     }
 
     /// Drops the event source connection.
@@ -768,6 +799,7 @@ impl Server {
         }
         dirty.clear();
         self.dirty = dirty;
+        self.turn_full = false;
     }
 
     /// Writes one client's outbox until it is empty or the socket is full.
@@ -878,6 +910,16 @@ fn mark_closing(
     }
 }
 
+/// How far [`Server::route_source_lines`] got.
+enum Routed {
+    /// Every complete line in the inbox.
+    All,
+    /// It stopped because queued output passed the budget.
+    OverBudget,
+    /// It stopped because a client should be written first.
+    TurnFull,
+}
+
 /// Outcome of reading a client's id line.
 enum IdRead {
     /// No complete line yet.
@@ -905,7 +947,7 @@ fn read_id(inbox: &mut Inbox, stream: &mut TcpStream) -> IdRead {
             Some(Line::Overlong) => return IdRead::Bad(protocol::ParseError::TooLong),
             None => inbox.compact(),
         }
-        match inbox.read_from(stream) {
+        match inbox.read_from(stream, usize::MAX) {
             Ok(0) => return IdRead::Closed,
             Ok(_) => {}
             Err(err) if would_block(&err) => return IdRead::Pending,
@@ -935,6 +977,11 @@ struct Outboxes<'a> {
     over_soft_limit: &'a mut Vec<(ConnKey, u64)>,
     /// The time of this delivery.
     now: Instant,
+    /// Set when a client that is not write-blocked has half the hard limit
+    /// queued: the turn should end so it gets written before it grows more.
+    turn_full: &'a mut bool,
+    /// Queued bytes past which no more deliveries are wanted.
+    max_queued_bytes: usize,
     /// Counts clients cut for exceeding it.
     slow_consumers: &'a mut u64,
 }
@@ -966,11 +1013,18 @@ impl Deliver for Outboxes<'_> {
         }
         client.outbox.push(frame);
         *self.queued_bytes += frame.len();
+        if !client.write_blocked && pending + frame.len() > self.hard_limit / 2 {
+            *self.turn_full = true;
+        }
         *self.queued_bytes_peak = (*self.queued_bytes_peak).max(*self.queued_bytes);
         if pending + frame.len() > self.soft_limit && client.over_soft_limit_since.is_none() {
             client.over_soft_limit_since = Some(self.now);
             self.over_soft_limit.push((conn, client.serial));
         }
+    }
+
+    fn is_full(&self) -> bool {
+        *self.turn_full || *self.queued_bytes > self.max_queued_bytes
     }
 }
 

@@ -121,11 +121,15 @@ impl<M: Copy> ReorderWindow<M> {
         self.counters
     }
 
-    /// True when frames are held but the next seq is missing: a hole.
-    ///
-    /// Only meaningful after [`ReorderWindow::pop`] has returned `None`.
-    pub fn is_waiting(&self) -> bool {
+    /// True when [`ReorderWindow::pop`] would release a frame now.
+    pub fn is_ready(&self) -> bool {
         self.held > 0
+            && (self.slots[(self.next & self.mask) as usize] != EMPTY || self.next < self.floor)
+    }
+
+    /// True when frames are held but the next seq is missing: a hole.
+    pub fn is_waiting(&self) -> bool {
+        self.held > 0 && !self.is_ready()
     }
 
     /// Gives up on every hole below the highest held seq, so

@@ -382,3 +382,66 @@ fn a_new_run_after_a_short_run_is_recognised_whatever_its_first_line() {
     let stats = server.stop().unwrap();
     assert_eq!((stats.runs, stats.late), (1, 0));
 }
+
+/// Sends `padded_broadcasts(2..=count)` first (held in the window behind the
+/// missing seq 1), waits until the server holds them all, then sends seq 1.
+fn fill_a_long_hole(
+    server: &follower_maze::BackgroundServer,
+    source: &mut TcpStream,
+    count: u64,
+    width: usize,
+) {
+    source
+        .write_all(&padded_broadcasts(2, count - 1, width))
+        .unwrap();
+    wait_for(server, "the run held behind the hole", |s| {
+        s.window_depth == count as usize - 1
+    });
+    source.write_all(&padded_broadcasts(1, 1, width)).unwrap();
+}
+
+#[test]
+fn filling_a_long_hole_respects_the_queued_output_budget() {
+    let budget = 64 * 1024;
+    let server = start(Config {
+        max_queued_bytes: budget,
+        max_line: 2048,
+        ..Config::ephemeral()
+    });
+    let mut source = connect_source(&server);
+    let readers = connect_clients(&server, &[1, 2, 3, 4, 5]);
+    let (count, width) = (2000, 500); // 1 MB to each of 5 clients at once
+    let reading = std::thread::spawn(move || read_all_broadcasts(readers, count, width));
+    fill_a_long_hole(&server, &mut source, count, width);
+    reading
+        .join()
+        .expect("every reader got everything in order");
+    let stats = server.stop().unwrap();
+    let one_event_fanout = 5 * (width + 4);
+    assert!(
+        stats.queued_bytes_peak <= budget + one_event_fanout,
+        "queued {} bytes, budget {budget}",
+        stats.queued_bytes_peak
+    );
+}
+
+#[test]
+fn filling_a_long_hole_does_not_cut_clients_that_read() {
+    let server = start(Config {
+        outbox_hard_limit: 1 << 20,
+        max_line: 2048,
+        ..Config::ephemeral()
+    });
+    let mut source = connect_source(&server);
+    let readers = connect_clients(&server, &[1, 2, 3]);
+    // 16 MB to each client released by one event: 16 times the hard limit,
+    // and more than loopback socket buffers absorb. A reader stalled by a
+    // busy machine still has megabytes of slack.
+    let (count, width) = (16_000, 1000);
+    let reading = std::thread::spawn(move || read_all_broadcasts(readers, count, width));
+    fill_a_long_hole(&server, &mut source, count, width);
+    reading
+        .join()
+        .expect("every reader got everything in order");
+    assert_eq!(server.stop().unwrap().slow_consumers, 0);
+}

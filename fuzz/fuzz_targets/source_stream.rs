@@ -34,7 +34,7 @@ fuzz_target!(|data: &[u8]| {
     let now = Instant::now();
     let chunk = usize::from(split_seed % 31) + 1;
     for (i, mut piece) in stream.chunks(chunk).enumerate() {
-        inbox.read_from(&mut piece).expect("reading a slice cannot fail");
+        inbox.read_from(&mut piece, usize::MAX).expect("reading a slice cannot fail");
         while let Some(line) = inbox.next_line() {
             match line {
                 Line::Frame { start, end } => {

@@ -69,20 +69,23 @@ pub fn read_through(stream: &mut TcpStream, last_line: &[u8]) -> Vec<u8> {
     let mut received = Vec::new();
     let mut buf = [0u8; 4096];
     while !received.ends_with(last_line) {
-        let n = stream.read(&mut buf).unwrap_or_else(|e| {
-            panic!(
-                "read failed after {:?}: {e}",
-                received.escape_ascii().to_string()
-            )
-        });
-        assert!(
-            n > 0,
-            "closed after {:?}",
-            received.escape_ascii().to_string()
-        );
+        let n = stream
+            .read(&mut buf)
+            .unwrap_or_else(|e| panic!("read failed after {}: {e}", tail(&received)));
+        assert!(n > 0, "closed after {}", tail(&received));
         received.extend_from_slice(&buf[..n]);
     }
     received
+}
+
+/// The length of `bytes` and its last 80 bytes, for failure messages.
+fn tail(bytes: &[u8]) -> String {
+    let from = bytes.len().saturating_sub(80);
+    format!(
+        "{} bytes ending {:?}",
+        bytes.len(),
+        bytes[from..].escape_ascii().to_string()
+    )
 }
 
 /// Asserts that nothing arrives on `stream` within `wait`.
