@@ -200,12 +200,33 @@ impl Pipeline {
             match self.window.push(event.seq, event.kind, frame) {
                 // Making room must release what is below the floor: forced,
                 // and bounded by the window's own byte budget.
-                Push::NeedsRoom => self.release(now, out, true),
+                Push::NeedsRoom => {
+                    let skipped_before = self.window.counters().skipped;
+                    let next = self.window.next_seq();
+                    self.release(now, out, true);
+                    let skipped = self.window.counters().skipped - skipped_before;
+                    if skipped > 0 {
+                        log::warn!(
+                            "reorder window full at seq {}: skipped {skipped} missing seq(s) from {next}",
+                            event.seq
+                        );
+                    }
+                }
                 Push::Held => {
                     self.release(now, out, false);
                     break;
                 }
-                Push::Late | Push::Duplicate => break,
+                Push::Late => {
+                    log::debug!(
+                        "dropped late event {} (already delivered or skipped)",
+                        event.seq
+                    );
+                    break;
+                }
+                Push::Duplicate => {
+                    log::debug!("dropped duplicate event {}", event.seq);
+                    break;
+                }
             }
         }
         if self.window.is_waiting() && self.waiting_since.is_none() {
