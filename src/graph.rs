@@ -47,6 +47,30 @@ impl Hasher for IdHasher {
 /// A `HashMap` keyed by user id with [`IdHasher`].
 pub type IdMap<V> = HashMap<UserId, V, BuildHasherDefault<IdHasher>>;
 
+/// Removes `value` from the small set stored under `key`, dropping the entry
+/// when the set empties so the map tracks live entries only. Returns whether
+/// the value was there.
+pub fn remove_from_set<A: smallvec::Array>(
+    map: &mut IdMap<SmallVec<A>>,
+    key: UserId,
+    value: &A::Item,
+) -> bool
+where
+    A::Item: PartialEq,
+{
+    let Some(set) = map.get_mut(&key) else {
+        return false;
+    };
+    let Some(at) = set.iter().position(|item| item == value) else {
+        return false;
+    };
+    set.swap_remove(at);
+    if set.is_empty() {
+        map.remove(&key);
+    }
+    true
+}
+
 /// Followers of one user; inline up to this many.
 pub type Followers = SmallVec<[UserId; 4]>;
 
@@ -76,15 +100,8 @@ impl FollowerGraph {
 
     /// `from` no longer follows `to`; nothing happens if it did not.
     pub fn unfollow(&mut self, from: UserId, to: UserId) {
-        let Some(followers) = self.followers.get_mut(&to) else {
-            return;
-        };
-        if let Some(at) = followers.iter().position(|&f| f == from) {
-            followers.swap_remove(at);
+        if remove_from_set(&mut self.followers, to, &from) {
             self.edges -= 1;
-            if followers.is_empty() {
-                self.followers.remove(&to);
-            }
         }
     }
 

@@ -7,7 +7,7 @@
 
 use smallvec::SmallVec;
 
-use crate::graph::{FollowerGraph, IdMap};
+use crate::graph::{FollowerGraph, IdMap, remove_from_set};
 use crate::protocol::{EventKind, UserId};
 
 /// Identifies one connection to the router: the server's slab key.
@@ -43,15 +43,8 @@ impl Router {
     /// `conn` no longer receives `user`'s notifications. The graph is
     /// untouched: follows outlive connections.
     pub fn unregister(&mut self, user: UserId, conn: ConnKey) {
-        let Some(claimants) = self.directory.get_mut(&user) else {
-            return;
-        };
-        if let Some(at) = claimants.iter().position(|&c| c == conn) {
-            claimants.swap_remove(at);
+        if remove_from_set(&mut self.directory, user, &conn) {
             self.connections -= 1;
-            if claimants.is_empty() {
-                self.directory.remove(&user);
-            }
         }
     }
 

@@ -11,6 +11,16 @@ use std::time::Duration;
 use common::*;
 use follower_maze::Config;
 
+/// Asserts queued output never passed `budget` by more than one event's
+/// fan-out (`fanout` bytes): the server checks the budget after every line.
+fn assert_within_budget(stats: &follower_maze::Stats, budget: usize, fanout: usize) {
+    assert!(
+        stats.queued_bytes_peak <= budget + fanout,
+        "queued {} bytes, budget {budget}",
+        stats.queued_bytes_peak
+    );
+}
+
 /// Reads every line `1..=count` of `padded_broadcasts(1, count, width)` on
 /// each reader, concurrently.
 fn read_all_broadcasts(readers: Vec<TcpStream>, count: u64, width: usize) {
@@ -123,12 +133,7 @@ fn back_pressure_bounds_queued_output_and_loses_nothing() {
         "the source was never paused: {stats:?}"
     );
     assert_eq!(stats.slow_consumers, 0);
-    let one_event_fanout = 5 * (width + 4);
-    assert!(
-        stats.queued_bytes_peak <= budget + one_event_fanout,
-        "queued {} bytes, budget {budget}",
-        stats.queued_bytes_peak
-    );
+    assert_within_budget(&stats, budget, 5 * (width + 4));
 }
 
 #[test]
@@ -417,12 +422,7 @@ fn filling_a_long_hole_respects_the_queued_output_budget() {
         .join()
         .expect("every reader got everything in order");
     let stats = server.stop().unwrap();
-    let one_event_fanout = 5 * (width + 4);
-    assert!(
-        stats.queued_bytes_peak <= budget + one_event_fanout,
-        "queued {} bytes, budget {budget}",
-        stats.queued_bytes_peak
-    );
+    assert_within_budget(&stats, budget, 5 * (width + 4));
 }
 
 #[test]
