@@ -179,6 +179,9 @@ pub struct Client {
     pub serial: u64,
     /// Since when its outbox has been over the soft limit, if it is.
     pub over_soft_limit_since: Option<Instant>,
+    /// Since when its outbox has been over half the hard limit, if it is:
+    /// the start of the stall it may impose on routing.
+    pub over_half_limit_since: Option<Instant>,
 }
 
 /// The event source connection.

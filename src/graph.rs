@@ -6,7 +6,7 @@
 //! `SmallVec` that lives inline until it outgrows a handful. A user whose last
 //! follower leaves is removed, so memory tracks live edges, not history.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use smallvec::SmallVec;
@@ -71,8 +71,19 @@ where
     true
 }
 
-/// Followers of one user; inline up to this many.
-pub type Followers = SmallVec<[UserId; 4]>;
+/// Past this many followers, a user's followers move from a small vector
+/// (linear scans, no hashing, inline storage) to a hash set, so a user with
+/// millions of followers costs O(1) per follow, not O(n).
+const MANY_FOLLOWERS: usize = 16;
+
+/// Followers of one user.
+#[derive(Debug)]
+enum Followers {
+    /// Up to [`MANY_FOLLOWERS`]; the first four inline.
+    Few(SmallVec<[UserId; 4]>),
+    /// More than that.
+    Many(HashSet<UserId, BuildHasherDefault<IdHasher>>),
+}
 
 /// The follower graph: for each user, who follows them.
 #[derive(Debug, Default)]
@@ -91,23 +102,56 @@ impl FollowerGraph {
 
     /// `from` follows `to` from now on.
     pub fn follow(&mut self, from: UserId, to: UserId) {
-        let followers = self.followers.entry(to).or_default();
-        if !followers.contains(&from) {
-            followers.push(from);
-            self.edges += 1;
-        }
+        let followers = self
+            .followers
+            .entry(to)
+            .or_insert_with(|| Followers::Few(SmallVec::new()));
+        let added = match followers {
+            Followers::Few(few) if few.contains(&from) => false,
+            Followers::Few(few) if few.len() < MANY_FOLLOWERS => {
+                few.push(from);
+                true
+            }
+            Followers::Few(few) => {
+                let mut many: HashSet<UserId, _> = few.drain(..).collect();
+                many.insert(from);
+                *followers = Followers::Many(many);
+                true
+            }
+            Followers::Many(many) => many.insert(from),
+        };
+        self.edges += usize::from(added);
     }
 
     /// `from` no longer follows `to`; nothing happens if it did not.
     pub fn unfollow(&mut self, from: UserId, to: UserId) {
-        if remove_from_set(&mut self.followers, to, &from) {
-            self.edges -= 1;
+        let Some(followers) = self.followers.get_mut(&to) else {
+            return;
+        };
+        let (removed, now_empty) = match followers {
+            Followers::Few(few) => match few.iter().position(|&f| f == from) {
+                Some(at) => {
+                    few.swap_remove(at);
+                    (true, few.is_empty())
+                }
+                None => (false, false),
+            },
+            Followers::Many(many) => (many.remove(&from), many.is_empty()),
+        };
+        if now_empty {
+            self.followers.remove(&to);
         }
+        self.edges -= usize::from(removed);
     }
 
     /// Everyone following `user` now, in no particular order.
-    pub fn followers(&self, user: UserId) -> &[UserId] {
-        self.followers.get(&user).map_or(&[], |f| f.as_slice())
+    pub fn followers(&self, user: UserId) -> impl Iterator<Item = UserId> + '_ {
+        let (few, many) = match self.followers.get(&user) {
+            Some(Followers::Few(few)) => (few.as_slice(), None),
+            Some(Followers::Many(many)) => (&[][..], Some(many)),
+            None => (&[][..], None),
+        };
+        few.iter().chain(many.into_iter().flatten()).copied()
     }
 
     /// Live follow edges.
@@ -126,8 +170,8 @@ impl FollowerGraph {
 mod tests {
     use super::*;
 
-    fn sorted(slice: &[UserId]) -> Vec<UserId> {
-        let mut v = slice.to_vec();
+    fn sorted(followers: impl Iterator<Item = UserId>) -> Vec<UserId> {
+        let mut v: Vec<UserId> = followers.collect();
         v.sort_unstable();
         v
     }
@@ -141,7 +185,7 @@ mod tests {
         assert_eq!(sorted(graph.followers(50)), vec![60, 61]);
         assert_eq!(graph.edges(), 2);
         graph.unfollow(60, 50);
-        assert_eq!(graph.followers(50), &[61]);
+        assert_eq!(sorted(graph.followers(50)), vec![61]);
         graph.unfollow(60, 50);
         graph.unfollow(1, 2);
         assert_eq!(graph.edges(), 1);
@@ -151,8 +195,8 @@ mod tests {
     fn following_is_directed() {
         let mut graph = FollowerGraph::new();
         graph.follow(1, 2);
-        assert_eq!(graph.followers(2), &[1]);
-        assert!(graph.followers(1).is_empty());
+        assert_eq!(sorted(graph.followers(2)), vec![1]);
+        assert_eq!(graph.followers(1).count(), 0);
     }
 
     #[test]
@@ -161,7 +205,7 @@ mod tests {
         for from in 0..100 {
             graph.follow(from, 7);
         }
-        assert_eq!(graph.followers(7).len(), 100);
+        assert_eq!(sorted(graph.followers(7)), (0..100).collect::<Vec<_>>());
         for from in 0..100 {
             graph.unfollow(from, 7);
         }
@@ -170,11 +214,31 @@ mod tests {
     }
 
     #[test]
+    fn many_followers_stay_a_set_and_shrink_back_to_nothing() {
+        let mut graph = FollowerGraph::new();
+        for from in 0..1000 {
+            graph.follow(from, 1);
+            graph.follow(from, 1);
+        }
+        assert_eq!(graph.edges(), 1000);
+        assert_eq!(sorted(graph.followers(1)), (0..1000).collect::<Vec<_>>());
+        for from in (0..1000).step_by(2) {
+            graph.unfollow(from, 1);
+        }
+        assert_eq!(graph.followers(1).count(), 500);
+        for from in 0..1000 {
+            graph.unfollow(from, 1);
+        }
+        assert_eq!(graph.edges(), 0);
+        assert!(graph.followers.is_empty());
+    }
+
+    #[test]
     fn clear_forgets_everything() {
         let mut graph = FollowerGraph::new();
         graph.follow(1, 2);
         graph.clear();
-        assert!(graph.followers(2).is_empty());
+        assert_eq!(graph.followers(2).count(), 0);
         assert_eq!(graph.edges(), 0);
     }
 }

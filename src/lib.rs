@@ -23,6 +23,7 @@
 //!   thread's.
 //! - [`stats`]: counters a host can read, and the periodic log line.
 //! - [`limits`]: raising the open-file limit.
+//! - [`log_limit`]: rate limiting for log lines peers can trigger.
 //! - [`config`]: every knob, with its flag and environment variable.
 //! - [`sim`]: the load generator and verifier behind `follower-maze-sim`.
 //!
@@ -81,6 +82,7 @@ pub mod config;
 pub mod conn;
 pub mod graph;
 pub mod limits;
+pub mod log_limit;
 pub mod pipeline;
 pub mod protocol;
 pub mod router;

@@ -8,6 +8,7 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use crate::log_limit::LogLimit;
 use crate::protocol::{self, Event, EventKind, ParseError, Seq, UserId};
 use crate::router::{ConnKey, Router};
 use crate::window::{Push, ReorderWindow, WindowCounters};
@@ -55,21 +56,50 @@ const PROBATION_EVENTS: usize = 1024;
 /// How long a new source's first events wait for that decision at most.
 const PROBATION_TIME: Duration = Duration::from_millis(100);
 
-/// A new source's first events, held aside until it is known whether they
-/// carry on the current run or start a new one.
+/// Source events not yet put into the window, in arrival order: a new
+/// source's first events while its run is undecided, or an event that could
+/// not be stored while the outboxes were full.
+#[derive(Debug, Default)]
+struct Backlog {
+    /// The frames' bytes, back to back.
+    bytes: Vec<u8>,
+    /// Each event and where its frame lies in `bytes`.
+    events: Vec<(Event, Range<usize>)>,
+    /// Events before this index have been taken out.
+    taken: usize,
+}
+
+impl Backlog {
+    fn push(&mut self, event: Event, frame: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(frame);
+        self.events.push((event, start..self.bytes.len()));
+    }
+
+    fn len(&self) -> usize {
+        self.events.len() - self.taken
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Whether a new source's run is known yet.
 ///
 /// A source that starts over sends seq 1 somewhere in its first batch, but
 /// not necessarily first: after a short run its first line may be above the
-/// old next seq. Releasing such events into the old run would misorder the
-/// new one, so nothing is released until the decision.
-#[derive(Debug, Default)]
-struct Probation {
-    /// When the first held event arrived (the clock starts then).
-    since: Option<Instant>,
-    /// The held frames' bytes, back to back.
-    bytes: Vec<u8>,
-    /// Each held event and where its frame lies in `bytes`.
-    events: Vec<(Event, Range<usize>)>,
+/// old next seq. Releasing its events into the old run would misorder the
+/// new one, so they wait in the backlog until the decision.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Probation {
+    /// The run is known.
+    Off,
+    /// Undecided; the clock starts at the first event.
+    Pending(Option<Instant>),
+    /// Seq 1 arrived: a new run starts once the old run's in-order frames
+    /// are out.
+    NewRun,
 }
 
 /// Parse, reorder and route, in one place.
@@ -83,11 +113,17 @@ pub struct Pipeline {
     hole_timeout: Duration,
     /// When the current hole started holding frames up, if one does.
     waiting_since: Option<Instant>,
-    /// A new source's first events, while it is not yet known whether they
-    /// carry on the run or start a new one.
-    probation: Option<Probation>,
-    /// The buffers of the last probation, kept for the next one.
-    spare_probation: Probation,
+    /// Whether the current source's run is known yet.
+    probation: Probation,
+    /// Source events waiting to go into the window.
+    backlog: Backlog,
+    /// True once the stream has ended for good (shutdown): every hole is
+    /// given up on as soon as it forms.
+    ending: bool,
+    /// Limits warnings about skipped seqs.
+    skip_log: LogLimit,
+    /// Limits debug lines about late and duplicate events.
+    drop_log: LogLimit,
     /// Everything counted so far (the window's counters are read on demand).
     counters: PipelineCounters,
 }
@@ -101,8 +137,11 @@ impl Pipeline {
             router: Router::new(),
             hole_timeout,
             waiting_since: None,
-            probation: None,
-            spare_probation: Probation::default(),
+            probation: Probation::Off,
+            backlog: Backlog::default(),
+            ending: false,
+            skip_log: LogLimit::new(Instant::now()),
+            drop_log: LogLimit::new(Instant::now()),
             counters: PipelineCounters::default(),
         }
     }
@@ -135,23 +174,33 @@ impl Pipeline {
         self.window.next_seq()
     }
 
-    /// A new event source has connected. Unless nothing was delivered yet,
-    /// its first events are held until it is clear whether it carries on the
-    /// current run or starts a new one at seq 1.
+    /// A new event source has connected. Unless the window is fresh, its
+    /// first events wait until it is clear whether it carries on the current
+    /// run or starts a new one at seq 1.
     pub fn source_connected(&mut self) {
-        if self.window.next_seq() > 1 {
-            self.probation = Some(std::mem::take(&mut self.spare_probation));
+        if self.window.next_seq() > 1 || self.window.held() > 0 {
+            self.probation = Probation::Pending(None);
         }
     }
 
-    /// The event source has gone; a decision still pending is made now.
+    /// The event source has gone: an undecided run is taken as carried on.
     pub fn source_disconnected(&mut self, now: Instant, out: &mut impl Deliver) {
-        self.end_probation(false, now, out);
+        if matches!(self.probation, Probation::Pending(_)) {
+            self.decide(false);
+        }
+        self.drain_backlog(now, out);
     }
 
     /// Counts a line that was dropped for being too long.
     pub fn overlong_line(&mut self) {
         self.counters.malformed += 1;
+    }
+
+    /// True while source events wait that cannot go into the window yet:
+    /// the caller should stop handing in frames until
+    /// [`Pipeline::release_ready`] has run with room to deliver.
+    pub fn is_blocked(&self) -> bool {
+        !self.backlog.is_empty() && !matches!(self.probation, Probation::Pending(_))
     }
 
     /// Handles one frame from the event source (terminator included).
@@ -172,119 +221,151 @@ impl Pipeline {
             }
         };
         self.counters.events_in += 1;
-        if let Some(probation) = self.probation.as_mut() {
-            let start = probation.bytes.len();
-            probation.bytes.extend_from_slice(frame);
-            probation.events.push((event, start..probation.bytes.len()));
-            probation.since.get_or_insert(now);
-            if event.seq < self.window.next_seq() {
-                self.end_probation(true, now, out);
-            } else if probation.events.len() >= PROBATION_EVENTS {
-                self.end_probation(false, now, out);
+        if self.probation == Probation::Off && self.backlog.is_empty() {
+            if !self.accept(event, frame, now, out) {
+                self.backlog.push(event, frame);
             }
             return Ok(());
         }
-        self.accept(event, frame, now, out);
+        self.backlog.push(event, frame);
+        if let Probation::Pending(since) = &mut self.probation {
+            since.get_or_insert(now);
+            if event.seq == 1 {
+                self.decide(true);
+            } else if self.backlog.len() >= PROBATION_EVENTS {
+                self.decide(false);
+            }
+        }
+        self.drain_backlog(now, out);
         Ok(())
     }
 
     /// Puts a valid event into the window (or straight through) and routes
-    /// whatever that releases.
-    fn accept(&mut self, event: Event, frame: &[u8], now: Instant, out: &mut impl Deliver) {
-        if self.window.bypass(event.seq) {
+    /// whatever that releases. Returns false if it could not be stored yet:
+    /// it is too far ahead, and the frames that must leave first cannot
+    /// while `out` is full.
+    fn accept(&mut self, event: Event, frame: &[u8], now: Instant, out: &mut impl Deliver) -> bool {
+        if !out.is_full() && self.window.bypass(event.seq) {
             self.route(event.kind, frame, out);
             self.progress(now);
-            return;
+            return true;
         }
         loop {
             match self.window.push(event.seq, event.kind, frame) {
-                // Making room must release what is below the floor: forced,
-                // and bounded by the window's own byte budget.
                 Push::NeedsRoom => {
                     let skipped_before = self.window.counters().skipped;
                     let next = self.window.next_seq();
-                    self.release(now, out, true);
+                    self.release(now, out);
                     let skipped = self.window.counters().skipped - skipped_before;
-                    if skipped > 0 {
+                    if skipped > 0 && self.skip_log.allow(now) {
                         log::warn!(
-                            "reorder window full at seq {}: skipped {skipped} missing seq(s) from {next}",
+                            "seq {} is beyond the reorder window: skipped {skipped} missing seq(s) from {next}",
                             event.seq
                         );
                     }
+                    if self.window.is_ready() {
+                        return false; // `out` is full; try again later.
+                    }
                 }
                 Push::Held => {
-                    self.release(now, out, false);
+                    self.release(now, out);
                     break;
                 }
                 Push::Late => {
-                    log::debug!(
-                        "dropped late event {} (already delivered or skipped)",
-                        event.seq
-                    );
+                    if self.drop_log.allow(now) {
+                        log::debug!(
+                            "dropped late event {} (already delivered or skipped)",
+                            event.seq
+                        );
+                    }
                     break;
                 }
                 Push::Duplicate => {
-                    log::debug!("dropped duplicate event {}", event.seq);
+                    if self.drop_log.allow(now) {
+                        log::debug!("dropped duplicate event {}", event.seq);
+                    }
                     break;
                 }
             }
         }
-        if self.window.is_waiting() && self.waiting_since.is_none() {
-            self.waiting_since = Some(now);
-        }
+        self.settle_hole_timer(now);
+        true
     }
 
-    /// Decides a pending probation: the held events start a new run
-    /// (`new_run`) or carry on the current one, and go through the window.
-    fn end_probation(&mut self, new_run: bool, now: Instant, out: &mut impl Deliver) {
-        let Some(mut probation) = self.probation.take() else {
-            return;
-        };
-        if new_run {
-            self.start_new_run(now, out);
-        } else if !probation.events.is_empty() {
+    /// Records the probation's outcome.
+    fn decide(&mut self, new_run: bool) {
+        self.probation = if new_run {
+            Probation::NewRun
+        } else {
             log::info!(
                 "the new event source carries on the run from seq {}",
                 self.window.next_seq()
             );
+            Probation::Off
+        };
+    }
+
+    /// Moves backlog events into the window while it can: not during an
+    /// undecided probation, and a new run only once the old run's in-order
+    /// frames are out.
+    fn drain_backlog(&mut self, now: Instant, out: &mut impl Deliver) {
+        match self.probation {
+            Probation::Pending(_) => return,
+            Probation::NewRun => {
+                self.release(now, out);
+                if self.window.is_ready() {
+                    return;
+                }
+                self.start_new_run();
+            }
+            Probation::Off => {}
         }
-        for (event, range) in probation.events.drain(..) {
-            self.accept(event, &probation.bytes[range], now, out);
+        let mut backlog = std::mem::take(&mut self.backlog);
+        while let Some((event, range)) = backlog.events.get(backlog.taken).cloned() {
+            if !self.accept(event, &backlog.bytes[range], now, out) {
+                break;
+            }
+            backlog.taken += 1;
         }
-        probation.bytes.clear();
-        probation.since = None;
-        self.spare_probation = probation;
+        if backlog.is_empty() {
+            backlog.events.clear();
+            backlog.bytes.clear();
+            backlog.taken = 0;
+        }
+        self.backlog = backlog;
+        if self.ending {
+            self.window.release_all();
+        }
     }
 
     /// When the pipeline next needs [`Pipeline::on_timer`], if ever.
     pub fn deadline(&self) -> Option<Instant> {
         let hole = self.waiting_since.map(|since| since + self.hole_timeout);
-        let probation = self
-            .probation
-            .as_ref()
-            .and_then(|p| p.since)
-            .map(|since| since + PROBATION_TIME);
+        let probation = match self.probation {
+            Probation::Pending(Some(since)) => Some(since + PROBATION_TIME),
+            _ => None,
+        };
         hole.into_iter().chain(probation).min()
     }
 
-    /// Skips the hole holding up the stream if it has waited too long.
+    /// Ends a probation that has waited long enough, and skips the hole
+    /// holding up the stream if it has waited too long.
     pub fn on_timer(&mut self, now: Instant, out: &mut impl Deliver) {
-        let probation_over = self
-            .probation
-            .as_ref()
-            .and_then(|p| p.since)
-            .is_some_and(|since| since + PROBATION_TIME <= now);
-        if probation_over {
-            self.end_probation(false, now, out);
+        if let Probation::Pending(Some(since)) = self.probation
+            && since + PROBATION_TIME <= now
+        {
+            self.decide(false);
+            self.drain_backlog(now, out);
         }
         let hole_deadline = self.waiting_since.map(|since| since + self.hole_timeout);
         if hole_deadline.is_some_and(|deadline| deadline <= now) {
             let skipped_before = self.window.counters().skipped;
             let next = self.window.next_seq();
             self.window.skip_hole();
-            self.release(now, out, false);
+            self.release(now, out);
+            self.settle_hole_timer(now);
             let skipped = self.window.counters().skipped - skipped_before;
-            if skipped > 0 {
+            if skipped > 0 && self.skip_log.allow(now) {
                 log::warn!(
                     "skipped {skipped} missing seq(s) from {next} after waiting {:?}",
                     self.hole_timeout
@@ -302,21 +383,29 @@ impl Pipeline {
         }
     }
 
-    /// Releases every frame held, skipping the holes between them (the stream
-    /// has ended for good, e.g. at shutdown).
-    pub fn flush(&mut self, now: Instant, out: &mut impl Deliver) {
+    /// The stream has ended for good (shutdown): every hole is given up on,
+    /// so [`Pipeline::release_ready`] delivers everything received, as fast
+    /// as the outboxes take it.
+    pub fn end_of_stream(&mut self) {
+        if matches!(self.probation, Probation::Pending(_)) {
+            self.decide(false);
+        }
+        self.ending = true;
         self.window.release_all();
-        self.release(now, out, true);
     }
 
-    /// Routes the in-order frames the window holds, until `out` is full.
+    /// Routes the in-order frames the window holds, and the backlog behind
+    /// them, until `out` is full.
     pub fn release_ready(&mut self, now: Instant, out: &mut impl Deliver) {
-        self.release(now, out, false);
+        self.release(now, out);
+        self.settle_hole_timer(now);
+        self.drain_backlog(now, out);
     }
 
-    /// True when in-order frames are waiting for [`Pipeline::release_ready`].
+    /// True when in-order frames or backlog events are waiting for
+    /// [`Pipeline::release_ready`].
     pub fn has_ready(&self) -> bool {
-        self.window.is_ready()
+        self.window.is_ready() || self.is_blocked()
     }
 
     /// The user on connection `conn` receives notifications from now on.
@@ -324,25 +413,31 @@ impl Pipeline {
         self.router.register(user, conn);
     }
 
-    /// Ends a run: what is held is delivered, then sequence and graph start
-    /// over.
-    fn start_new_run(&mut self, now: Instant, out: &mut impl Deliver) {
-        self.flush(now, out);
+    /// Starts a new run: sequence and graph start over. Frames of the old run
+    /// still held (behind a hole that never filled) are dropped and counted
+    /// as skipped.
+    fn start_new_run(&mut self) {
+        let (old_next, dropped) = (self.window.next_seq(), self.window.held());
         self.window.reset();
         self.router.clear_graph();
         self.waiting_since = None;
+        self.probation = Probation::Off;
         self.counters.runs += 1;
         log::info!(
-            "the new event source started over below seq {}: a new run begins at seq 1",
-            self.window.next_seq()
+            "the new event source started over at seq 1 (the old run was at seq {old_next}): a new run begins"
         );
+        if dropped > 0 {
+            log::warn!(
+                "dropped {dropped} events of the old run held behind a hole that never filled"
+            );
+        }
     }
 
-    /// Pops and routes the frames the window releases now: all of them when
-    /// `forced`, else until `out` is full.
-    fn release(&mut self, now: Instant, out: &mut impl Deliver, forced: bool) {
+    /// Pops and routes the frames the window releases now, until `out` is
+    /// full.
+    fn release(&mut self, now: Instant, out: &mut impl Deliver) {
         let mut released = false;
-        while forced || !out.is_full() {
+        while !out.is_full() {
             let Some((_, kind, frame)) = self.window.pop() else {
                 break;
             };
@@ -366,6 +461,17 @@ impl Pipeline {
     /// The stream moved: a remaining hole starts its wait now.
     fn progress(&mut self, now: Instant) {
         self.waiting_since = self.window.is_waiting().then_some(now);
+    }
+
+    /// The hole timer runs exactly while there is a hole: started when one
+    /// appears, kept while it lasts, stopped when it is gone (frames that are
+    /// merely waiting for room are not a hole).
+    fn settle_hole_timer(&mut self, now: Instant) {
+        if !self.window.is_waiting() {
+            self.waiting_since = None;
+        } else if self.waiting_since.is_none() {
+            self.waiting_since = Some(now);
+        }
     }
 }
 
@@ -510,6 +616,66 @@ mod tests {
         assert_eq!(out, vec![(1, "2|P|0|1\n".to_string())]);
         assert_eq!(pipeline.counters().runs, 1);
         assert_eq!(pipeline.counters().window.late, 0);
+    }
+
+    #[test]
+    fn a_reconnecting_source_that_resends_recent_events_carries_on() {
+        // Resent 3 is late, not a sign of a new run; the graph survives.
+        let mut pipeline = pipeline_with_users(&[1]);
+        let now = Instant::now();
+        feed(&mut pipeline, &["1|F|1|2\n", "2|B\n", "3|B\n"], now);
+        pipeline.source_connected();
+        assert!(feed(&mut pipeline, &["3|B\n", "4|S|2\n", "5|B\n"], now).is_empty());
+        let mut out = Vec::new();
+        pipeline.on_timer(now + PROBATION_TIME, &mut |conn, f: &[u8]| {
+            out.push((conn, String::from_utf8(f.to_vec()).unwrap()))
+        });
+        assert_eq!(
+            out,
+            vec![(1, "4|S|2\n".to_string()), (1, "5|B\n".to_string())]
+        );
+        assert_eq!(pipeline.counters().runs, 0);
+        assert_eq!(pipeline.counters().window.late, 1);
+    }
+
+    #[test]
+    fn a_new_run_waits_for_the_old_runs_ready_frames_then_drops_only_stuck_ones() {
+        let mut pipeline = pipeline_with_users(&[1]);
+        let now = Instant::now();
+        let mut sink = Limited {
+            room: 0,
+            got: Vec::new(),
+        };
+        // Old run: 1 is in order but waits for room; 3 is stuck behind 2.
+        for frame in [&b"1|B\n"[..], b"3|B\n"] {
+            pipeline.on_frame(frame, now, &mut sink).unwrap();
+        }
+        pipeline.source_connected();
+        pipeline.on_frame(b"1|P|0|1\n", now, &mut sink).unwrap();
+        assert!(pipeline.is_blocked(), "the new run waits for the old 1");
+        assert_eq!(pipeline.counters().runs, 0);
+        sink.room = 100;
+        pipeline.release_ready(now, &mut sink);
+        assert_eq!(sink.got, ["1|B\n", "1|P|0|1\n"]);
+        assert_eq!(pipeline.counters().runs, 1);
+        assert_eq!(pipeline.counters().window.skipped, 1, "the stuck 3");
+        assert!(!pipeline.is_blocked());
+    }
+
+    #[test]
+    fn nothing_is_routed_past_a_full_receiver_even_in_order() {
+        let mut pipeline = pipeline_with_users(&[1]);
+        let now = Instant::now();
+        let mut sink = Limited {
+            room: 0,
+            got: Vec::new(),
+        };
+        pipeline.on_frame(b"1|P|0|1\n", now, &mut sink).unwrap();
+        assert!(sink.got.is_empty());
+        assert!(pipeline.has_ready());
+        sink.room = 1;
+        pipeline.release_ready(now, &mut sink);
+        assert_eq!(sink.got, ["1|P|0|1\n"]);
     }
 
     #[test]

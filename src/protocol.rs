@@ -176,6 +176,10 @@ pub fn parse_event(line: &[u8]) -> Result<Event, ParseError> {
     if seq == 0 {
         return Err(ParseError::ZeroSeq);
     }
+    if seq == Seq::MAX {
+        // The seq after it could not be counted: 2^64 - 2 is the last.
+        return Err(ParseError::Overflow);
+    }
     let rest = rest.ok_or(ParseError::WrongFieldCount)?;
     let (&kind, after_kind) = rest.split_first().ok_or(ParseError::UnknownKind)?;
     // The kind is one byte, then either the end or a `|` and the arguments.
@@ -356,9 +360,9 @@ mod tests {
                 },
             ),
             (
-                b"18446744073709551615|B",
+                b"18446744073709551614|B",
                 Event {
-                    seq: u64::MAX,
+                    seq: u64::MAX - 1,
                     kind: Broadcast,
                 },
             ),
@@ -387,6 +391,7 @@ mod tests {
             (b"+1|B", NotANumber),
             (b"99999999999999999999|B", Overflow),
             (b"18446744073709551616|B", Overflow),
+            (b"18446744073709551615|B", Overflow),
             (b"000000000000000000001|B|", WrongFieldCount),
             (b" 1|B", NotANumber),
             (b"1 |B", NotANumber),
@@ -412,8 +417,8 @@ mod tests {
     fn long_numbers_are_exact_and_overflow_is_caught() {
         let seq_one = b"0000000000000000000000000001|B";
         assert_eq!(parse_event(seq_one).map(|e| e.seq), Ok(1));
-        let max = b"00018446744073709551615|S|7";
-        assert_eq!(parse_event(max).map(|e| e.seq), Ok(u64::MAX));
+        let last = b"00018446744073709551614|S|7";
+        assert_eq!(parse_event(last).map(|e| e.seq), Ok(u64::MAX - 1));
         let over = b"1|P|2|000184467440737095516160";
         assert_eq!(parse_event(over), Err(ParseError::Overflow));
     }
@@ -453,7 +458,7 @@ mod tests {
             }
             std::str::from_utf8(field).ok()?.parse().ok()
         };
-        let seq = number(fields[0]).filter(|&seq| seq > 0)?;
+        let seq = number(fields[0]).filter(|&seq| seq > 0 && seq < u64::MAX)?;
         let kind = match (fields.get(1).copied()?, fields.len()) {
             (b"B", 2) => Broadcast,
             (b"S", 3) => Status {
@@ -489,7 +494,7 @@ mod tests {
 
         #[test]
         fn well_formed_lines_always_parse(
-            seq in 1u64.., from in proptest::num::u64::ANY, to in proptest::num::u64::ANY,
+            seq in 1u64..u64::MAX, from in proptest::num::u64::ANY, to in proptest::num::u64::ANY,
             kind in 0usize..5,
         ) {
             let (line, want) = match kind {

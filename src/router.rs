@@ -79,8 +79,7 @@ impl Router {
             EventKind::Status { from } => self
                 .graph
                 .followers(from)
-                .iter()
-                .map(|&follower| notify(&self.directory, follower, &mut deliver))
+                .map(|follower| notify(&self.directory, follower, &mut deliver))
                 .sum(),
             EventKind::Broadcast => {
                 for &conn in self.directory.values().flatten() {

@@ -25,6 +25,7 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::conn::{Client, ClientState, Inbox, Outbox, Source, interrupted, would_block};
+use crate::log_limit::LogLimit;
 use crate::pipeline::{Deliver, Pipeline};
 use crate::protocol::{self, Line};
 use crate::router::ConnKey;
@@ -47,6 +48,11 @@ const SOURCE_INBOX_BYTES: usize = 1024 * 1024;
 /// about 10 % faster. A turn also ends early when a writable client has half
 /// the outbox hard limit queued (see [`Outboxes::turn_full`]).
 const SOURCE_BYTES_PER_TURN: usize = 8 * 1024 * 1024;
+/// Longest a write-blocked client over half its hard limit may hold routing
+/// up, per episode, to catch up: a bounded producer stall, as NATS does for
+/// consumers near their limit. After it, the client is routed to until it
+/// drains or passes its hard limit and is cut.
+const MAX_STALL: Duration = Duration::from_millis(50);
 /// An idle client outbox larger than this is freed, so one burst does not
 /// pin memory for the connection's lifetime.
 const OUTBOX_KEEP_BYTES: usize = 64 * 1024;
@@ -75,47 +81,6 @@ struct Counters {
     source_pauses: u64,
 }
 
-/// Allows a few log lines per second for one kind of problem and counts the
-/// rest, so a flood of bad input cannot flood the log.
-#[derive(Debug)]
-struct LogLimit {
-    /// Start of the current one-second window.
-    window: Instant,
-    /// Lines logged in the current window.
-    logged: u32,
-    /// Lines suppressed in the current window.
-    suppressed: u64,
-}
-
-impl LogLimit {
-    /// Lines allowed per second.
-    const PER_SECOND: u32 = 10;
-
-    fn new(now: Instant) -> Self {
-        LogLimit {
-            window: now,
-            logged: 0,
-            suppressed: 0,
-        }
-    }
-
-    /// Whether to log one more line now.
-    fn allow(&mut self, now: Instant) -> bool {
-        if now.duration_since(self.window) >= Duration::from_secs(1) {
-            if self.suppressed > 0 {
-                warn!("{} similar log lines suppressed", self.suppressed);
-            }
-            *self = LogLimit::new(now);
-        }
-        self.logged += 1;
-        let allowed = self.logged <= Self::PER_SECOND;
-        if !allowed {
-            self.suppressed += 1;
-        }
-        allowed
-    }
-}
-
 /// The pipeline's delivery target, built from the client fields of a
 /// `Server` so the pipeline field can be borrowed beside it.
 macro_rules! outboxes {
@@ -132,6 +97,7 @@ macro_rules! outboxes {
             slow_consumers: &mut $server.counters.slow_consumers,
             now: $now,
             turn_full: &mut $server.turn_full,
+            stall_until: &mut $server.stall_until,
             max_queued_bytes: $server.config.max_queued_bytes,
         }
     };
@@ -177,9 +143,14 @@ pub struct Server {
     over_soft_limit: Vec<(ConnKey, u64)>,
     /// True while reading the source is paused for back-pressure.
     source_paused: bool,
+    /// When the current pause began (or was last relieved).
+    paused_since: Option<Instant>,
     /// True once a writable client has half the hard limit queued this
     /// turn: routing stops until the outboxes have been written.
     turn_full: bool,
+    /// Routing waits until then (or until the client that asked drains) for
+    /// a write-blocked client over half its hard limit.
+    stall_until: Option<Instant>,
     /// Accepting is paused until then after running out of descriptors.
     accept_paused_until: Option<Instant>,
     /// The next pause if accepting fails again.
@@ -231,7 +202,9 @@ impl Server {
             queued_bytes_peak: 0,
             over_soft_limit: Vec::new(),
             source_paused: false,
+            paused_since: None,
             turn_full: false,
+            stall_until: None,
             accept_paused_until: None,
             accept_backoff: ACCEPT_BACKOFF_MIN,
             shutting_down: false,
@@ -304,7 +277,12 @@ impl Server {
         let can_release =
             self.pipeline.has_ready() && self.queued_bytes <= self.config.max_queued_bytes;
         if self.source_has_unread_bytes() || can_release {
-            return Some(Duration::ZERO);
+            // Work is waiting: at once, unless a stall holds it until then
+            // (a writable event ends the stall sooner).
+            let stalled_for = self
+                .stall_until
+                .map(|until| until.saturating_duration_since(now));
+            return Some(stalled_for.unwrap_or(Duration::ZERO));
         }
         let soft_limit_deadline = self
             .over_soft_limit
@@ -312,9 +290,15 @@ impl Server {
             .filter_map(|&(key, _)| self.clients.get(key)?.over_soft_limit_since)
             .min()
             .map(|since| since + self.config.outbox_soft_timeout);
+        // The pipeline's timers run only while the source is not paused.
+        let pipeline_deadline = self.pipeline.deadline().filter(|_| !self.source_paused);
+        let pause_deadline = self
+            .paused_since
+            .map(|since| since + self.config.outbox_soft_timeout);
         let deadlines = [
+            pause_deadline,
             soft_limit_deadline,
-            self.pipeline.deadline(),
+            pipeline_deadline,
             self.id_deadlines.front().map(|&(deadline, ..)| deadline),
             self.accept_paused_until,
         ];
@@ -327,6 +311,9 @@ impl Server {
 
     /// The per-turn work; call once after handling each batch of events.
     pub fn tick(&mut self, now: Instant) {
+        if self.stall_until.is_some_and(|until| until <= now) {
+            self.stall_until = None;
+        }
         if self.accept_paused_until.is_some_and(|until| until <= now) {
             self.accept_paused_until = None;
             self.accept_sources();
@@ -345,14 +332,16 @@ impl Server {
         self.expire_id_deadlines(now);
         self.flush_dirty();
         self.cut_stalled_clients(now);
+        self.relieve_long_pause(now);
         self.close_marked();
         // Flushing may have drained enough to read the source next turn.
         self.resume_source_if_drained(now);
     }
 
     /// Starts a graceful shutdown: stop accepting, stop reading the source,
-    /// release everything the window holds to the outboxes. The caller keeps
-    /// looping until [`Server::is_flushed`] or its grace period ends.
+    /// and deliver everything already read, holes given up on, as fast as the
+    /// clients take it. The caller keeps calling [`Server::tick`] until
+    /// [`Server::is_flushed`] or its grace period ends.
     pub fn shutdown(&mut self, now: Instant) {
         if std::mem::replace(&mut self.shutting_down, true) {
             return;
@@ -365,9 +354,13 @@ impl Server {
             let _ = registry.deregister(&mut self.event_listener);
             let _ = registry.deregister(&mut self.client_listener);
         }
+        // Lines already read are events received: route them all (into the
+        // window, when the outboxes are full) before the socket goes.
+        self.route_source_lines(now, false);
         self.close_source("shutdown", now);
+        self.pipeline.end_of_stream();
         let mut outboxes = outboxes!(self, now);
-        self.pipeline.flush(now, &mut outboxes);
+        self.pipeline.release_ready(now, &mut outboxes);
         for (key, client) in &self.clients {
             if matches!(client.state, ClientState::AwaitingId { .. }) {
                 self.closing.push(key);
@@ -377,9 +370,10 @@ impl Server {
         self.close_marked();
     }
 
-    /// True when nothing is queued for any client.
+    /// True when nothing is queued for any client and nothing received is
+    /// waiting to be routed.
     pub fn is_flushed(&self) -> bool {
-        self.queued_bytes == 0
+        self.queued_bytes == 0 && !self.pipeline.has_ready()
     }
 
     /// A snapshot of every counter and gauge.
@@ -406,6 +400,7 @@ impl Server {
             clients,
             clients_awaiting_id: self.clients.len() - clients,
             source_connected: self.source.is_some(),
+            follow_edges: self.pipeline.router().graph().edges(),
             window_depth,
             window_bytes,
             queued_bytes: self.queued_bytes,
@@ -551,6 +546,7 @@ impl Server {
             closing: None,
             serial,
             over_soft_limit_since: None,
+            over_half_limit_since: None,
         });
     }
 
@@ -650,6 +646,7 @@ impl Server {
     fn resume_source_if_drained(&mut self, now: Instant) {
         if self.source_paused && self.queued_bytes <= self.config.max_queued_bytes / 2 {
             self.source_paused = false;
+            self.paused_since = None;
             // The missing seq of a hole may have waited in our socket.
             self.pipeline.restart_hole_timer(now);
             debug!(
@@ -669,7 +666,7 @@ impl Server {
         let mut budget = SOURCE_BYTES_PER_TURN;
         loop {
             // Lines left from a previous read or turn go first.
-            match self.route_source_lines(now) {
+            match self.route_source_lines(now, true) {
                 Routed::All => {}
                 Routed::TurnFull => return self.end_turn_early(),
                 Routed::OverBudget => return self.pause_source(),
@@ -715,6 +712,7 @@ impl Server {
     /// budget.
     fn pause_source(&mut self) {
         self.source_paused = true;
+        self.paused_since.get_or_insert_with(Instant::now);
         self.counters.source_pauses += 1;
         if let Some(source) = self.source.as_mut() {
             // Lines may be left in the inbox: come back for them unprompted.
@@ -727,16 +725,30 @@ impl Server {
     }
 
     /// Hands the complete lines in the source's inbox to the pipeline until
-    /// none are left, or queued output passes its budget, or a client needs
-    /// writing first; the rest stay in the inbox.
-    fn route_source_lines(&mut self, now: Instant) -> Routed {
+    /// none are left or, when `stop_when_full`, queued output passes its
+    /// budget or a client needs writing first or the pipeline cannot take
+    /// more; the rest stay in the inbox.
+    fn route_source_lines(&mut self, now: Instant, stop_when_full: bool) -> Routed {
         let Some(source) = self.source.as_mut() else {
             return Routed::All;
         };
         let budget = self.config.max_queued_bytes;
         let mut outboxes = outboxes!(self, now);
         let mut routed = Routed::All;
-        while let Some(line) = source.inbox.next_line() {
+        loop {
+            if stop_when_full {
+                if *outboxes.queued_bytes > budget {
+                    routed = Routed::OverBudget;
+                    break;
+                }
+                if outboxes.is_full() || self.pipeline.is_blocked() {
+                    routed = Routed::TurnFull;
+                    break;
+                }
+            }
+            let Some(line) = source.inbox.next_line() else {
+                break;
+            };
             let (frame, result) = match line {
                 Line::Frame { start, end } => {
                     let frame = source.inbox.frame(start, end);
@@ -755,14 +767,6 @@ impl Server {
                     frame.escape_ascii()
                 );
             }
-            if *outboxes.queued_bytes > budget {
-                routed = Routed::OverBudget;
-                break;
-            }
-            if *outboxes.turn_full {
-                routed = Routed::TurnFull;
-                break;
-            }
         }
         source.inbox.compact();
         routed
@@ -779,6 +783,7 @@ impl Server {
             let _ = registry.deregister(&mut source.stream);
         }
         self.source_paused = false;
+        self.paused_since = None;
         info!(
             "event source disconnected ({why}); next seq {}",
             self.pipeline.next_seq()
@@ -814,6 +819,12 @@ impl Server {
                 let pending = client.outbox.pending();
                 if pending <= self.config.outbox_soft_limit {
                     client.over_soft_limit_since = None;
+                }
+                if pending <= self.config.outbox_hard_limit / 2
+                    && client.over_half_limit_since.take().is_some()
+                {
+                    // It caught up: whatever stall it asked for is over.
+                    self.stall_until = None;
                 }
                 if pending > self.config.outbox_hard_limit {
                     self.counters.slow_consumers += 1;
@@ -866,6 +877,44 @@ impl Server {
             }
             false
         });
+    }
+
+    /// Cuts the clients holding the most unwritten output, when the source
+    /// has been paused for longer than the soft timeout: clients each under
+    /// the soft limit can together hold the queue over budget forever, and
+    /// during a pause nothing new reaches them to trip a limit. Cuts the
+    /// largest write-blocked outboxes until the queue is down to half the
+    /// budget, where reading resumes.
+    fn relieve_long_pause(&mut self, now: Instant) {
+        let timeout = self.config.outbox_soft_timeout;
+        let Some(since) = self.paused_since else {
+            return;
+        };
+        if !self.source_paused || now.duration_since(since) < timeout {
+            return;
+        }
+        let mut stalled: Vec<(usize, ConnKey)> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| c.write_blocked && c.closing.is_none() && c.outbox.pending() > 0)
+            .map(|(key, c)| (c.outbox.pending(), key))
+            .collect();
+        stalled.sort_unstable_by(|a, b| b.cmp(a));
+        let mut remaining = self.queued_bytes;
+        for (pending, key) in stalled {
+            if remaining <= self.config.max_queued_bytes / 2 {
+                break;
+            }
+            let client = &mut self.clients[key];
+            self.counters.slow_consumers += 1;
+            warn!(
+                "disconnecting {}: slow consumer holding {pending} unwritten bytes while the source has been paused for over {timeout:?}",
+                describe(client)
+            );
+            mark_closing(&mut self.closing, key, client, "slow consumer");
+            remaining -= pending;
+        }
+        self.paused_since = Some(now);
     }
 
     /// Closes every client marked for closing this turn.
@@ -980,6 +1029,8 @@ struct Outboxes<'a> {
     /// Set when a client that is not write-blocked has half the hard limit
     /// queued: the turn should end so it gets written before it grows more.
     turn_full: &'a mut bool,
+    /// See [`Server`]'s field of that name.
+    stall_until: &'a mut Option<Instant>,
     /// Queued bytes past which no more deliveries are wanted.
     max_queued_bytes: usize,
     /// Counts clients cut for exceeding it.
@@ -1013,8 +1064,16 @@ impl Deliver for Outboxes<'_> {
         }
         client.outbox.push(frame);
         *self.queued_bytes += frame.len();
-        if !client.write_blocked && pending + frame.len() > self.hard_limit / 2 {
-            *self.turn_full = true;
+        if pending + frame.len() > self.hard_limit / 2 {
+            let since = *client.over_half_limit_since.get_or_insert(self.now);
+            if !client.write_blocked {
+                // It gets a write attempt before it grows any more.
+                *self.turn_full = true;
+            } else if self.now.duration_since(since) < MAX_STALL {
+                // It cannot be written: give it a bounded while to drain.
+                *self.stall_until = Some(since + MAX_STALL);
+                *self.turn_full = true;
+            }
         }
         *self.queued_bytes_peak = (*self.queued_bytes_peak).max(*self.queued_bytes);
         if pending + frame.len() > self.soft_limit && client.over_soft_limit_since.is_none() {
@@ -1024,7 +1083,9 @@ impl Deliver for Outboxes<'_> {
     }
 
     fn is_full(&self) -> bool {
-        *self.turn_full || *self.queued_bytes > self.max_queued_bytes
+        *self.turn_full
+            || *self.queued_bytes > self.max_queued_bytes
+            || self.stall_until.is_some_and(|until| self.now < until)
     }
 }
 

@@ -45,6 +45,8 @@ pub struct Stats {
     pub clients_awaiting_id: usize,
     /// Whether an event source is connected now.
     pub source_connected: bool,
+    /// Live follow edges in the graph now (memory the protocol requires).
+    pub follow_edges: usize,
     /// Frames held in the reorder window now.
     pub window_depth: usize,
     /// Bytes held in the reorder window now.
@@ -121,7 +123,7 @@ impl fmt::Display for Rates {
         write!(
             f,
             "events in {:.0}/s, routed {:.0}/s, notifications {:.0}/s, {:.1} MB/s out; \
-             clients {} (+{} awaiting id), source {}, window {} frames / {} B, queued {} B; \
+             clients {} (+{} awaiting id), source {}, follows {}, window {} frames / {} B, queued {} B; \
              skipped {}, late {}, duplicate {}, malformed {}, slow consumers {}, bad ids {}, refused {}",
             rate(s.events_in, l.events_in),
             rate(s.events_routed, l.events_routed),
@@ -134,6 +136,7 @@ impl fmt::Display for Rates {
             } else {
                 "absent"
             },
+            s.follow_edges,
             s.window_depth,
             s.window_bytes,
             s.queued_bytes,

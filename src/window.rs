@@ -31,9 +31,9 @@ pub enum Push {
     Late,
     /// Its seq is already held; the second copy is dropped.
     Duplicate,
-    /// It does not fit (too far ahead, or over the byte budget). The floor has
-    /// been raised: pop everything [`ReorderWindow::pop`] yields, then push it
-    /// again, and it will fit.
+    /// It is too far ahead to share the ring with the frames held. The floor
+    /// has been raised: once everything [`ReorderWindow::pop`] yields has
+    /// been popped, pushing it again succeeds.
     NeedsRoom,
 }
 
@@ -172,7 +172,8 @@ impl<M: Copy> ReorderWindow<M> {
     }
 
     /// Stores `frame` (the exact bytes to forward) and `meta` (what the
-    /// caller needs to act on it, e.g. the parsed event) under `seq`.
+    /// caller needs to act on it, e.g. the parsed event) under `seq`, which
+    /// must be below `u64::MAX` (the parser refuses that one).
     pub fn push(&mut self, seq: Seq, meta: M, frame: &[u8]) -> Push {
         if seq < self.next {
             self.counters.late += 1;
@@ -190,8 +191,12 @@ impl<M: Copy> ReorderWindow<M> {
             return Push::Duplicate;
         }
         if self.held > 0 && self.held_bytes + frame.len() > self.max_bytes {
-            self.skip_hole();
-            return Push::NeedsRoom;
+            // Over the byte budget: give up on the oldest hole. If this frame
+            // lies in that hole, only the part before it is given up on, so
+            // the frame that fills a hole is never the one dropped. The frame
+            // is stored either way; the caller releases what this unblocked.
+            let lowest_held = self.lowest_held();
+            self.raise_floor(seq.min(lowest_held));
         }
         let index = match self.free.pop() {
             Some(index) => index,
@@ -202,6 +207,11 @@ impl<M: Copy> ReorderWindow<M> {
         };
         let (stored_meta, buffer) = &mut self.pool[index as usize];
         *stored_meta = meta;
+        if buffer.capacity() > 4 * frame.len().max(64) {
+            // A buffer that once held a huge frame must not keep that
+            // capacity for tiny ones: the byte budget counts frame lengths.
+            *buffer = Vec::with_capacity(frame.len());
+        }
         buffer.clear();
         buffer.extend_from_slice(frame);
         self.slots[slot] = index;
@@ -246,16 +256,22 @@ impl<M: Copy> ReorderWindow<M> {
     /// run after it. Does nothing when no frame is held (there is no known
     /// future to skip to).
     pub fn skip_hole(&mut self) {
-        if self.held == 0 {
-            return;
+        if self.held > 0 {
+            let lowest_held = self.lowest_held();
+            self.raise_floor(lowest_held);
         }
-        let mut seq = self.next.max(self.floor);
+    }
+
+    /// The lowest held seq at or above the floor's start; only meaningful
+    /// while a frame is held.
+    fn lowest_held(&self) -> Seq {
+        let mut seq = self.next;
         // A frame is held, and all held seqs are within one ring of `next`,
         // so this finds one within `capacity` steps.
         while self.slots[(seq & self.mask) as usize] == EMPTY {
             seq += 1;
         }
-        self.raise_floor(seq);
+        seq
     }
 
     /// Raises the floor to `seq` (never lowers it).
@@ -390,9 +406,14 @@ mod tests {
     fn a_seq_near_u64_max_does_not_overflow_or_scan_forever() {
         let mut window = Window::new(8, 1 << 20);
         push_and_drain(&mut window, 2, "2|B\n");
-        let released = push_and_drain(&mut window, u64::MAX, "x\n");
+        // The largest seq the parser accepts is u64::MAX - 1.
+        let last = u64::MAX - 1;
+        let released = push_and_drain(&mut window, last, "x\n");
         assert_eq!(released, vec![(2, "2|B\n".to_string())]);
-        assert_eq!(window.next_seq(), u64::MAX - 7);
+        assert_eq!(window.next_seq(), last - 7);
+        window.release_all();
+        assert_eq!(drain(&mut window), vec![(last, "x\n".to_string())]);
+        assert_eq!(window.next_seq(), u64::MAX);
     }
 
     #[test]
@@ -408,6 +429,34 @@ mod tests {
         assert_eq!(window.counters().skipped, 2);
         assert_eq!(window.held(), 1);
         assert!(window.held_bytes() <= 8);
+    }
+
+    #[test]
+    fn at_the_byte_budget_the_frame_filling_the_hole_is_kept() {
+        let mut window = Window::new(64, 8);
+        for seq in [3, 4] {
+            push_and_drain(&mut window, seq, &line(seq));
+        }
+        // 2 lies in the hole (1, 2): only 1 is given up on.
+        let released = push_and_drain(&mut window, 2, &line(2));
+        let seqs: Vec<Seq> = released.iter().map(|(s, _)| *s).collect();
+        assert_eq!(seqs, vec![2, 3, 4]);
+        assert_eq!(window.counters().skipped, 1);
+        assert_eq!(window.counters().late, 0);
+    }
+
+    #[test]
+    fn a_buffer_that_held_a_huge_frame_gives_its_memory_back() {
+        let mut window = Window::new(64, 1 << 20);
+        push_and_drain(&mut window, 2, &"x".repeat(100_000));
+        push_and_drain(&mut window, 1, "1|B\n");
+        push_and_drain(&mut window, 4, "4|B\n");
+        assert!(
+            window
+                .pool
+                .iter()
+                .all(|(_, buffer)| buffer.capacity() < 1000)
+        );
     }
 
     #[test]

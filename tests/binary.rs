@@ -346,3 +346,80 @@ fn ten_thousand_clients_each_get_their_notifications() {
         "{summary}"
     );
 }
+
+#[test]
+fn a_paused_source_with_expired_hole_timers_does_not_spin() {
+    // Holes that the next few lines fill (1, 3, 5, then 2k with 2k+5), big
+    // lines, and a reader too slow for the queued-output budget: the source
+    // pauses while a hole's filler sits unread in its socket, and the hole's
+    // deadline passes. The loop must sleep, not spin on that deadline.
+    let args = [
+        "--event-port",
+        "0",
+        "--client-port",
+        "0",
+        "--max-queued-bytes",
+        "200000",
+        "--hole-timeout-ms",
+        "100",
+        "--outbox-soft-limit",
+        "100000000",
+        "--outbox-hard-limit",
+        "100000000",
+    ];
+    let mut binary = Binary::start(&args, &[], None);
+    let reader = {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        socket.set_recv_buffer_size(4096).unwrap();
+        socket.connect(&binary.client_addr.into()).unwrap();
+        let mut stream: TcpStream = socket.into();
+        stream.write_all(b"7\n").unwrap();
+        stream
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let mut source = TcpStream::connect(binary.event_addr).unwrap();
+    let mut order = vec![1u64, 3, 5];
+    for k in 1..20_000u64 {
+        order.extend([2 * k, 2 * k + 5]);
+    }
+    let mut events = Vec::new();
+    for seq in order {
+        if seq % 2 == 1 {
+            writeln!(events, "{seq}|P|{:0900}|7", 1).unwrap();
+        } else {
+            writeln!(events, "{seq}|P|1|7").unwrap();
+        }
+    }
+    let writer = std::thread::spawn(move || {
+        let _ = source.write_all(&events);
+    });
+    // A slow reader: 4 KB every 50 ms.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop_reading = std::sync::Arc::clone(&stop);
+    let slow = std::thread::spawn(move || {
+        let mut reader = reader;
+        let mut buf = [0u8; 4096];
+        while !stop_reading.load(std::sync::atomic::Ordering::Relaxed) {
+            if reader.read(&mut buf).unwrap_or(0) == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    let before = binary.cpu_ticks();
+    std::thread::sleep(Duration::from_secs(1));
+    let used = binary.cpu_ticks() - before;
+    // SAFETY: sysconf has no preconditions.
+    let ticks_per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as u64;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    binary.signal(libc::SIGKILL);
+    let _ = binary.wait();
+    let _ = slow.join();
+    let _ = writer.join();
+    assert!(
+        used * 5 < ticks_per_second,
+        "{used} ticks of CPU in 1 s while paused"
+    );
+}

@@ -46,6 +46,7 @@ fn read_all_broadcasts(readers: Vec<TcpStream>, count: u64, width: usize) {
 
 #[test]
 fn a_client_that_never_reads_is_cut_while_fifty_others_get_everything() {
+    let _heavy = heavy();
     let server = start(Config {
         outbox_hard_limit: 256 * 1024,
         max_line: 2048,
@@ -71,6 +72,7 @@ fn a_client_that_never_reads_is_cut_while_fifty_others_get_everything() {
 
 #[test]
 fn a_client_stuck_over_the_soft_limit_is_cut_even_without_traffic() {
+    let _heavy = heavy();
     let server = start(Config {
         outbox_soft_limit: 64 * 1024,
         outbox_soft_timeout: Duration::from_millis(200),
@@ -92,6 +94,7 @@ fn a_client_stuck_over_the_soft_limit_is_cut_even_without_traffic() {
 
 #[test]
 fn back_pressure_bounds_queued_output_and_loses_nothing() {
+    let _heavy = heavy();
     let budget = 64 * 1024;
     let server = start(Config {
         max_queued_bytes: budget,
@@ -407,6 +410,7 @@ fn fill_a_long_hole(
 
 #[test]
 fn filling_a_long_hole_respects_the_queued_output_budget() {
+    let _heavy = heavy();
     let budget = 64 * 1024;
     let server = start(Config {
         max_queued_bytes: budget,
@@ -427,6 +431,7 @@ fn filling_a_long_hole_respects_the_queued_output_budget() {
 
 #[test]
 fn filling_a_long_hole_does_not_cut_clients_that_read() {
+    let _heavy = heavy();
     let server = start(Config {
         outbox_hard_limit: 1 << 20,
         max_line: 2048,
@@ -444,4 +449,63 @@ fn filling_a_long_hole_does_not_cut_clients_that_read() {
         .join()
         .expect("every reader got everything in order");
     assert_eq!(server.stop().unwrap().slow_consumers, 0);
+}
+
+#[test]
+fn clients_under_every_limit_cannot_hold_the_source_paused_forever() {
+    let _heavy = heavy();
+    // Silent clients each under the soft and hard limits, together over the
+    // queued-output budget: the source pauses, and nothing new reaches them
+    // to trip a limit. After the soft timeout the biggest are cut.
+    let server = start(Config {
+        max_queued_bytes: 256 * 1024,
+        outbox_soft_limit: 64 << 20,
+        outbox_hard_limit: 64 << 20,
+        outbox_soft_timeout: Duration::from_millis(300),
+        max_line: 2048,
+        ..Config::ephemeral()
+    });
+    let mut source = connect_source(&server);
+    let readers = connect_clients(&server, &[1]);
+    let silent: Vec<TcpStream> = (2..6).map(|id| never_reading_client(&server, id)).collect();
+    let (count, width) = (4000, 500);
+    let reading = std::thread::spawn(move || read_all_broadcasts(readers, count, width));
+    source
+        .write_all(&padded_broadcasts(1, count, width))
+        .unwrap();
+    reading
+        .join()
+        .expect("the reader got everything despite the pause");
+    let stats = server.stop().unwrap();
+    assert!(stats.slow_consumers >= 1, "{stats:?}");
+    drop(silent);
+}
+
+#[test]
+fn a_full_window_releases_its_run_without_cutting_a_reader() {
+    let _heavy = heavy();
+    // Seq 1 never comes; the window's byte budget (not the hole timer) makes
+    // it give up, and the run behind the hole goes out as the reader takes it.
+    let server = start(Config {
+        window_bytes: 8_000_000,
+        hole_timeout: Duration::from_secs(60),
+        max_line: 2048,
+        ..Config::ephemeral()
+    });
+    let mut source = connect_source(&server);
+    let readers = connect_clients(&server, &[1]);
+    let (count, width) = (12_000, 1000);
+    let expected = padded_broadcasts(2, count - 1, width);
+    let last = padded_broadcasts(count, 1, width);
+    let stream = expected.clone();
+    let reading = std::thread::spawn(move || {
+        let mut reader = readers.into_iter().next().unwrap();
+        assert!(read_through(&mut reader, &last) == expected, "misordered");
+    });
+    source.write_all(&stream).unwrap();
+    reading
+        .join()
+        .expect("the reader got every event after the hole");
+    let stats = server.stop().unwrap();
+    assert_eq!((stats.slow_consumers, stats.skipped), (0, 1));
 }
