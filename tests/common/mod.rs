@@ -154,5 +154,7 @@ pub fn padded_broadcasts(first: u64, count: u64, width: usize) -> Vec<u8> {
 /// cut as slow consumers, which is the server being right, not the test.
 pub fn heavy() -> std::sync::MutexGuard<'static, ()> {
     static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    HEAVY.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    HEAVY
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
