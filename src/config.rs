@@ -46,7 +46,8 @@ pub struct Config {
     pub log_level: log::LevelFilter,
 
     /// Seqs the reorder window spans ahead of the next one (rounded up to a
-    /// power of two); an event farther ahead makes the window skip forward.
+    /// power of two); an event farther ahead makes the window give up on the
+    /// missing seqs it would leave behind.
     #[arg(long, env = "FOLLOWER_MAZE_WINDOW", default_value_t = 1 << 20)]
     pub window_capacity: usize,
 

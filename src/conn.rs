@@ -133,10 +133,13 @@ impl Outbox {
         Ok(written)
     }
 
-    /// Frees the buffer's memory if it has grown past `keep` bytes while
-    /// empty, so a burst does not pin memory for the connection's lifetime.
-    pub fn shrink_if_idle(&mut self, keep: usize) {
-        if self.pending() == 0 && self.buf.capacity() > keep {
+    /// Frees the buffer's memory if it is empty and far larger than both
+    /// `keep` and the batch just written (`recent` bytes), so a burst does
+    /// not pin memory for the connection's lifetime, while a client that
+    /// regularly gets large batches keeps its buffer instead of reallocating
+    /// it every turn.
+    pub fn shrink_if_idle(&mut self, keep: usize, recent: usize) {
+        if self.pending() == 0 && self.buf.capacity() > keep.max(recent.saturating_mul(4)) {
             self.buf = Vec::with_capacity(keep);
             self.head = 0;
         }
@@ -150,8 +153,6 @@ pub enum ClientState {
     AwaitingId {
         /// Collects the id line.
         inbox: Inbox,
-        /// When it must have sent its id by.
-        deadline: Instant,
     },
     /// Registered under a user id; only receives from now on.
     Registered {
@@ -238,6 +239,29 @@ mod tests {
         assert_eq!(outbox.write_to(&mut sink).unwrap(), 7);
         assert_eq!(sink.written, b"1|B\r\n2|B\r\n3|B\n");
         assert_eq!(outbox.pending(), 0);
+    }
+
+    #[test]
+    fn an_idle_outbox_gives_back_a_burst_but_keeps_a_steady_batch() {
+        let mut outbox = Outbox::default();
+        let mut sink = Throttled {
+            written: Vec::new(),
+            room: usize::MAX,
+        };
+        outbox.push(&[b'x'; 100_000]);
+        let written = outbox.write_to(&mut sink).unwrap();
+        outbox.shrink_if_idle(1024, written);
+        assert!(
+            outbox.buf.capacity() >= 100_000,
+            "a steady batch keeps its buffer"
+        );
+        outbox.push(b"1|B\n");
+        let written = outbox.write_to(&mut sink).unwrap();
+        outbox.shrink_if_idle(1024, written);
+        assert!(
+            outbox.buf.capacity() <= 1024,
+            "an idle burst buffer is freed"
+        );
     }
 
     #[test]

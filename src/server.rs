@@ -9,7 +9,8 @@
 //! Each loop turn: readiness events are handled (accepts, client reads,
 //! writable sockets), then [`Server::tick`] reads a bounded amount from the
 //! event source and routes it, fires timers, writes every outbox that gained
-//! frames this turn (one `write` per client per turn), and finally closes the
+//! frames this turn (all of a turn's frames for a client leave together, in
+//! as few `write` calls as the socket allows), and finally closes the
 //! connections marked for closing, never in the middle of a fan-out.
 
 use std::collections::VecDeque;
@@ -539,7 +540,6 @@ impl Server {
             stream,
             state: ClientState::AwaitingId {
                 inbox: Inbox::new(0, self.config.max_id_line),
-                deadline,
             },
             outbox: Outbox::default(),
             write_blocked: false,
@@ -838,7 +838,7 @@ impl Server {
                 if pending > 0 {
                     client.write_blocked = true;
                 } else {
-                    client.outbox.shrink_if_idle(OUTBOX_KEEP_BYTES);
+                    client.outbox.shrink_if_idle(OUTBOX_KEEP_BYTES, written);
                 }
             }
             Err(err) => {
@@ -1033,7 +1033,7 @@ struct Outboxes<'a> {
     stall_until: &'a mut Option<Instant>,
     /// Queued bytes past which no more deliveries are wanted.
     max_queued_bytes: usize,
-    /// Counts clients cut for exceeding it.
+    /// Counts clients cut as slow consumers.
     slow_consumers: &'a mut u64,
 }
 
