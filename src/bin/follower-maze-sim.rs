@@ -5,13 +5,16 @@
 //! Knobs keep the original client's environment variables (`totalEvents`,
 //! `concurrencyLevel`, ...); `--help` lists them all. `--demo` starts the
 //! server in-process on free ports, so one command shows the whole thing.
+//! `--loopback-baseline` and `--ratio` measure the loopback bandwidth the
+//! same way, to say what fraction of it the server delivers.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use follower_maze::sim::{self, Failure, FailureReason, Report, SimConfig};
+use follower_maze::sim::baseline::{self, Writer};
+use follower_maze::sim::{self, BaselineReport, Failure, FailureReason, Report, SimConfig};
 use follower_maze::{BackgroundServer, Config, Stats};
 
 /// What the original client printed when every notification arrived.
@@ -54,6 +57,40 @@ struct Args {
     /// print the generator's events per second.
     #[arg(long)]
     generate_only: bool,
+
+    /// Only measure the loopback baseline: a trivial writer sends
+    /// --baseline-bytes of pre-made lines over as many connections as a run
+    /// verifies (concurrencyLevel + --duplicate-ids), read by this
+    /// simulator's client loop (same read size, same mio loop, bytes counted,
+    /// not checked); prints bytes/s. The writer is a child process, or a
+    /// thread with --demo, as the server would be.
+    #[arg(long)]
+    loopback_baseline: bool,
+
+    /// Measure the loopback baseline with the run's connections first (the
+    /// server is idle then), then run, and print delivered notification
+    /// bytes/s ÷ baseline bytes/s: the fraction of the loopback's capacity
+    /// the run reached. Use with --count-only to measure the server rather
+    /// than the verifier.
+    #[arg(long)]
+    ratio: bool,
+
+    /// Bytes the loopback baseline sends in all (at least 64 KiB per
+    /// connection).
+    #[arg(long, value_name = "BYTES", default_value_t = 1_000_000_000)]
+    baseline_bytes: u64,
+
+    /// Internal: be the baseline's writer process (see --loopback-baseline).
+    #[arg(long = "baseline-writer", hide = true)]
+    baseline_writer: bool,
+
+    /// Internal: connections the writer process accepts.
+    #[arg(long, hide = true, default_value_t = 0)]
+    baseline_connections: usize,
+
+    /// Internal: bytes the writer process sends on each connection.
+    #[arg(long, hide = true, default_value_t = 0)]
+    baseline_bytes_per_connection: u64,
 }
 
 fn main() -> ExitCode {
@@ -64,6 +101,29 @@ fn main() -> ExitCode {
     {
         eprintln!("follower-maze-sim: cannot start logging: {err}");
         return ExitCode::FAILURE;
+    }
+    if args.baseline_writer {
+        return match baseline::writer_main(
+            &args.sim.host,
+            args.baseline_connections,
+            args.baseline_bytes_per_connection,
+            args.sim.timeout,
+        ) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("follower-maze-sim: baseline writer: {err}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    if args.loopback_baseline {
+        return match measure_baseline(&args) {
+            Some(report) => {
+                say!("{report}");
+                ExitCode::SUCCESS
+            }
+            None => ExitCode::FAILURE,
+        };
     }
     if args.generate_only {
         return match sim::generate_only(&args.sim) {
@@ -77,17 +137,28 @@ fn main() -> ExitCode {
             }
         };
     }
+    let baseline = if args.ratio {
+        match measure_baseline(&args) {
+            Some(measured) => {
+                say!("{measured}");
+                Some(measured)
+            }
+            None => return ExitCode::FAILURE,
+        }
+    } else {
+        None
+    };
     if args.demo {
-        demo(&args)
+        demo(&args, baseline)
     } else {
         let outcome = sim::run(&args.sim);
-        finish(&args, outcome)
+        finish(&args, outcome, baseline)
     }
 }
 
 /// Runs against a server started in-process, then stops it and reports
 /// what it counted too.
-fn demo(args: &Args) -> ExitCode {
+fn demo(args: &Args, baseline: Option<BaselineReport>) -> ExitCode {
     let mut config = Config {
         log_level: args.sim.log_level,
         ..Config::ephemeral()
@@ -118,7 +189,30 @@ fn demo(args: &Args) -> ExitCode {
         Ok(stats) => print_server_stats(&stats),
         Err(err) => say!("server: stopping failed: {err}"),
     }
-    finish(args, outcome)
+    finish(args, outcome, baseline)
+}
+
+/// Measures the loopback baseline for `args`' connections, with the writer
+/// where the server would be; says why on failure.
+fn measure_baseline(args: &Args) -> Option<BaselineReport> {
+    let writer = if args.demo {
+        Writer::Thread
+    } else {
+        match std::env::current_exe() {
+            Ok(exe) => Writer::Process(exe),
+            Err(err) => {
+                say!("FAILED: loopback baseline: cannot find this executable: {err}");
+                return None;
+            }
+        }
+    };
+    match baseline::measure(&args.sim, args.baseline_bytes, writer) {
+        Ok(report) => Some(report),
+        Err(err) => {
+            say!("FAILED: loopback baseline: {err}");
+            None
+        }
+    }
 }
 
 /// Prints the demo server's own counts, to compare with the simulator's.
@@ -137,14 +231,31 @@ fn print_server_stats(stats: &Stats) {
     );
 }
 
-/// Prints the summary and the verdict, writes the JSON, picks the exit
-/// code: 0 on success, 1 on a failed run, 2 for a configuration error.
-fn finish(args: &Args, outcome: Result<Report, Failure>) -> ExitCode {
+/// Prints the summary, the ratio to the `baseline` if one was measured, and
+/// the verdict, writes the JSON, picks the exit code: 0 on success, 1 on a
+/// failed run, 2 for a configuration error.
+fn finish(
+    args: &Args,
+    outcome: Result<Report, Failure>,
+    baseline: Option<BaselineReport>,
+) -> ExitCode {
     let (report, reasons): (&Report, &[FailureReason]) = match &outcome {
         Ok(report) => (report, &[]),
         Err(failure) => (&failure.report, &failure.reasons),
     };
     say!("{report}");
+    if args.sim.count_only {
+        say!("(--count-only: each client's lines were counted, not checked)");
+    }
+    if let (Some(measured), Ok(_)) = (&baseline, &outcome) {
+        let delivered = report.megabytes_per_second() * 1e6;
+        say!(
+            "delivered/baseline: {:.2} MB/s / {:.2} MB/s = {:.3}",
+            delivered / 1e6,
+            measured.bytes_per_second() / 1e6,
+            measured.ratio(delivered)
+        );
+    }
     let mut code = match &outcome {
         Ok(_) => {
             say!("{BANNER}");
@@ -160,7 +271,7 @@ fn finish(args: &Args, outcome: Result<Report, Failure>) -> ExitCode {
         }
     };
     if let Some(path) = &args.json
-        && let Err(err) = std::fs::write(path, report.to_json(reasons) + "\n")
+        && let Err(err) = std::fs::write(path, report.to_json(reasons, baseline.as_ref()) + "\n")
     {
         say!("FAILED: cannot write {}: {err}", path.display());
         code = ExitCode::FAILURE;

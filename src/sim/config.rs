@@ -114,6 +114,13 @@ pub struct SimConfig {
     #[arg(long = "grace-ms", default_value = "200", value_parser = parse_millis)]
     pub grace: Duration,
 
+    /// Count the lines each client receives instead of checking each one
+    /// (seq, order, bytes): the reading then costs about what the loopback
+    /// baseline's does, so a throughput run (e.g. with --ratio) measures the
+    /// server, not the verifier. Leave it off to test correctness.
+    #[arg(long)]
+    pub count_only: bool,
+
     /// Expectations pending over all clients past which the source stops
     /// generating (and so sending) until clients catch up; bounds memory.
     #[arg(long, default_value_t = 4_000_000)]

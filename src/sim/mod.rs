@@ -16,9 +16,12 @@
 //! - [`connect`]: opening the source and client sockets.
 //! - [`run`](mod@run): the single-threaded mio loop that drives one run.
 //! - [`failure`] and [`report`]: the verdict, as data and as text or JSON.
+//! - [`baseline`]: the loopback bandwidth measured the way a run reads, to
+//!   put a run's delivered bytes per second in proportion.
 //!
 //! [`run()`] drives a whole run; [`Generator`] works alone for benches.
 
+pub mod baseline;
 pub mod config;
 pub mod connect;
 pub mod failure;
@@ -34,6 +37,7 @@ pub mod verify;
 
 use std::time::Instant;
 
+pub use baseline::BaselineReport;
 pub use config::SimConfig;
 pub use failure::{Failure, FailureReason};
 pub use generator::{Batch, CountingSink, ExpectSink, Generator, GeneratorConfig};

@@ -4,6 +4,7 @@
 use std::fmt::{self, Write as _};
 use std::time::Duration;
 
+use super::baseline::BaselineReport;
 use super::failure::FailureReason;
 
 /// Counts and timings of one run.
@@ -49,8 +50,9 @@ impl Report {
     }
 
     /// The report as one JSON object, with the verdict: `failures` holds the
-    /// reasons as text and is empty on success.
-    pub fn to_json(&self, failures: &[FailureReason]) -> String {
+    /// reasons as text and is empty on success. With a loopback `baseline`,
+    /// its bytes per second and the run's ratio to it are added.
+    pub fn to_json(&self, failures: &[FailureReason], baseline: Option<&BaselineReport>) -> String {
         let mut json = String::from("{");
         let mut field = |name: &str, value: &str| {
             if json.len() > 1 {
@@ -84,6 +86,16 @@ impl Report {
             "megabytes_per_second",
             &format!("{:.3}", self.megabytes_per_second()),
         );
+        if let Some(baseline) = baseline {
+            field(
+                "baseline_megabytes_per_second",
+                &format!("{:.3}", baseline.bytes_per_second() / 1e6),
+            );
+            field(
+                "baseline_ratio",
+                &format!("{:.4}", baseline.ratio(self.megabytes_per_second() * 1e6)),
+            );
+        }
         let reasons: Vec<String> = failures
             .iter()
             .map(|r| json_string(&r.to_string()))
@@ -213,11 +225,25 @@ mod tests {
 
     #[test]
     fn json_is_one_flat_object_with_escaped_failures() {
-        let json = sample().to_json(&[]);
+        let json = sample().to_json(&[], None);
         assert!(json.starts_with("{\"passed\":true,\"seed\":666,\"events\":1000,"));
         assert!(json.ends_with("\"failures\":[]}"));
-        let failed = sample().to_json(&[FailureReason::Config("a \"b\"\n".into())]);
+        assert!(!json.contains("baseline"));
+        let failed = sample().to_json(&[FailureReason::Config("a \"b\"\n".into())], None);
         assert!(failed.contains("\"passed\":false"));
         assert!(failed.contains(r#""failures":["configuration: a \"b\"\n"]"#));
+    }
+
+    #[test]
+    fn json_carries_the_baseline_and_the_ratio() {
+        let baseline = BaselineReport {
+            connections: 10,
+            bytes: 4_000_000,
+            elapsed: Duration::from_secs(1),
+        };
+        let json = sample().to_json(&[], Some(&baseline));
+        assert!(
+            json.contains("\"baseline_megabytes_per_second\":4.000,\"baseline_ratio\":0.2500,")
+        );
     }
 }

@@ -42,8 +42,12 @@ const CHUNK_BYTES: usize = 256 * 1024;
 /// the reading of its output.
 const WRITE_BUDGET: usize = 2 * CHUNK_BYTES;
 
-/// Bytes one read takes from a client.
-const READ_BYTES: usize = 64 * 1024;
+/// Bytes one read takes from a client (the loopback baseline reads the
+/// same way).
+pub(super) const READ_BYTES: usize = 64 * 1024;
+
+/// Readiness events taken per poll (the loopback baseline too).
+pub(super) const EVENTS_CAPACITY: usize = 1024;
 
 /// Longest notification line accepted; every event line is far shorter.
 const MAX_LINE: usize = 1024;
@@ -228,7 +232,11 @@ impl<'a> Run<'a> {
             config,
             poll,
             generator: Generator::new(&config.generator(), &plan.verified),
-            verifiers: Verifiers::new(&users),
+            verifiers: if config.count_only {
+                Verifiers::counting(&users)
+            } else {
+                Verifiers::new(&users)
+            },
             clients,
             silent,
             source: Source {
@@ -265,7 +273,7 @@ impl<'a> Run<'a> {
 
     /// Turns the loop until the run is over or has failed.
     fn drive(&mut self) {
-        let mut events = Events::with_capacity(1024);
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             let timeout = self.next_wakeup(Instant::now());
             if let Err(e) = self.poll.poll(&mut events, Some(timeout)) {

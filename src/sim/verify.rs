@@ -12,6 +12,12 @@
 //! as *missing candidates*, because one may still arrive (a reorder), and
 //! only at the end of the run does a candidate become [`Missing`].
 //!
+//! In *count-only* mode ([`Verifiers::counting`], `--count-only`) nothing is
+//! queued: each connection counts the lines it is owed and the lines it
+//! gets, and fails only on more lines than owed. That costs the reading side
+//! little more than the loopback baseline's byte counting, so a throughput
+//! run measures the server rather than the verifier.
+//!
 //! [`Missing`]: FailureReason::Missing
 
 use std::collections::VecDeque;
@@ -45,6 +51,8 @@ pub struct ClientVerifier {
     last_seq: Seq,
     /// Owed seqs passed over by a later one: `(missing, received instead)`.
     candidates: Vec<(Seq, Seq)>,
+    /// Count lines instead of checking them: `pending` stays empty.
+    count_only: bool,
 }
 
 impl ClientVerifier {
@@ -59,6 +67,15 @@ impl ClientVerifier {
             bytes: 0,
             last_seq: 0,
             candidates: Vec::new(),
+            count_only: false,
+        }
+    }
+
+    /// Like [`ClientVerifier::new`], but only counting lines.
+    pub fn counting(user: UserId, client: ClientIndex) -> Self {
+        ClientVerifier {
+            count_only: true,
+            ..ClientVerifier::new(user, client)
         }
     }
 
@@ -69,11 +86,20 @@ impl ClientVerifier {
 
     /// Owed notifications not yet received.
     pub fn pending(&self) -> usize {
-        self.pending.len()
+        if self.count_only {
+            self.expected.saturating_sub(self.received) as usize
+        } else {
+            self.pending.len()
+        }
     }
 
-    /// The lowest seq owed and not yet received.
+    /// The lowest seq owed and not yet received. Counting only, the seq is
+    /// not kept: the one after the last received stands in for it (a lower
+    /// bound, enough for the timeout check).
     pub fn front(&self) -> Option<Seq> {
+        if self.count_only {
+            return (self.pending() > 0).then_some(self.last_seq + 1);
+        }
         self.pending.front().map(|&(seq, _)| seq)
     }
 
@@ -85,7 +111,9 @@ impl ClientVerifier {
     /// The connection is owed the line of `seq`, with digest `hash`.
     #[inline]
     pub fn expect(&mut self, seq: Seq, hash: u64) {
-        self.pending.push_back((seq, hash));
+        if !self.count_only {
+            self.pending.push_back((seq, hash));
+        }
         self.expected += 1;
     }
 
@@ -95,6 +123,9 @@ impl ClientVerifier {
     pub fn on_line(&mut self, line: &[u8]) -> Result<(), FailureReason> {
         self.received += 1;
         self.bytes += line.len() as u64;
+        if self.count_only {
+            return self.count(line);
+        }
         let Some(seq) = leading_seq(line) else {
             return Err(self.garbled(line));
         };
@@ -134,6 +165,18 @@ impl ClientVerifier {
             });
         }
         Ok(())
+    }
+
+    /// Counting only: a line is fine unless it is one more than owed.
+    fn count(&mut self, line: &[u8]) -> Result<(), FailureReason> {
+        if self.received <= self.expected {
+            return Ok(());
+        }
+        Err(FailureReason::Unexpected {
+            user: self.user,
+            client: self.client,
+            seq: leading_seq(line).unwrap_or(0),
+        })
     }
 
     /// Classifies a seq at or below the last one received.
@@ -233,6 +276,19 @@ impl Verifiers {
                 .iter()
                 .enumerate()
                 .map(|(at, &user)| ClientVerifier::new(user, at as ClientIndex))
+                .collect(),
+            ..Verifiers::default()
+        }
+    }
+
+    /// Like [`Verifiers::new`], but only counting lines (see the module
+    /// docs).
+    pub fn counting(users: &[UserId]) -> Self {
+        Verifiers {
+            clients: users
+                .iter()
+                .enumerate()
+                .map(|(at, &user)| ClientVerifier::counting(user, at as ClientIndex))
                 .collect(),
             ..Verifiers::default()
         }
@@ -435,5 +491,31 @@ mod tests {
         assert_eq!(all.verified_bytes(), B.len() as u64);
         assert!(all.get(1).missing().is_some());
         assert!(all.get(0).missing().is_none());
+    }
+
+    #[test]
+    fn counting_only_checks_how_many() {
+        let mut all = Verifiers::counting(&[7, 8]);
+        all.expect(0, 3, digest(A));
+        all.expect(0, 5, digest(B));
+        all.expect(1, 5, digest(B));
+        assert_eq!(all.pending(), 3);
+        // Order and bytes are not checked, only the count.
+        assert_eq!(all.on_line(0, C), Ok(()));
+        assert_eq!(all.on_line(0, A), Ok(()));
+        assert_eq!(all.pending(), 1);
+        assert_eq!(all.get(1).front(), Some(1));
+        assert_eq!(all.on_line(1, B), Ok(()));
+        assert_eq!((all.pending(), all.get(1).front()), (0, None));
+        assert_eq!(
+            all.on_line(1, C),
+            Err(FailureReason::Unexpected {
+                user: 8,
+                client: 1,
+                seq: 9
+            })
+        );
+        assert_eq!(all.verified(), 3);
+        assert_eq!(all.iter().filter_map(|v| v.missing()).count(), 0);
     }
 }
