@@ -1,6 +1,7 @@
 //! The pure hot path end to end, without sockets: source bytes → inbox
-//! framing → parse → reorder window → router → one [`Outbox`] per
-//! connection, for 100, 1,000 and 10,000 registered connections.
+//! framing → parse → reorder window → router → one outbox per connection
+//! and the shared broadcast log, for 100, 1,000 and 10,000 registered
+//! connections.
 //!
 //! The stream is the simulator's default run in miniature: 1,000,000
 //! default-mix events in shuffled batches of up to 100, with ten users per
@@ -8,65 +9,25 @@
 //! Every iteration routes it through a fresh [`Pipeline`] (built outside the
 //! timed part: the sequence starts at 1 with an empty graph, as the stream
 //! expects) into outboxes that stay warm across iterations. Like a server
-//! turn, every 8 MiB of source the outboxes that gained frames are drained
-//! (to `io::sink`, so no copy) and shrunk by the server's rule (idle, and
-//! far above both 64 KiB and the batch just written). Throughput is notifications (frames appended to an outbox).
+//! turn, every 8 MiB of source the outboxes are drained (to `io::sink`, so
+//! no copy) and shrunk by the server's rule, and the log released (see
+//! `tests/support/sink_path.rs`). Throughput is notifications: frames
+//! owed to a connection, whether copied into its outbox or shared.
 
-use std::hint::black_box;
-use std::io;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use follower_maze::conn::{Inbox, Outbox};
-use follower_maze::pipeline::{Deliver, Pipeline};
-use follower_maze::protocol::Line;
-use follower_maze::router::ConnKey;
+use follower_maze::conn::Inbox;
+use follower_maze::pipeline::Pipeline;
 use follower_maze::sim::plan::Plan;
 use follower_maze::sim::{CountingSink, Generator, SimConfig};
 
 /// Events per iteration.
 const EVENTS: u64 = 1_000_000;
-/// The server's source inbox and read size.
-const INBOX_BYTES: usize = 1024 * 1024;
-/// The server's largest turn: source bytes routed before outboxes are written.
-const TURN_BYTES: usize = 8 * 1024 * 1024;
-/// The server's idle outbox size past which the buffer is freed.
-const OUTBOX_KEEP_BYTES: usize = 64 * 1024;
+#[path = "../tests/support/sink_path.rs"]
+mod sink_path;
 
-/// The outboxes, one per connection key, and which gained frames this turn.
-#[derive(Default)]
-struct Outboxes {
-    /// Indexed by connection key.
-    outboxes: Vec<Outbox>,
-    /// Keys to drain at the end of the turn.
-    dirty: Vec<ConnKey>,
-    /// Frames appended so far.
-    notifications: u64,
-}
-
-impl Deliver for Outboxes {
-    fn deliver(&mut self, conn: ConnKey, frame: &[u8]) {
-        let outbox = &mut self.outboxes[conn];
-        if outbox.pending() == 0 {
-            self.dirty.push(conn);
-        }
-        outbox.push(frame);
-        self.notifications += 1;
-    }
-}
-
-impl Outboxes {
-    /// The end of a turn: every dirty outbox written out.
-    fn drain(&mut self) {
-        for &key in &self.dirty {
-            let outbox = &mut self.outboxes[key];
-            // `io::sink` takes everything, so the outbox ends empty.
-            let written = black_box(outbox.write_to(&mut io::sink()).unwrap_or(0));
-            outbox.shrink_if_idle(OUTBOX_KEEP_BYTES, written);
-        }
-        self.dirty.clear();
-    }
-}
+use sink_path::{INBOX_BYTES, SinkOutboxes, route_in_turns};
 
 /// One case: the stream and the connections for `connections` clients.
 struct Case {
@@ -106,28 +67,8 @@ impl Case {
 
     /// Routes the whole stream through `pipeline` into `out` in server-sized
     /// reads and turns.
-    fn route(&self, pipeline: &mut Pipeline, inbox: &mut Inbox, out: &mut Outboxes) {
-        let now = Instant::now();
-        let mut bytes = &self.bytes[..];
-        let mut turn = 0;
-        loop {
-            while let Some(line) = inbox.next_line() {
-                if let Line::Frame { start, end } = line {
-                    let routed = pipeline.on_frame(inbox.frame(start, end), now, out);
-                    debug_assert!(routed.is_ok());
-                }
-            }
-            inbox.compact();
-            if turn >= TURN_BYTES || bytes.is_empty() {
-                out.drain();
-                turn = 0;
-            }
-            if bytes.is_empty() {
-                return;
-            }
-            // Reading from a slice cannot fail; it advances `bytes`.
-            turn += inbox.read_from(&mut bytes, INBOX_BYTES).unwrap_or(0);
-        }
+    fn route(&self, pipeline: &mut Pipeline, inbox: &mut Inbox, out: &mut SinkOutboxes) {
+        route_in_turns(pipeline, inbox, out, &self.bytes);
     }
 }
 
@@ -139,18 +80,14 @@ fn bench(c: &mut Criterion) {
     for connections in [100u32, 1000, 10_000] {
         let case = Case::new(connections);
         let mut inbox = Inbox::new(INBOX_BYTES, 1024);
-        let mut out = Outboxes {
-            outboxes: (0..connections).map(|_| Outbox::default()).collect(),
-            ..Outboxes::default()
-        };
+        let mut out = SinkOutboxes::new(connections as usize, 0);
         // One untimed pass: counts the notifications per iteration, checks
         // the pipeline routed every event, and warms the outboxes.
         let mut pipeline = case.pipeline();
         case.route(&mut pipeline, &mut inbox, &mut out);
         let counters = pipeline.counters();
         assert_eq!(counters.events_routed, EVENTS);
-        assert_eq!(counters.notifications, out.notifications);
-        group.throughput(Throughput::Elements(out.notifications));
+        group.throughput(Throughput::Elements(counters.notifications));
         group.bench_function(BenchmarkId::new("connections", connections), |b| {
             b.iter_batched_ref(
                 || case.pipeline(),

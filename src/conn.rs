@@ -1,15 +1,14 @@
 //! One connection's buffers and the I/O on them.
 //!
 //! An [`Inbox`] is a fixed-size read buffer with a [`LineSplitter`], so a peer
-//! can never make it grow. An [`Outbox`] queues whole frames for one client
-//! and drains them with as few `write` calls as the socket allows: frames
-//! appended during one loop turn leave in one call.
+//! can never make it grow. What a client is owed is its [`Outbox`].
 
-use std::io::{self, Read, Write};
+use std::io::{self, Read};
 use std::time::Instant;
 
 use mio::net::TcpStream;
 
+use crate::outbox::Outbox;
 use crate::protocol::{Line, LineSplitter, UserId};
 
 /// True for the error that means "no more right now".
@@ -85,67 +84,6 @@ impl Inbox {
     }
 }
 
-/// Frames queued for one client, drained by `write`.
-#[derive(Debug, Default)]
-pub struct Outbox {
-    /// Queued bytes are `buf[head..]`.
-    buf: Vec<u8>,
-    /// Bytes at the front already written.
-    head: usize,
-}
-
-impl Outbox {
-    /// Bytes queued and not yet written.
-    pub fn pending(&self) -> usize {
-        self.buf.len() - self.head
-    }
-
-    /// Queues `frame` after everything already queued.
-    pub fn push(&mut self, frame: &[u8]) {
-        if self.head > 0 && self.head >= self.buf.len() / 2 {
-            // Reclaim the written front before growing the buffer.
-            self.buf.drain(..self.head);
-            self.head = 0;
-        }
-        self.buf.extend_from_slice(frame);
-    }
-
-    /// Writes queued bytes until none are left or `writer` would block;
-    /// returns how many bytes were written.
-    pub fn write_to(&mut self, writer: &mut impl Write) -> io::Result<usize> {
-        let mut written = 0;
-        while self.head < self.buf.len() {
-            match writer.write(&self.buf[self.head..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => {
-                    self.head += n;
-                    written += n;
-                }
-                Err(err) if would_block(&err) => break,
-                Err(err) if interrupted(&err) => continue,
-                Err(err) => return Err(err),
-            }
-        }
-        if self.head == self.buf.len() {
-            self.buf.clear();
-            self.head = 0;
-        }
-        Ok(written)
-    }
-
-    /// Frees the buffer's memory if it is empty and far larger than both
-    /// `keep` and the batch just written (`recent` bytes), so a burst does
-    /// not pin memory for the connection's lifetime, while a client that
-    /// regularly gets large batches keeps its buffer instead of reallocating
-    /// it every turn.
-    pub fn shrink_if_idle(&mut self, keep: usize, recent: usize) {
-        if self.pending() == 0 && self.buf.capacity() > keep.max(recent.saturating_mul(4)) {
-            self.buf = Vec::with_capacity(keep);
-            self.head = 0;
-        }
-    }
-}
-
 /// What a user-client connection is doing.
 #[derive(Debug)]
 pub enum ClientState {
@@ -200,85 +138,6 @@ pub struct Source {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A writer that accepts at most `room` bytes, then would block.
-    struct Throttled {
-        written: Vec<u8>,
-        room: usize,
-    }
-
-    impl Write for Throttled {
-        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-            if self.room == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let n = buf.len().min(self.room).min(3);
-            self.written.extend_from_slice(&buf[..n]);
-            self.room -= n;
-            Ok(n)
-        }
-
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn partial_writes_resume_where_they_stopped() {
-        let mut outbox = Outbox::default();
-        outbox.push(b"1|B\r\n");
-        outbox.push(b"2|B\r\n");
-        let mut sink = Throttled {
-            written: Vec::new(),
-            room: 7,
-        };
-        assert_eq!(outbox.write_to(&mut sink).unwrap(), 7);
-        assert_eq!(outbox.pending(), 3);
-        outbox.push(b"3|B\n");
-        sink.room = 100;
-        assert_eq!(outbox.write_to(&mut sink).unwrap(), 7);
-        assert_eq!(sink.written, b"1|B\r\n2|B\r\n3|B\n");
-        assert_eq!(outbox.pending(), 0);
-    }
-
-    #[test]
-    fn an_idle_outbox_gives_back_a_burst_but_keeps_a_steady_batch() {
-        let mut outbox = Outbox::default();
-        let mut sink = Throttled {
-            written: Vec::new(),
-            room: usize::MAX,
-        };
-        outbox.push(&[b'x'; 100_000]);
-        let written = outbox.write_to(&mut sink).unwrap();
-        outbox.shrink_if_idle(1024, written);
-        assert!(
-            outbox.buf.capacity() >= 100_000,
-            "a steady batch keeps its buffer"
-        );
-        outbox.push(b"1|B\n");
-        let written = outbox.write_to(&mut sink).unwrap();
-        outbox.shrink_if_idle(1024, written);
-        assert!(
-            outbox.buf.capacity() <= 1024,
-            "an idle burst buffer is freed"
-        );
-    }
-
-    #[test]
-    fn a_reset_peer_is_an_error() {
-        struct Reset;
-        impl Write for Reset {
-            fn write(&mut self, _: &[u8]) -> io::Result<usize> {
-                Err(io::ErrorKind::ConnectionReset.into())
-            }
-            fn flush(&mut self) -> io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut outbox = Outbox::default();
-        outbox.push(b"1|B\n");
-        assert!(outbox.write_to(&mut Reset).is_err());
-    }
 
     #[test]
     fn an_inbox_yields_lines_across_reads_and_keeps_the_partial_one() {

@@ -83,6 +83,7 @@ pub mod conn;
 pub mod graph;
 pub mod limits;
 pub mod log_limit;
+pub mod outbox;
 pub mod pipeline;
 pub mod protocol;
 pub mod router;

@@ -35,6 +35,16 @@ pub trait Deliver {
     /// Queue `frame` for `conn`.
     fn deliver(&mut self, conn: ConnKey, frame: &[u8]);
 
+    /// Queue `frame` for every registered connection, `conns`: a Broadcast.
+    /// By default each gets it through [`Deliver::deliver`]; a receiver
+    /// that can store the frame once for all of them (the server's
+    /// broadcast log) overrides this and never walks `conns`.
+    fn broadcast(&mut self, frame: &[u8], conns: impl Iterator<Item = ConnKey>) {
+        for conn in conns {
+            self.deliver(conn, frame);
+        }
+    }
+
     /// True when the receiver wants no more deliveries for now (queued output
     /// over budget, or a client due for a write). In-order frames then stay
     /// in the window until [`Pipeline::release_ready`], so filling a long
@@ -246,7 +256,7 @@ impl Pipeline {
     /// while `out` is full.
     fn accept(&mut self, event: Event, frame: &[u8], now: Instant, out: &mut impl Deliver) -> bool {
         if !out.is_full() && self.window.bypass(event.seq) {
-            self.route(event.kind, frame, out);
+            route(&mut self.router, &mut self.counters, event.kind, frame, out);
             self.progress(now);
             return true;
         }
@@ -442,20 +452,11 @@ impl Pipeline {
                 break;
             };
             released = true;
-            let notified = self.router.route(kind, |conn| out.deliver(conn, frame));
-            self.counters.events_routed += 1;
-            self.counters.notifications += notified;
+            route(&mut self.router, &mut self.counters, kind, frame, out);
         }
         if released {
             self.progress(now);
         }
-    }
-
-    /// Routes one in-order event.
-    fn route(&mut self, kind: EventKind, frame: &[u8], out: &mut impl Deliver) {
-        let notified = self.router.route(kind, |conn| out.deliver(conn, frame));
-        self.counters.events_routed += 1;
-        self.counters.notifications += notified;
     }
 
     /// The stream moved: a remaining hole starts its wait now.
@@ -473,6 +474,26 @@ impl Pipeline {
             self.waiting_since = Some(now);
         }
     }
+}
+
+/// Routes one in-order event and counts it. A free function so the frame
+/// may borrow from the window while the router is borrowed mutably.
+fn route(
+    router: &mut Router,
+    counters: &mut PipelineCounters,
+    kind: EventKind,
+    frame: &[u8],
+    out: &mut impl Deliver,
+) {
+    let notified = match kind {
+        EventKind::Broadcast => {
+            out.broadcast(frame, router.connection_keys());
+            router.connections() as u64
+        }
+        kind => router.route(kind, |conn| out.deliver(conn, frame)),
+    };
+    counters.events_routed += 1;
+    counters.notifications += notified;
 }
 
 #[cfg(test)]

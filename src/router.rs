@@ -53,6 +53,12 @@ impl Router {
         self.connections
     }
 
+    /// Every registered connection (a connection that claimed an id twice
+    /// would appear twice; the server registers each once).
+    pub fn connection_keys(&self) -> impl Iterator<Item = ConnKey> + '_ {
+        self.directory.values().flatten().copied()
+    }
+
     /// The follower graph, read-only.
     pub fn graph(&self) -> &FollowerGraph {
         &self.graph
@@ -82,9 +88,7 @@ impl Router {
                 .map(|follower| notify(&self.directory, follower, &mut deliver))
                 .sum(),
             EventKind::Broadcast => {
-                for &conn in self.directory.values().flatten() {
-                    deliver(conn);
-                }
+                self.connection_keys().for_each(deliver);
                 self.connections as u64
             }
         }

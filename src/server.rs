@@ -25,8 +25,9 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::conn::{Client, ClientState, Inbox, Outbox, Source, interrupted, would_block};
+use crate::conn::{Client, ClientState, Inbox, Source, interrupted, would_block};
 use crate::log_limit::LogLimit;
+use crate::outbox::{BroadcastLog, Outbox};
 use crate::pipeline::{Deliver, Pipeline};
 use crate::protocol::{self, Line};
 use crate::router::ConnKey;
@@ -90,7 +91,9 @@ macro_rules! outboxes {
             clients: &mut $server.clients,
             dirty: &mut $server.dirty,
             closing: &mut $server.closing,
-            queued_bytes: &mut $server.queued_bytes,
+            own_bytes: &mut $server.own_bytes,
+            log: &mut $server.log,
+            log_flushed: $server.log_flushed,
             queued_bytes_peak: &mut $server.queued_bytes_peak,
             hard_limit: $server.config.outbox_hard_limit,
             soft_limit: $server.config.outbox_soft_limit,
@@ -134,9 +137,13 @@ pub struct Server {
     /// Clients awaiting their id, by deadline (ids arrive in accept order
     /// with one timeout, so a queue is sorted by construction).
     id_deadlines: VecDeque<(Instant, ConnKey, u64)>,
-    /// Bytes in all outboxes.
-    queued_bytes: usize,
-    /// The most `queued_bytes` has been.
+    /// Bytes in the clients' own outbox buffers (the log not included).
+    own_bytes: usize,
+    /// Broadcast frames, stored once for every client.
+    log: BroadcastLog,
+    /// The log's end when every client last took in its broadcasts.
+    log_flushed: u64,
+    /// The most [`Server::queued_bytes`] has been.
     queued_bytes_peak: usize,
     /// Clients that went over the soft outbox limit, with their serials;
     /// checked every turn, so a client that stalls is cut even when no
@@ -199,7 +206,9 @@ impl Server {
             dirty: Vec::new(),
             closing: Vec::new(),
             id_deadlines: VecDeque::new(),
-            queued_bytes: 0,
+            own_bytes: 0,
+            log: BroadcastLog::new(),
+            log_flushed: 0,
             queued_bytes_peak: 0,
             over_soft_limit: Vec::new(),
             source_paused: false,
@@ -276,7 +285,7 @@ impl Server {
     /// [`Server::tick`] again; `None` means until a readiness event.
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
         let can_release =
-            self.pipeline.has_ready() && self.queued_bytes <= self.config.max_queued_bytes;
+            self.pipeline.has_ready() && self.queued_bytes() <= self.config.max_queued_bytes;
         if self.source_has_unread_bytes() || can_release {
             // Work is waiting: at once, unless a stall holds it until then
             // (a writable event ends the stall sooner).
@@ -331,10 +340,11 @@ impl Server {
             self.pipeline.on_timer(now, &mut outboxes);
         }
         self.expire_id_deadlines(now);
-        self.flush_dirty();
+        self.flush_dirty(now);
         self.cut_stalled_clients(now);
         self.relieve_long_pause(now);
         self.close_marked();
+        self.release_log();
         // Flushing may have drained enough to read the source next turn.
         self.resume_source_if_drained(now);
     }
@@ -349,7 +359,7 @@ impl Server {
         }
         info!(
             "shutting down: no new connections; flushing {} queued bytes",
-            self.queued_bytes
+            self.queued_bytes()
         );
         if let Some(registry) = &self.registry {
             let _ = registry.deregister(&mut self.event_listener);
@@ -367,14 +377,21 @@ impl Server {
                 self.closing.push(key);
             }
         }
-        self.flush_dirty();
+        self.flush_dirty(now);
         self.close_marked();
+        self.release_log();
     }
 
     /// True when nothing is queued for any client and nothing received is
     /// waiting to be routed.
     pub fn is_flushed(&self) -> bool {
-        self.queued_bytes == 0 && !self.pipeline.has_ready()
+        self.queued_bytes() == 0 && !self.pipeline.has_ready()
+    }
+
+    /// Bytes held for clients: their own frames, plus the broadcast log
+    /// (counted once, however many clients it serves).
+    fn queued_bytes(&self) -> usize {
+        self.own_bytes + self.log.len()
     }
 
     /// A snapshot of every counter and gauge.
@@ -404,7 +421,7 @@ impl Server {
             follow_edges: self.pipeline.router().graph().edges(),
             window_depth,
             window_bytes,
-            queued_bytes: self.queued_bytes,
+            queued_bytes: self.queued_bytes(),
             queued_bytes_peak: self.queued_bytes_peak,
         }
     }
@@ -541,7 +558,7 @@ impl Server {
             state: ClientState::AwaitingId {
                 inbox: Inbox::new(0, self.config.max_id_line),
             },
-            outbox: Outbox::default(),
+            outbox: Outbox::new(&self.log),
             write_blocked: false,
             closing: None,
             serial,
@@ -560,8 +577,11 @@ impl Server {
         }
         if event.is_writable() {
             client.write_blocked = false;
-            if client.outbox.pending() > 0 {
-                self.flush_client(key);
+            // A client awaiting its id is owed nothing: its outbox is made
+            // anew, at the log's end, when it registers.
+            let registered = matches!(client.state, ClientState::Registered { .. });
+            if registered && client.outbox.pending(&self.log) > 0 {
+                self.flush_client(key, Instant::now());
             }
         }
         if event.is_readable() || event.is_read_closed() || event.is_error() {
@@ -583,6 +603,8 @@ impl Server {
                 IdRead::Id(user) => {
                     debug!("client registered as user {user}");
                     client.state = ClientState::Registered { user };
+                    // Owed the broadcasts from now on, not earlier ones.
+                    client.outbox = Outbox::new(&self.log);
                     self.pipeline.register(user, key);
                 }
                 IdRead::Closed => {
@@ -644,14 +666,14 @@ impl Server {
 
     /// Resumes reading the source once queued output fell to half the budget.
     fn resume_source_if_drained(&mut self, now: Instant) {
-        if self.source_paused && self.queued_bytes <= self.config.max_queued_bytes / 2 {
+        if self.source_paused && self.queued_bytes() <= self.config.max_queued_bytes / 2 {
             self.source_paused = false;
             self.paused_since = None;
             // The missing seq of a hole may have waited in our socket.
             self.pipeline.restart_hole_timer(now);
             debug!(
                 "resuming the event source: {} bytes queued",
-                self.queued_bytes
+                self.queued_bytes()
             );
         }
     }
@@ -720,7 +742,7 @@ impl Server {
         }
         debug!(
             "pausing the event source: {} bytes queued for clients",
-            self.queued_bytes
+            self.queued_bytes()
         );
     }
 
@@ -737,7 +759,7 @@ impl Server {
         let mut routed = Routed::All;
         loop {
             if stop_when_full {
-                if *outboxes.queued_bytes > budget {
+                if outboxes.queued_bytes() > budget {
                     routed = Routed::OverBudget;
                     break;
                 }
@@ -790,16 +812,24 @@ impl Server {
         );
     }
 
-    /// Writes the outboxes that gained frames this turn.
-    fn flush_dirty(&mut self) {
+    /// Writes the outboxes that gained frames this turn: every registered
+    /// client's when broadcasts were routed (each takes them in from the
+    /// log), else only those that got frames of their own.
+    fn flush_dirty(&mut self, now: Instant) {
         let mut dirty = std::mem::take(&mut self.dirty);
+        if self.log.end() != self.log_flushed {
+            dirty.clear();
+            dirty.extend(
+                self.clients
+                    .iter()
+                    .filter(|(_, c)| matches!(c.state, ClientState::Registered { .. }))
+                    .map(|(key, _)| key),
+            );
+            self.log_flushed = self.log.end();
+        }
         for &key in &dirty {
-            let ready = self
-                .clients
-                .get(key)
-                .is_some_and(|c| c.closing.is_none() && !c.write_blocked);
-            if ready {
-                self.flush_client(key);
+            if self.clients.get(key).is_some_and(|c| c.closing.is_none()) {
+                self.flush_client(key, now);
             }
         }
         dirty.clear();
@@ -807,54 +837,96 @@ impl Server {
         self.turn_full = false;
     }
 
-    /// Writes one client's outbox until it is empty or the socket is full.
-    fn flush_client(&mut self, key: ConnKey) {
+    /// Brings one client's outbox up to date with the log, writes it until
+    /// it is empty or the socket is full (unless the socket is known to be
+    /// full), and applies the outbox limits to what is left.
+    fn flush_client(&mut self, key: ConnKey, now: Instant) {
         let Some(client) = self.clients.get_mut(key) else {
             return;
         };
-        match client.outbox.write_to(&mut client.stream) {
-            Ok(written) => {
-                self.counters.bytes_out += written as u64;
-                self.queued_bytes -= written;
-                let pending = client.outbox.pending();
-                if pending <= self.config.outbox_soft_limit {
-                    client.over_soft_limit_since = None;
+        let own_before = client.outbox.own_bytes();
+        let mut written = 0;
+        if client.write_blocked {
+            client.outbox.take_in(&self.log);
+        } else {
+            match client.outbox.write_to(&mut client.stream, &self.log) {
+                Ok(n) => written = n,
+                Err(err) => {
+                    debug!("client {key} write error: {err}");
+                    client.outbox.take_in(&self.log);
+                    mark_closing(&mut self.closing, key, client, "write error");
                 }
-                if pending <= self.config.outbox_hard_limit / 2
-                    && client.over_half_limit_since.take().is_some()
-                {
-                    // It caught up: whatever stall it asked for is over.
-                    self.stall_until = None;
-                }
-                if pending > self.config.outbox_hard_limit {
-                    self.counters.slow_consumers += 1;
-                    warn!(
-                        "disconnecting {}: slow consumer with {pending} bytes unwritten (hard limit {})",
-                        describe(client),
-                        self.config.outbox_hard_limit
-                    );
-                    return mark_closing(&mut self.closing, key, client, "slow consumer");
-                }
-                if pending > 0 {
-                    client.write_blocked = true;
-                } else {
-                    client.outbox.shrink_if_idle(OUTBOX_KEEP_BYTES, written);
-                }
-            }
-            Err(err) => {
-                debug!("client {key} write error: {err}");
-                mark_closing(&mut self.closing, key, client, "write error");
             }
         }
+        self.own_bytes = self.own_bytes + client.outbox.own_bytes() - own_before;
+        self.queued_bytes_peak = self.queued_bytes_peak.max(self.own_bytes + self.log.len());
+        self.counters.bytes_out += written as u64;
+        if client.closing.is_some() {
+            return;
+        }
+        let pending = client.outbox.pending(&self.log);
+        if pending > 0 {
+            // `write_to` stops early only when the socket would block.
+            client.write_blocked = true;
+        } else {
+            client.outbox.shrink_if_idle(OUTBOX_KEEP_BYTES, written);
+        }
+        let (soft, hard) = (self.config.outbox_soft_limit, self.config.outbox_hard_limit);
+        if pending > hard {
+            self.counters.slow_consumers += 1;
+            warn!(
+                "disconnecting {}: slow consumer with {pending} bytes unwritten (hard limit {hard})",
+                describe(client)
+            );
+            return mark_closing(&mut self.closing, key, client, "slow consumer");
+        }
+        if pending <= soft {
+            client.over_soft_limit_since = None;
+        } else if client.over_soft_limit_since.is_none() {
+            client.over_soft_limit_since = Some(now);
+            self.over_soft_limit.push((key, client.serial));
+        }
+        if pending <= hard / 2 {
+            if client.over_half_limit_since.take().is_some() {
+                // It caught up: whatever stall it asked for is over.
+                self.stall_until = None;
+            }
+        } else {
+            // It cannot be written: give it a bounded while to drain.
+            let since = *client.over_half_limit_since.get_or_insert(now);
+            if now.duration_since(since) < MAX_STALL {
+                self.stall_until = Some(since + MAX_STALL);
+            }
+        }
+    }
+
+    /// Lets the log go of the broadcasts every client has written (or
+    /// copied), and frees its buffer once it is empty.
+    fn release_log(&mut self) {
+        if self.log.is_empty() {
+            return;
+        }
+        let needed = self
+            .clients
+            .iter()
+            .filter(|(_, c)| {
+                c.closing.is_none() && matches!(c.state, ClientState::Registered { .. })
+            })
+            .map(|(_, c)| c.outbox.log_needed())
+            .min()
+            .unwrap_or(self.log.end());
+        self.log.release_before(needed);
+        self.log.shrink_if_empty(OUTBOX_KEEP_BYTES);
     }
 
     /// Cuts clients that stayed over the soft outbox limit too long.
     fn cut_stalled_clients(&mut self, now: Instant) {
         let timeout = self.config.outbox_soft_timeout;
-        let (clients, closing, cut) = (
+        let (clients, closing, cut, log) = (
             &mut self.clients,
             &mut self.closing,
             &mut self.counters.slow_consumers,
+            &self.log,
         );
         self.over_soft_limit.retain(|&(key, serial)| {
             let Some(client) = clients.get_mut(key).filter(|c| c.serial == serial) else {
@@ -871,7 +943,7 @@ impl Server {
                 warn!(
                     "disconnecting {}: slow consumer, {} bytes queued for over {timeout:?}",
                     describe(client),
-                    client.outbox.pending()
+                    client.outbox.pending(log)
                 );
                 mark_closing(closing, key, client, "slow consumer");
             }
@@ -896,11 +968,14 @@ impl Server {
         let mut stalled: Vec<(usize, ConnKey)> = self
             .clients
             .iter()
-            .filter(|(_, c)| c.write_blocked && c.closing.is_none() && c.outbox.pending() > 0)
-            .map(|(key, c)| (c.outbox.pending(), key))
+            .filter(|(_, c)| c.write_blocked && c.closing.is_none())
+            .map(|(key, c)| (c.outbox.pending(&self.log), key))
+            .filter(|&(pending, _)| pending > 0)
             .collect();
         stalled.sort_unstable_by(|a, b| b.cmp(a));
-        let mut remaining = self.queued_bytes;
+        // Cutting a client frees its own bytes; the log it shares with the
+        // others is freed as they catch up.
+        let mut remaining = self.queued_bytes();
         for (pending, key) in stalled {
             if remaining <= self.config.max_queued_bytes / 2 {
                 break;
@@ -912,7 +987,7 @@ impl Server {
                 describe(client)
             );
             mark_closing(&mut self.closing, key, client, "slow consumer");
-            remaining -= pending;
+            remaining -= client.outbox.own_bytes();
         }
         self.paused_since = Some(now);
     }
@@ -929,7 +1004,7 @@ impl Server {
             if let ClientState::Registered { user } = client.state {
                 self.pipeline.router_mut().unregister(user, key);
             }
-            self.queued_bytes -= client.outbox.pending();
+            self.own_bytes -= client.outbox.own_bytes();
             debug!(
                 "closed client {key} ({})",
                 client.closing.unwrap_or("shutdown")
@@ -1014,9 +1089,13 @@ struct Outboxes<'a> {
     dirty: &'a mut Vec<ConnKey>,
     /// Clients to close at the end of the turn.
     closing: &'a mut Vec<ConnKey>,
-    /// Bytes in all outboxes.
-    queued_bytes: &'a mut usize,
-    /// The most `queued_bytes` has been.
+    /// See [`Server`]'s field of that name.
+    own_bytes: &'a mut usize,
+    /// Broadcasts for every client.
+    log: &'a mut BroadcastLog,
+    /// See [`Server`]'s field of that name.
+    log_flushed: u64,
+    /// The most queued bytes have been.
     queued_bytes_peak: &'a mut usize,
     /// Per-client cap on queued bytes.
     hard_limit: usize,
@@ -1037,6 +1116,18 @@ struct Outboxes<'a> {
     slow_consumers: &'a mut u64,
 }
 
+impl Outboxes<'_> {
+    /// See [`Server::queued_bytes`].
+    fn queued_bytes(&self) -> usize {
+        *self.own_bytes + self.log.len()
+    }
+
+    /// Records a new high of queued bytes.
+    fn note_peak(&mut self) {
+        *self.queued_bytes_peak = (*self.queued_bytes_peak).max(self.queued_bytes());
+    }
+}
+
 impl Deliver for Outboxes<'_> {
     fn deliver(&mut self, conn: ConnKey, frame: &[u8]) {
         let Some(client) = self.clients.get_mut(conn) else {
@@ -1045,7 +1136,7 @@ impl Deliver for Outboxes<'_> {
         if client.closing.is_some() {
             return;
         }
-        let pending = client.outbox.pending();
+        let pending = client.outbox.pending(self.log);
         // Only output the socket has refused counts against the hard limit:
         // a client that is not blocked gets a write attempt at the end of
         // this turn, and is checked then.
@@ -1062,8 +1153,9 @@ impl Deliver for Outboxes<'_> {
         if pending == 0 {
             self.dirty.push(conn);
         }
-        client.outbox.push(frame);
-        *self.queued_bytes += frame.len();
+        let own_before = client.outbox.own_bytes();
+        client.outbox.push(frame, self.log);
+        *self.own_bytes = *self.own_bytes + client.outbox.own_bytes() - own_before;
         if pending + frame.len() > self.hard_limit / 2 {
             let since = *client.over_half_limit_since.get_or_insert(self.now);
             if !client.write_blocked {
@@ -1075,16 +1167,29 @@ impl Deliver for Outboxes<'_> {
                 *self.turn_full = true;
             }
         }
-        *self.queued_bytes_peak = (*self.queued_bytes_peak).max(*self.queued_bytes);
         if pending + frame.len() > self.soft_limit && client.over_soft_limit_since.is_none() {
             client.over_soft_limit_since = Some(self.now);
             self.over_soft_limit.push((conn, client.serial));
         }
+        self.note_peak();
+    }
+
+    /// Stored once in the log; each client takes it in when it is flushed
+    /// (or gets a frame of its own first), which keeps a broadcast O(1)
+    /// however many clients there are.
+    fn broadcast(&mut self, frame: &[u8], _conns: impl Iterator<Item = ConnKey>) {
+        self.log.push(frame);
+        // Every client is owed all of the log since the last flush: once
+        // that is half the hard limit, the outboxes are written first.
+        if (self.log.end() - self.log_flushed) as usize > self.hard_limit / 2 {
+            *self.turn_full = true;
+        }
+        self.note_peak();
     }
 
     fn is_full(&self) -> bool {
         *self.turn_full
-            || *self.queued_bytes > self.max_queued_bytes
+            || self.queued_bytes() > self.max_queued_bytes
             || self.stall_until.is_some_and(|until| self.now < until)
     }
 }

@@ -1,12 +1,12 @@
 //! Zero heap allocations per event in the steady state, counted by a global
 //! allocator.
 //!
-//! The source path is run as the server runs it, without sockets: 1 MiB
-//! reads into the server's [`Inbox`], every frame through
-//! [`Pipeline::on_frame`] (parse, reorder window, router), each delivery
-//! appended to the recipient's [`Outbox`], and at the end of each 8 MiB turn
-//! (or of the chunk) the outboxes that gained frames drained to `io::sink`
-//! and shrunk by the server's rule, as its flush does.
+//! The source path is run as the server runs it, without sockets (see
+//! `support/sink_path.rs`): 1 MiB reads into the server's inbox, every frame
+//! through the pipeline (parse, reorder window, router), each delivery
+//! appended to the recipient's outbox and each broadcast to the shared log,
+//! and at the end of each 8 MiB turn (or of the chunk) the outboxes drained
+//! to `io::sink` and shrunk, and the log released, by the server's rules.
 //!
 //! "Warm" means: the path has routed the first 500,000 events of the
 //! default run, and every outbox has once held the 64 KiB the server keeps
@@ -20,14 +20,12 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
-use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use follower_maze::conn::{Inbox, Outbox};
-use follower_maze::pipeline::{Deliver, Pipeline};
-use follower_maze::protocol::{EventKind, Line, Seq, parse_event, strip_terminator};
-use follower_maze::router::ConnKey;
+use follower_maze::conn::Inbox;
+use follower_maze::pipeline::Pipeline;
+use follower_maze::protocol::{EventKind, Seq, parse_event, strip_terminator};
 use follower_maze::sim::plan::Plan;
 use follower_maze::sim::{CountingSink, Generator, SimConfig};
 
@@ -126,109 +124,36 @@ fn allocations_during(work: impl FnOnce()) -> (u64, Vec<usize>) {
     (count, sizes[..(count as usize).min(SIZES)].to_vec())
 }
 
-/// The server's source inbox and read size.
-const INBOX_BYTES: usize = 1024 * 1024;
-/// The server's largest turn: source bytes routed before outboxes are written.
-const TURN_BYTES: usize = 8 * 1024 * 1024;
-/// The server's idle outbox size past which the buffer is freed.
-const OUTBOX_KEEP_BYTES: usize = 64 * 1024;
+#[path = "support/sink_path.rs"]
+mod sink_path;
 
-/// The server's delivery path without sockets: one outbox per connection.
-struct Outboxes {
-    /// Indexed by connection key.
-    outboxes: Vec<Outbox>,
-    /// Keys that gained frames this turn.
-    dirty: Vec<ConnKey>,
-}
-
-impl Deliver for Outboxes {
-    fn deliver(&mut self, conn: ConnKey, frame: &[u8]) {
-        let outbox = &mut self.outboxes[conn];
-        if outbox.pending() == 0 {
-            self.dirty.push(conn);
-        }
-        outbox.push(frame);
-    }
-}
-
-impl Outboxes {
-    /// The end of a turn: every outbox that gained frames written out.
-    fn drain(&mut self) {
-        for &key in &self.dirty {
-            let outbox = &mut self.outboxes[key];
-            let written = outbox.write_to(&mut io::sink());
-            assert!(written.is_ok(), "io::sink never fails");
-            outbox.shrink_if_idle(OUTBOX_KEEP_BYTES, written.unwrap_or(0));
-        }
-        self.dirty.clear();
-    }
-}
+use sink_path::{INBOX_BYTES, OUTBOX_KEEP_BYTES, SinkOutboxes, route_in_turns};
 
 /// The source path in one place: inbox, pipeline, outboxes.
 struct Path {
     inbox: Inbox,
     pipeline: Pipeline,
-    out: Outboxes,
-    now: Instant,
-    /// Source bytes read since the outboxes were last drained.
-    turn: usize,
+    out: SinkOutboxes,
 }
 
 impl Path {
     /// A path of the server's default sizes with connection `i` claiming
-    /// `users[i]`.
+    /// `users[i]`, its outboxes warm.
     fn new(users: &[u32]) -> Path {
         let mut pipeline = Pipeline::new(1 << 20, 64 * 1024 * 1024, Duration::from_secs(1));
         for (key, &user) in users.iter().enumerate() {
             pipeline.register(u64::from(user), key);
         }
-        let outboxes = users
-            .iter()
-            .map(|_| {
-                // As if it had once held the most the server keeps idle.
-                let mut outbox = Outbox::default();
-                outbox.push(&[b'x'; OUTBOX_KEEP_BYTES]);
-                let written = outbox.write_to(&mut io::sink());
-                assert!(written.is_ok(), "io::sink never fails");
-                outbox.shrink_if_idle(OUTBOX_KEEP_BYTES, OUTBOX_KEEP_BYTES);
-                outbox
-            })
-            .collect();
         Path {
             inbox: Inbox::new(INBOX_BYTES, 1024),
             pipeline,
-            out: Outboxes {
-                outboxes,
-                dirty: Vec::with_capacity(users.len()),
-            },
-            now: Instant::now(),
-            turn: 0,
+            out: SinkOutboxes::new(users.len(), OUTBOX_KEEP_BYTES),
         }
     }
 
-    /// Routes `bytes` in inbox-sized reads, draining the outboxes every
-    /// [`TURN_BYTES`] and at the end.
-    fn run(&mut self, mut bytes: &[u8]) {
-        while !bytes.is_empty() {
-            // Reading from a slice cannot fail; it advances `bytes`.
-            let read = self.inbox.read_from(&mut bytes, INBOX_BYTES);
-            assert!(matches!(read, Ok(n) if n > 0));
-            self.turn += read.unwrap_or(0);
-            while let Some(line) = self.inbox.next_line() {
-                let Line::Frame { start, end } = line else {
-                    panic!("the generator writes no overlong line");
-                };
-                let routed =
-                    self.pipeline
-                        .on_frame(self.inbox.frame(start, end), self.now, &mut self.out);
-                assert!(routed.is_ok(), "the generator writes valid lines");
-            }
-            self.inbox.compact();
-            if self.turn >= TURN_BYTES || bytes.is_empty() {
-                self.out.drain();
-                self.turn = 0;
-            }
-        }
+    /// Routes `bytes` as the server would.
+    fn run(&mut self, bytes: &[u8]) {
+        route_in_turns(&mut self.pipeline, &mut self.inbox, &mut self.out, bytes);
     }
 }
 

@@ -167,6 +167,21 @@ impl ClientVerifier {
         Ok(())
     }
 
+    /// Counting only: `lines` more lines arrived in `bytes` bytes. Fine
+    /// unless that makes more than owed (the seq is not looked at: 0).
+    pub fn on_counted(&mut self, lines: u64, bytes: u64) -> Result<(), FailureReason> {
+        self.received += lines;
+        self.bytes += bytes;
+        if self.received <= self.expected {
+            return Ok(());
+        }
+        Err(FailureReason::Unexpected {
+            user: self.user,
+            client: self.client,
+            seq: 0,
+        })
+    }
+
     /// Counting only: a line is fine unless it is one more than owed.
     fn count(&mut self, line: &[u8]) -> Result<(), FailureReason> {
         if self.received <= self.expected {
@@ -327,6 +342,25 @@ impl Verifiers {
     /// Every verifier, in connection order.
     pub fn iter(&self) -> impl Iterator<Item = &ClientVerifier> {
         self.clients.iter()
+    }
+
+    /// Counting only: `client` received `bytes` bytes holding `lines` line
+    /// ends, counted in bulk rather than line by line.
+    pub fn on_counted(
+        &mut self,
+        client: ClientIndex,
+        lines: u64,
+        bytes: u64,
+    ) -> Result<(), FailureReason> {
+        let verifier = &mut self.clients[client as usize];
+        let before = verifier.pending();
+        let result = verifier.on_counted(lines, bytes);
+        self.pending -= before - verifier.pending();
+        if result.is_ok() {
+            self.verified += lines;
+            self.verified_bytes += bytes;
+        }
+        result
     }
 
     /// Checks a line received by `client`, keeping the totals right.
