@@ -107,26 +107,27 @@ pub struct Config {
     pub shutdown_grace: Duration,
 }
 
+/// The built-in defaults of `T`'s flags: what no arguments parse to while
+/// the environment is ignored, so a library user's `T::default()` does not
+/// change with the variables (or arguments) of the process.
+pub(crate) fn defaults_ignoring_env<T: Parser>() -> T {
+    let command = T::command()
+        .no_binary_name(true)
+        .mut_args(|arg| arg.env(None::<&str>));
+    let matches = command
+        .try_get_matches_from(std::iter::empty::<&str>())
+        .expect("the built-in defaults parse");
+    T::from_arg_matches(&matches).expect("the built-in defaults convert")
+}
+
 impl Default for Config {
     /// The defaults of the binary, ignoring the environment and arguments.
     fn default() -> Self {
-        Config::parse_from_env_free(["follower-maze"])
+        defaults_ignoring_env()
     }
 }
 
 impl Config {
-    /// Parses arguments while ignoring the environment, so a library user's
-    /// `Config::default()` does not change with the variables of the process.
-    fn parse_from_env_free<I: IntoIterator<Item = &'static str>>(args: I) -> Config {
-        let command = <Config as clap::CommandFactory>::command();
-        let command = command.mut_args(|arg| arg.env(None::<&str>));
-        let matches = command
-            .try_get_matches_from(args)
-            .expect("the built-in defaults parse");
-        <Config as clap::FromArgMatches>::from_arg_matches(&matches)
-            .expect("the built-in defaults convert")
-    }
-
     /// A configuration for tests and embedding: every port 0 (free ports),
     /// loopback, everything else default.
     pub fn ephemeral() -> Config {

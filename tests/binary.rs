@@ -9,7 +9,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{PATIENCE, assert_silent, read_through};
+use common::{PATIENCE, assert_silent, connect_with_recv_buffer, read_through};
 
 /// A running server binary and its log.
 struct Binary {
@@ -143,6 +143,14 @@ fn client(addr: SocketAddr, id: u64) -> TcpStream {
     stream
 }
 
+/// A client that has sent `id` and has a tiny (4 KB) receive buffer: what it
+/// does not read stays queued in the server. No read timeout.
+fn small_buffer_client(addr: SocketAddr, id: u64) -> TcpStream {
+    let mut stream = connect_with_recv_buffer(addr, 4096);
+    stream.write_all(format!("{id}\n").as_bytes()).unwrap();
+    stream
+}
+
 #[test]
 fn the_original_port_variables_are_honoured() {
     let (event_port, client_port) = (free_port(), free_port());
@@ -183,15 +191,7 @@ fn sigterm_flushes_everything_routed_in_order_and_exits_zero() {
     let mut binary = Binary::start(&args, &[], None);
     // A client with a tiny receive buffer that reads nothing until after the
     // signal: most of its notifications are still queued in the server.
-    let reader = {
-        use socket2::{Domain, Socket, Type};
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        socket.connect(&binary.client_addr.into()).unwrap();
-        let mut stream: TcpStream = socket.into();
-        stream.write_all(b"1\n").unwrap();
-        stream
-    };
+    let reader = small_buffer_client(binary.client_addr, 1);
     std::thread::sleep(Duration::from_millis(100));
     let mut source = TcpStream::connect(binary.event_addr).unwrap();
     let mut events = Vec::new();
@@ -368,15 +368,7 @@ fn a_paused_source_with_expired_hole_timers_does_not_spin() {
         "100000000",
     ];
     let mut binary = Binary::start(&args, &[], None);
-    let reader = {
-        use socket2::{Domain, Socket, Type};
-        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        socket.set_recv_buffer_size(4096).unwrap();
-        socket.connect(&binary.client_addr.into()).unwrap();
-        let mut stream: TcpStream = socket.into();
-        stream.write_all(b"7\n").unwrap();
-        stream
-    };
+    let reader = small_buffer_client(binary.client_addr, 7);
     std::thread::sleep(Duration::from_millis(200));
     let mut source = TcpStream::connect(binary.event_addr).unwrap();
     let mut order = vec![1u64, 3, 5];

@@ -9,21 +9,51 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use common::*;
-use follower_maze::Config;
+use follower_maze::{BackgroundServer, Config, Stats};
 
-/// Asserts queued output never passed `budget` by more than one event's
-/// fan-out (`fanout` bytes): the server checks the budget after every line.
-fn assert_within_budget(stats: &follower_maze::Stats, budget: usize, fanout: usize) {
-    assert!(
-        stats.queued_bytes_peak <= budget + fanout,
-        "queued {} bytes, budget {budget}",
-        stats.queued_bytes_peak
-    );
+/// The queued-output budget of the budget tests.
+const BUDGET: usize = 64 * 1024;
+/// The clients the budget tests connect.
+const BUDGET_READERS: [u64; 5] = [1, 2, 3, 4, 5];
+/// What the budget tests send, as `(count, width)` of [`padded_broadcasts`]:
+/// 1 MB to each reader, far more than [`BUDGET`] in all.
+const BUDGET_BROADCASTS: (u64, usize) = (2000, 500);
+
+/// A server whose queued output may reach only [`BUDGET`], with its source
+/// and [`BUDGET_READERS`] connected.
+fn start_budgeted() -> (BackgroundServer, TcpStream, Vec<TcpStream>) {
+    let config = Config {
+        max_queued_bytes: BUDGET,
+        max_line: 2048,
+        ..Config::ephemeral()
+    };
+    start_with_clients(config, &BUDGET_READERS)
 }
 
-/// Reads every line `1..=count` of `padded_broadcasts(1, count, width)` on
-/// each reader, concurrently.
-fn read_all_broadcasts(readers: Vec<TcpStream>, count: u64, width: usize) {
+/// Stops `server` and asserts its queued output never passed [`BUDGET`] by
+/// more than one broadcast to every reader: the server checks the budget
+/// after every line. Returns the final stats.
+fn stop_within_budget(server: BackgroundServer) -> Stats {
+    let stats = server.stop().unwrap();
+    let (_, width) = BUDGET_BROADCASTS;
+    let fanout = BUDGET_READERS.len() * (width + "|B\r\n".len());
+    assert!(
+        stats.queued_bytes_peak <= BUDGET + fanout,
+        "queued {} bytes, budget {BUDGET}",
+        stats.queued_bytes_peak
+    );
+    stats
+}
+
+/// Runs `send` while each reader, on a thread of its own, reads lines
+/// `1..=count` of `padded_broadcasts(1, count, width)`; then panics unless
+/// every reader got exactly those lines, in order.
+fn read_all_broadcasts_while(
+    readers: Vec<TcpStream>,
+    count: u64,
+    width: usize,
+    send: impl FnOnce(),
+) {
     let expected = padded_broadcasts(1, count, width);
     let last = padded_broadcasts(count, 1, width);
     let threads: Vec<_> = readers
@@ -39,31 +69,33 @@ fn read_all_broadcasts(readers: Vec<TcpStream>, count: u64, width: usize) {
             })
         })
         .collect();
+    send();
     for thread in threads {
-        thread.join().expect("reader thread");
+        thread
+            .join()
+            .expect("every reader got every broadcast in order");
     }
 }
 
 #[test]
 fn a_client_that_never_reads_is_cut_while_fifty_others_get_everything() {
     let _heavy = heavy();
-    let server = start(Config {
-        outbox_hard_limit: 256 * 1024,
-        max_line: 2048,
-        ..Config::ephemeral()
-    });
-    let mut source = connect_source(&server);
     let ids: Vec<u64> = (1..=50).collect();
-    let readers = connect_clients(&server, &ids);
+    let (server, mut source, readers) = start_with_clients(
+        Config {
+            outbox_hard_limit: 256 * 1024,
+            max_line: 2048,
+            ..Config::ephemeral()
+        },
+        &ids,
+    );
     let mut silent = never_reading_client(&server, 1000);
     let (count, width) = (3000, 1000); // about 3 MB to every client
-    let reading = std::thread::spawn(move || read_all_broadcasts(readers, count, width));
-    source
-        .write_all(&padded_broadcasts(1, count, width))
-        .unwrap();
-    reading
-        .join()
-        .expect("every reader got every broadcast in order");
+    read_all_broadcasts_while(readers, count, width, || {
+        source
+            .write_all(&padded_broadcasts(1, count, width))
+            .unwrap();
+    });
     // Only the silent client was cut: the readers got everything.
     wait_for(&server, "the slow consumer cut", |s| s.slow_consumers == 1);
     assert_closed(&mut silent);
@@ -95,15 +127,8 @@ fn a_client_stuck_over_the_soft_limit_is_cut_even_without_traffic() {
 #[test]
 fn back_pressure_bounds_queued_output_and_loses_nothing() {
     let _heavy = heavy();
-    let budget = 64 * 1024;
-    let server = start(Config {
-        max_queued_bytes: budget,
-        max_line: 2048,
-        ..Config::ephemeral()
-    });
-    let mut source = connect_source(&server);
-    let readers = connect_clients(&server, &[1, 2, 3, 4, 5]);
-    let (count, width) = (2000, 500); // 1 MB to each of 5 clients
+    let (server, mut source, readers) = start_budgeted();
+    let (count, width) = BUDGET_BROADCASTS;
     // Slow readers: small reads with pauses.
     let expected = padded_broadcasts(1, count, width);
     let threads: Vec<_> = readers
@@ -130,52 +155,38 @@ fn back_pressure_bounds_queued_output_and_loses_nothing() {
             .join()
             .expect("every slow reader got everything in order");
     }
-    let stats = server.stop().unwrap();
+    let stats = stop_within_budget(server);
     assert!(
         stats.source_pauses > 0,
         "the source was never paused: {stats:?}"
     );
     assert_eq!(stats.slow_consumers, 0);
-    assert_within_budget(&stats, budget, 5 * (width + 4));
 }
 
 #[test]
 fn a_hole_is_skipped_after_the_timeout_then_events_flow() {
-    let server = start(Config {
-        hole_timeout: Duration::from_millis(50),
-        ..Config::ephemeral()
-    });
-    let mut source = connect_source(&server);
-    let mut clients = connect_clients(&server, &[1]);
+    let (server, mut source, mut clients) = start_with_clients(short_hole_timeout(), &[1]);
     source
         .write_all(b"1|P|0|1\r\n3|P|0|1\r\n4|P|0|1\r\n")
         .unwrap();
-    assert_eq!(
-        read_through(&mut clients[0], b"1|P|0|1\r\n"),
-        b"1|P|0|1\r\n"
-    );
-    assert_eq!(
-        read_through(&mut clients[0], b"4|P|0|1\r\n"),
-        b"3|P|0|1\r\n4|P|0|1\r\n"
-    );
+    assert_receives(&mut clients[0], b"1|P|0|1\r\n");
+    assert_receives(&mut clients[0], b"3|P|0|1\r\n4|P|0|1\r\n");
     source.write_all(b"2|P|0|1\r\n5|P|0|1\r\n").unwrap();
-    assert_eq!(
-        read_through(&mut clients[0], b"5|P|0|1\r\n"),
-        b"5|P|0|1\r\n"
-    );
+    assert_receives(&mut clients[0], b"5|P|0|1\r\n");
     let stats = server.stop().unwrap();
     assert_eq!((stats.skipped, stats.late), (1, 1));
 }
 
 #[test]
 fn a_full_window_skips_the_hole_without_waiting() {
-    let server = start(Config {
-        window_capacity: 16,
-        hole_timeout: Duration::from_secs(60),
-        ..Config::ephemeral()
-    });
-    let mut source = connect_source(&server);
-    let mut clients = connect_clients(&server, &[1]);
+    let (server, mut source, mut clients) = start_with_clients(
+        Config {
+            window_capacity: 16,
+            hole_timeout: Duration::from_secs(60),
+            ..Config::ephemeral()
+        },
+        &[1],
+    );
     let mut events = Vec::new();
     for seq in 2..=20 {
         writeln!(events, "{seq}|P|0|1").unwrap();
@@ -183,22 +194,17 @@ fn a_full_window_skips_the_hole_without_waiting() {
     source.write_all(&events).unwrap();
     // 17 does not fit while 1 is missing, so 1 is given up on; 2..=17 flow,
     // and 18..=20 follow in order.
-    assert_eq!(read_through(&mut clients[0], b"20|P|0|1\n"), events);
+    assert_receives(&mut clients[0], &events);
     assert_eq!(server.stop().unwrap().skipped, 1);
 }
 
 #[test]
 fn duplicate_and_late_events_are_dropped_and_counted() {
-    let server = start(Config::ephemeral());
-    let mut source = connect_source(&server);
-    let mut clients = connect_clients(&server, &[1]);
+    let (server, mut source, mut clients) = start_with_clients(Config::ephemeral(), &[1]);
     source
         .write_all(b"1|P|0|1\n3|P|0|1\n3|P|0|1\n2|P|0|1\n1|P|0|1\n4|P|0|1\n")
         .unwrap();
-    assert_eq!(
-        read_through(&mut clients[0], b"4|P|0|1\n"),
-        b"1|P|0|1\n2|P|0|1\n3|P|0|1\n4|P|0|1\n"
-    );
+    assert_receives(&mut clients[0], b"1|P|0|1\n2|P|0|1\n3|P|0|1\n4|P|0|1\n");
     let stats = server.stop().unwrap();
     assert_eq!((stats.duplicates, stats.late), (1, 1));
 }
@@ -226,9 +232,7 @@ fn malformed_source_lines_are_skipped_and_counted() {
     bad.push(b"\xff\xfe|B".to_vec());
     bad.push(b"1|P|\xc3\x28|2".to_vec());
     bad.push(vec![b'7'; 1 << 20]); // 1 MiB, terminated only at its end
-    let server = start(Config::ephemeral());
-    let mut source = connect_source(&server);
-    let mut clients = connect_clients(&server, &[1]);
+    let (server, mut source, mut clients) = start_with_clients(Config::ephemeral(), &[1]);
     let mut stream = Vec::new();
     let mut expected = Vec::new();
     for (i, line) in bad.iter().enumerate() {
@@ -242,7 +246,7 @@ fn malformed_source_lines_are_skipped_and_counted() {
     stream.extend_from_slice(last.as_bytes());
     expected.extend_from_slice(last.as_bytes());
     source.write_all(&stream).unwrap();
-    assert_eq!(read_through(&mut clients[0], last.as_bytes()), expected);
+    assert_receives(&mut clients[0], &expected);
     let stats = wait_for(&server, "every bad line counted", |s| {
         s.malformed == bad.len() as u64
     });
@@ -251,29 +255,28 @@ fn malformed_source_lines_are_skipped_and_counted() {
 
 #[test]
 fn an_endless_unterminated_line_at_the_end_is_dropped_and_the_server_lives() {
-    let server = start(Config::ephemeral());
-    let mut source = connect_source(&server);
-    let mut clients = connect_clients(&server, &[1]);
+    let (server, mut source, mut clients) = start_with_clients(Config::ephemeral(), &[1]);
     source.write_all(b"1|P|0|1\n").unwrap();
     source.write_all(&vec![b'9'; 1 << 20]).unwrap();
     drop(source);
-    assert_eq!(read_through(&mut clients[0], b"1|P|0|1\n"), b"1|P|0|1\n");
+    assert_receives(&mut clients[0], b"1|P|0|1\n");
     wait_for(&server, "the source gone", |s| {
         !s.source_connected && s.malformed == 1
     });
     let mut source = connect_source(&server);
     source.write_all(b"2|P|0|1\n").unwrap();
-    assert_eq!(read_through(&mut clients[0], b"2|P|0|1\n"), b"2|P|0|1\n");
+    assert_receives(&mut clients[0], b"2|P|0|1\n");
 }
 
 #[test]
 fn bad_client_ids_close_only_that_client() {
-    let server = start(Config {
-        id_timeout: Duration::from_millis(100),
-        ..Config::ephemeral()
-    });
-    let mut source = connect_source(&server);
-    let mut good = connect_clients(&server, &[1]);
+    let (server, mut source, mut good) = start_with_clients(
+        Config {
+            id_timeout: Duration::from_millis(100),
+            ..Config::ephemeral()
+        },
+        &[1],
+    );
     let bad_lines: [&[u8]; 5] = [
         b"abc\r\n",
         b"\r\n",
@@ -292,13 +295,12 @@ fn bad_client_ids_close_only_that_client() {
     // One that never sends an id at all.
     bad.push(TcpStream::connect(server.client_addr()).unwrap());
     for stream in &mut bad {
-        stream.set_read_timeout(Some(PATIENCE)).unwrap();
         assert_closed(stream);
     }
     let stats = wait_for(&server, "bad ids counted", |s| s.bad_ids == 6);
     assert_eq!(stats.clients, 1);
     source.write_all(b"1|B\n").unwrap();
-    assert_eq!(read_through(&mut good[0], b"1|B\n"), b"1|B\n");
+    assert_receives(&mut good[0], b"1|B\n");
 }
 
 #[test]
@@ -307,12 +309,11 @@ fn a_second_concurrent_source_is_refused() {
     let mut first = connect_source(&server);
     wait_for(&server, "the first source", |s| s.source_connected);
     let mut second = connect_source(&server);
-    second.set_read_timeout(Some(PATIENCE)).unwrap();
     assert_closed(&mut second);
     wait_for(&server, "the refusal counted", |s| s.sources_refused == 1);
     let mut clients = connect_clients(&server, &[1]);
     first.write_all(b"1|B\n").unwrap();
-    assert_eq!(read_through(&mut clients[0], b"1|B\n"), b"1|B\n");
+    assert_receives(&mut clients[0], b"1|B\n");
 }
 
 #[test]
@@ -328,10 +329,7 @@ fn a_new_source_carries_on_or_starts_a_new_run() {
     });
     let mut source = connect_source(&server);
     source.write_all(b"3|S|2\n").unwrap();
-    assert_eq!(
-        read_through(&mut clients[0], b"3|S|2\n"),
-        b"2|P|2|1\n3|S|2\n"
-    );
+    assert_receives(&mut clients[0], b"2|P|2|1\n3|S|2\n");
     drop(source);
     // One snapshot with the event routed and the source gone: a snapshot is
     // published after the flush, so `!source_connected` alone may be stale.
@@ -341,30 +339,27 @@ fn a_new_source_carries_on_or_starts_a_new_run() {
     // Run two starts over at 1 (shuffled): the old follow is gone.
     let mut source = connect_source(&server);
     source.write_all(b"2|S|2\n1|P|1|2\n3|B\n").unwrap();
-    assert_eq!(read_through(&mut clients[0], b"3|B\n"), b"3|B\n");
-    assert_eq!(
-        read_through(&mut clients[1], b"3|B\n"),
-        b"1|F|1|2\n1|P|1|2\n3|B\n"
-    );
+    assert_receives(&mut clients[0], b"3|B\n");
+    assert_receives(&mut clients[1], b"1|F|1|2\n1|P|1|2\n3|B\n");
     let stats = server.stop().unwrap();
     assert_eq!((stats.runs, stats.late, stats.skipped), (1, 0, 0));
 }
 
 #[test]
 fn connections_past_the_client_limit_are_closed_at_once() {
-    let server = start(Config {
-        max_clients: 3,
-        ..Config::ephemeral()
-    });
-    let mut source = connect_source(&server);
-    let mut clients = connect_clients(&server, &[1, 2, 3]);
+    let (server, mut source, mut clients) = start_with_clients(
+        Config {
+            max_clients: 3,
+            ..Config::ephemeral()
+        },
+        &[1, 2, 3],
+    );
     let mut extra = TcpStream::connect(server.client_addr()).unwrap();
-    extra.set_read_timeout(Some(PATIENCE)).unwrap();
     assert_closed(&mut extra);
     wait_for(&server, "the refusal counted", |s| s.clients_refused == 1);
     source.write_all(b"1|B\n").unwrap();
     for client in &mut clients {
-        assert_eq!(read_through(client, b"1|B\n"), b"1|B\n");
+        assert_receives(client, b"1|B\n");
     }
 }
 
@@ -393,12 +388,7 @@ fn a_new_run_after_a_short_run_is_recognised_whatever_its_first_line() {
 
 /// Sends `padded_broadcasts(2..=count)` first (held in the window behind the
 /// missing seq 1), waits until the server holds them all, then sends seq 1.
-fn fill_a_long_hole(
-    server: &follower_maze::BackgroundServer,
-    source: &mut TcpStream,
-    count: u64,
-    width: usize,
-) {
+fn fill_a_long_hole(server: &BackgroundServer, source: &mut TcpStream, count: u64, width: usize) {
     source
         .write_all(&padded_broadcasts(2, count - 1, width))
         .unwrap();
@@ -411,43 +401,32 @@ fn fill_a_long_hole(
 #[test]
 fn filling_a_long_hole_respects_the_queued_output_budget() {
     let _heavy = heavy();
-    let budget = 64 * 1024;
-    let server = start(Config {
-        max_queued_bytes: budget,
-        max_line: 2048,
-        ..Config::ephemeral()
+    let (server, mut source, readers) = start_budgeted();
+    let (count, width) = BUDGET_BROADCASTS; // all released at once
+    read_all_broadcasts_while(readers, count, width, || {
+        fill_a_long_hole(&server, &mut source, count, width);
     });
-    let mut source = connect_source(&server);
-    let readers = connect_clients(&server, &[1, 2, 3, 4, 5]);
-    let (count, width) = (2000, 500); // 1 MB to each of 5 clients at once
-    let reading = std::thread::spawn(move || read_all_broadcasts(readers, count, width));
-    fill_a_long_hole(&server, &mut source, count, width);
-    reading
-        .join()
-        .expect("every reader got everything in order");
-    let stats = server.stop().unwrap();
-    assert_within_budget(&stats, budget, 5 * (width + 4));
+    stop_within_budget(server);
 }
 
 #[test]
 fn filling_a_long_hole_does_not_cut_clients_that_read() {
     let _heavy = heavy();
-    let server = start(Config {
-        outbox_hard_limit: 1 << 20,
-        max_line: 2048,
-        ..Config::ephemeral()
-    });
-    let mut source = connect_source(&server);
-    let readers = connect_clients(&server, &[1, 2, 3]);
+    let (server, mut source, readers) = start_with_clients(
+        Config {
+            outbox_hard_limit: 1 << 20,
+            max_line: 2048,
+            ..Config::ephemeral()
+        },
+        &[1, 2, 3],
+    );
     // 16 MB to each client released by one event: 16 times the hard limit,
     // and more than loopback socket buffers absorb. A reader stalled by a
     // busy machine still has megabytes of slack.
     let (count, width) = (16_000, 1000);
-    let reading = std::thread::spawn(move || read_all_broadcasts(readers, count, width));
-    fill_a_long_hole(&server, &mut source, count, width);
-    reading
-        .join()
-        .expect("every reader got everything in order");
+    read_all_broadcasts_while(readers, count, width, || {
+        fill_a_long_hole(&server, &mut source, count, width);
+    });
     assert_eq!(server.stop().unwrap().slow_consumers, 0);
 }
 
@@ -457,25 +436,24 @@ fn clients_under_every_limit_cannot_hold_the_source_paused_forever() {
     // Silent clients each under the soft and hard limits, together over the
     // queued-output budget: the source pauses, and nothing new reaches them
     // to trip a limit. After the soft timeout the biggest are cut.
-    let server = start(Config {
-        max_queued_bytes: 256 * 1024,
-        outbox_soft_limit: 64 << 20,
-        outbox_hard_limit: 64 << 20,
-        outbox_soft_timeout: Duration::from_millis(300),
-        max_line: 2048,
-        ..Config::ephemeral()
-    });
-    let mut source = connect_source(&server);
-    let readers = connect_clients(&server, &[1]);
+    let (server, mut source, readers) = start_with_clients(
+        Config {
+            max_queued_bytes: 256 * 1024,
+            outbox_soft_limit: 64 << 20,
+            outbox_hard_limit: 64 << 20,
+            outbox_soft_timeout: Duration::from_millis(300),
+            max_line: 2048,
+            ..Config::ephemeral()
+        },
+        &[1],
+    );
     let silent: Vec<TcpStream> = (2..6).map(|id| never_reading_client(&server, id)).collect();
     let (count, width) = (4000, 500);
-    let reading = std::thread::spawn(move || read_all_broadcasts(readers, count, width));
-    source
-        .write_all(&padded_broadcasts(1, count, width))
-        .unwrap();
-    reading
-        .join()
-        .expect("the reader got everything despite the pause");
+    read_all_broadcasts_while(readers, count, width, || {
+        source
+            .write_all(&padded_broadcasts(1, count, width))
+            .unwrap();
+    });
     let stats = server.stop().unwrap();
     assert!(stats.slow_consumers >= 1, "{stats:?}");
     drop(silent);
@@ -486,14 +464,15 @@ fn a_full_window_releases_its_run_without_cutting_a_reader() {
     let _heavy = heavy();
     // Seq 1 never comes; the window's byte budget (not the hole timer) makes
     // it give up, and the run behind the hole goes out as the reader takes it.
-    let server = start(Config {
-        window_bytes: 8_000_000,
-        hole_timeout: Duration::from_secs(60),
-        max_line: 2048,
-        ..Config::ephemeral()
-    });
-    let mut source = connect_source(&server);
-    let readers = connect_clients(&server, &[1]);
+    let (server, mut source, readers) = start_with_clients(
+        Config {
+            window_bytes: 8_000_000,
+            hole_timeout: Duration::from_secs(60),
+            max_line: 2048,
+            ..Config::ephemeral()
+        },
+        &[1],
+    );
     let (count, width) = (12_000, 1000);
     let expected = padded_broadcasts(2, count - 1, width);
     let last = padded_broadcasts(count, 1, width);

@@ -314,6 +314,15 @@ fn first_reason(fault: Fault) -> FailureReason {
     failure.first().clone()
 }
 
+/// Asserts that a fixture with `$fault` fails the run, and that the first
+/// reason matches `$reason` (a pattern, with an optional `if` guard).
+macro_rules! assert_caught_as {
+    ($fault:expr, $($reason:tt)+) => {{
+        let reason = first_reason($fault);
+        assert!(matches!(reason, $($reason)+), "{reason}");
+    }};
+}
+
 #[test]
 fn a_correct_fixture_passes() {
     let fixture = Fixture::start(Fault::None);
@@ -324,63 +333,44 @@ fn a_correct_fixture_passes() {
 
 #[test]
 fn a_reorder_is_caught() {
-    let reason = first_reason(Fault::Reorder);
-    assert!(
-        matches!(reason, FailureReason::Reordered { seq, after, .. } if seq < after),
-        "{reason}"
+    assert_caught_as!(
+        Fault::Reorder,
+        FailureReason::Reordered { seq, after, .. } if seq < after
     );
 }
 
 #[test]
 fn a_drop_is_caught() {
-    let reason = first_reason(Fault::Drop);
-    assert!(
-        matches!(
-            reason,
-            FailureReason::Missing { seq, received_instead, expected, received, .. }
-                if seq < received_instead && received == expected - 1
-        ),
-        "{reason}"
+    assert_caught_as!(
+        Fault::Drop,
+        FailureReason::Missing { seq, received_instead, expected, received, .. }
+            if seq < received_instead && received == expected - 1
     );
 }
 
 #[test]
 fn a_duplicate_is_caught() {
-    let reason = first_reason(Fault::Duplicate);
-    assert!(
-        matches!(reason, FailureReason::Duplicate { .. }),
-        "{reason}"
-    );
+    assert_caught_as!(Fault::Duplicate, FailureReason::Duplicate { .. });
 }
 
 #[test]
 fn an_altered_byte_is_caught() {
-    let reason = first_reason(Fault::Alter);
-    assert!(matches!(reason, FailureReason::Altered { .. }), "{reason}");
+    assert_caught_as!(Fault::Alter, FailureReason::Altered { .. });
 }
 
 #[test]
 fn a_misroute_is_caught() {
-    let reason = first_reason(Fault::Misroute);
-    assert!(
-        matches!(reason, FailureReason::Unexpected { .. }),
-        "{reason}"
-    );
+    assert_caught_as!(Fault::Misroute, FailureReason::Unexpected { .. });
 }
 
 #[test]
 fn a_stalled_client_times_out() {
-    let reason = first_reason(Fault::Stall);
-    assert!(matches!(reason, FailureReason::Timeout { .. }), "{reason}");
+    assert_caught_as!(Fault::Stall, FailureReason::Timeout { .. });
 }
 
 #[test]
 fn a_closed_client_is_caught() {
-    let reason = first_reason(Fault::Hangup);
-    assert!(
-        matches!(reason, FailureReason::Disconnected { .. }),
-        "{reason}"
-    );
+    assert_caught_as!(Fault::Hangup, FailureReason::Disconnected { .. });
 }
 
 #[test]

@@ -2,8 +2,11 @@
 //! several seeds, batch sizes and both line endings, and with every
 //! adversarial flag.
 
+mod common;
+
 use std::time::Duration;
 
+use common::short_hole_timeout;
 use follower_maze::sim::{self, Mix, Report, SimConfig};
 use follower_maze::{BackgroundServer, Config, Stats};
 
@@ -113,11 +116,7 @@ fn passes_with_a_drip() {
 
 #[test]
 fn passes_with_holes() {
-    let server = Config {
-        hole_timeout: Duration::from_millis(50),
-        ..Config::ephemeral()
-    };
-    let (report, stats) = run_with(server, |c| SimConfig { holes: 5, ..c });
+    let (report, stats) = run_with(short_hole_timeout(), |c| SimConfig { holes: 5, ..c });
     assert_eq!(report.holes, 5);
     assert_eq!(report.events, 1995);
     assert_eq!(stats.skipped, 5);
@@ -125,11 +124,7 @@ fn passes_with_holes() {
 
 #[test]
 fn passes_with_every_adversarial_flag_at_once() {
-    let server = Config {
-        hole_timeout: Duration::from_millis(50),
-        ..Config::ephemeral()
-    };
-    run_with(server, |c| SimConfig {
+    run_with(short_hole_timeout(), |c| SimConfig {
         lf: true,
         holes: 3,
         silent_clients: 2,

@@ -12,7 +12,7 @@ use super::generator::GeneratorConfig;
 use super::line::LineEnding;
 use super::mix::Mix;
 use super::model::User;
-use crate::config::parse_millis;
+use crate::config::{defaults_ignoring_env, parse_millis};
 
 /// How the simulator runs.
 ///
@@ -131,14 +131,7 @@ impl Default for SimConfig {
     /// The original client's defaults, ignoring the environment and
     /// arguments of the process.
     fn default() -> Self {
-        let command = <SimConfig as clap::CommandFactory>::command()
-            .no_binary_name(true)
-            .mut_args(|arg| arg.env(None::<&str>));
-        let matches = command
-            .try_get_matches_from(Vec::<String>::new())
-            .expect("the built-in defaults parse");
-        <SimConfig as clap::FromArgMatches>::from_arg_matches(&matches)
-            .expect("the built-in defaults convert")
+        defaults_ignoring_env()
     }
 }
 

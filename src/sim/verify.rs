@@ -286,24 +286,22 @@ impl Verifiers {
     /// One verifier per verified connection; connection `i` claims
     /// `users[i]`.
     pub fn new(users: &[UserId]) -> Self {
-        Verifiers {
-            clients: users
-                .iter()
-                .enumerate()
-                .map(|(at, &user)| ClientVerifier::new(user, at as ClientIndex))
-                .collect(),
-            ..Verifiers::default()
-        }
+        Verifiers::made_by(users, ClientVerifier::new)
     }
 
     /// Like [`Verifiers::new`], but only counting lines (see the module
     /// docs).
     pub fn counting(users: &[UserId]) -> Self {
+        Verifiers::made_by(users, ClientVerifier::counting)
+    }
+
+    /// One verifier per connection, `make(users[i], i)` for connection `i`.
+    fn made_by(users: &[UserId], make: fn(UserId, ClientIndex) -> ClientVerifier) -> Self {
         Verifiers {
             clients: users
                 .iter()
                 .enumerate()
-                .map(|(at, &user)| ClientVerifier::counting(user, at as ClientIndex))
+                .map(|(at, &user)| make(user, at as ClientIndex))
                 .collect(),
             ..Verifiers::default()
         }
@@ -397,6 +395,14 @@ mod tests {
             verifier.expect(leading_seq(line).expect("seq"), digest(line));
         }
         verifier
+    }
+
+    /// `all` with each `(client, line)` owed: `line` expected by `client`.
+    fn owing(mut all: Verifiers, owed: &[(ClientIndex, &[u8])]) -> Verifiers {
+        for &(client, line) in owed {
+            all.expect(client, leading_seq(line).expect("seq"), digest(line));
+        }
+        all
     }
 
     const A: &[u8] = b"3|P|1|7\r\n";
@@ -514,10 +520,7 @@ mod tests {
 
     #[test]
     fn totals_follow_every_connection() {
-        let mut all = Verifiers::new(&[7, 8]);
-        all.expect(0, 3, digest(A));
-        all.expect(1, 3, digest(A));
-        all.expect(1, 5, digest(B));
+        let mut all = owing(Verifiers::new(&[7, 8]), &[(0, A), (1, A), (1, B)]);
         assert_eq!(all.pending(), 3);
         assert_eq!(all.on_line(1, B), Ok(()));
         assert_eq!(all.pending(), 1, "the passed-over seq is no longer pending");
@@ -529,10 +532,7 @@ mod tests {
 
     #[test]
     fn counting_only_checks_how_many() {
-        let mut all = Verifiers::counting(&[7, 8]);
-        all.expect(0, 3, digest(A));
-        all.expect(0, 5, digest(B));
-        all.expect(1, 5, digest(B));
+        let mut all = owing(Verifiers::counting(&[7, 8]), &[(0, A), (0, B), (1, B)]);
         assert_eq!(all.pending(), 3);
         // Order and bytes are not checked, only the count.
         assert_eq!(all.on_line(0, C), Ok(()));

@@ -2,13 +2,22 @@
 #![allow(dead_code)] // Each test file uses its own subset.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use follower_maze::{BackgroundServer, Config, Stats};
 
 /// How long any single wait in a test may take before it fails.
 pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// [`Config::ephemeral`], but a missing seq is given up on after 50 ms, so
+/// tests with holes need not wait long.
+pub fn short_hole_timeout() -> Config {
+    Config {
+        hole_timeout: Duration::from_millis(50),
+        ..Config::ephemeral()
+    }
+}
 
 /// A server on free loopback ports with `config` (ports forced to 0).
 pub fn start(config: Config) -> BackgroundServer {
@@ -63,6 +72,18 @@ pub fn connect_clients(server: &BackgroundServer, ids: &[u64]) -> Vec<TcpStream>
     clients
 }
 
+/// A server on free loopback ports with `config`, its event source connected
+/// and then one registered client per id in `ids` (see [`connect_clients`]).
+pub fn start_with_clients(
+    config: Config,
+    ids: &[u64],
+) -> (BackgroundServer, TcpStream, Vec<TcpStream>) {
+    let server = start(config);
+    let source = connect_source(&server);
+    let clients = connect_clients(&server, ids);
+    (server, source, clients)
+}
+
 /// Reads from `stream` until the bytes read end with `last_line`; returns
 /// everything read. Panics on timeout or close.
 pub fn read_through(stream: &mut TcpStream, last_line: &[u8]) -> Vec<u8> {
@@ -76,6 +97,28 @@ pub fn read_through(stream: &mut TcpStream, last_line: &[u8]) -> Vec<u8> {
         received.extend_from_slice(&buf[..n]);
     }
     received
+}
+
+/// Reads from `stream` through the last line of `expected` and asserts that
+/// exactly `expected` arrived by then: nothing missing, extra, reordered or
+/// altered. Panics on timeout or close, like [`read_through`].
+#[track_caller]
+pub fn assert_receives(stream: &mut TcpStream, expected: &[u8]) {
+    let received = read_through(stream, last_line(expected));
+    assert_eq!(
+        received.escape_ascii().to_string(),
+        expected.escape_ascii().to_string()
+    );
+}
+
+/// The last line of `text`, terminator included; `text` must end with `\n`.
+fn last_line(text: &[u8]) -> &[u8] {
+    let before_end = text.strip_suffix(b"\n").expect("ends with a whole line");
+    let start = before_end
+        .iter()
+        .rposition(|&byte| byte == b'\n')
+        .map_or(0, |newline| newline + 1);
+    &text[start..]
 }
 
 /// The length of `bytes` and its last 80 bytes, for failure messages.
@@ -109,8 +152,10 @@ pub fn assert_silent(stream: &mut TcpStream, wait: Duration) {
     stream.set_read_timeout(Some(PATIENCE)).unwrap();
 }
 
-/// Asserts the peer closed `stream` (EOF or reset) within [`PATIENCE`].
+/// Asserts the peer closed `stream` (EOF or reset) within [`PATIENCE`];
+/// whatever it sent before is read and dropped. Sets that read timeout.
 pub fn assert_closed(stream: &mut TcpStream) {
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
     let mut buf = [0u8; 4096];
     loop {
         match stream.read(&mut buf) {
@@ -122,15 +167,22 @@ pub fn assert_closed(stream: &mut TcpStream) {
     }
 }
 
+/// A connection to `addr` whose receive buffer is `size` bytes (as the
+/// kernel rounds it): what its owner does not read soon backs up into the
+/// server.
+pub fn connect_with_recv_buffer(addr: SocketAddr, size: usize) -> TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket.set_recv_buffer_size(size).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    socket.into()
+}
+
 /// A client whose receive buffer is tiny and that never reads: the server's
 /// outbox for it fills quickly. Waits until it is registered.
 pub fn never_reading_client(server: &BackgroundServer, id: u64) -> TcpStream {
-    use socket2::{Domain, Socket, Type};
     let before = server.stats().clients;
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-    socket.set_recv_buffer_size(1024).unwrap();
-    socket.connect(&server.client_addr().into()).unwrap();
-    let mut stream: TcpStream = socket.into();
+    let mut stream = connect_with_recv_buffer(server.client_addr(), 1024);
     write!(stream, "{id}\r\n").unwrap();
     wait_for(server, "the silent client to register", |s| {
         s.clients == before + 1
