@@ -93,8 +93,9 @@ pub struct Config {
     #[arg(long, env = "FOLLOWER_MAZE_MAX_CLIENTS", default_value_t = 10_000)]
     pub max_clients: usize,
 
-    /// Bytes queued for all clients together past which the server stops
-    /// reading the event source, until they drain to half.
+    /// Bytes held for all clients together (their own frames, plus each
+    /// broadcast once however many clients owe it) past which the server
+    /// stops reading the event source, until they drain to half.
     #[arg(long, env = "FOLLOWER_MAZE_MAX_QUEUED_BYTES", default_value_t = 256 << 20)]
     pub max_queued_bytes: usize,
 

@@ -70,7 +70,7 @@ impl BroadcastLog {
     /// more. Memory is given back once at least half of the log is dead, so
     /// each byte is moved at most once on average.
     pub fn release_before(&mut self, needed: u64) {
-        let dead = (needed.min(self.end()) - self.base) as usize;
+        let dead = (needed.clamp(self.base, self.end()) - self.base) as usize;
         if dead == self.bytes.len() {
             self.bytes.clear();
         } else if dead >= self.bytes.len() / 2 {

@@ -51,7 +51,9 @@ pub struct Stats {
     pub window_depth: usize,
     /// Bytes held in the reorder window now.
     pub window_bytes: usize,
-    /// Bytes queued for clients and not yet written, over all clients.
+    /// Bytes held for clients and not yet written: each client's own frames,
+    /// plus the broadcast log, which holds each broadcast once for every
+    /// client that still owes it.
     pub queued_bytes: usize,
     /// The most `queued_bytes` has ever been.
     pub queued_bytes_peak: usize,
