@@ -17,7 +17,9 @@
 //! - [`graph`]: who follows whom.
 //! - [`router`]: an in-order event to the connections it concerns.
 //! - [`pipeline`]: the three above in one pure step, with the hole timer.
-//! - [`conn`]: one socket, its inbox and outbox.
+//! - [`conn`]: one socket, its inbox, and the client and source records.
+//! - [`outbox`]: what each client is owed: its own frames, and ranges of
+//!   the broadcast log, which holds each broadcast once for every client.
 //! - [`server`]: the mio loop: listeners, connections in a slab, readiness.
 //! - [`runner`]: loops that own a `Poll`: the binary's and a background
 //!   thread's.
