@@ -53,8 +53,7 @@ impl Router {
         self.connections
     }
 
-    /// Every registered connection (a connection that claimed an id twice
-    /// would appear twice; the server registers each once).
+    /// Every registered connection: a Broadcast's recipients.
     pub fn connection_keys(&self) -> impl Iterator<Item = ConnKey> + '_ {
         self.directory.values().flatten().copied()
     }
