@@ -74,19 +74,28 @@ pub struct Config {
     #[arg(long = "id-timeout-ms", env = "FOLLOWER_MAZE_ID_TIMEOUT_MS", default_value = "2000", value_parser = parse_millis)]
     pub id_timeout: Duration,
 
-    /// Bytes queued for one client past which it is disconnected as a slow
-    /// consumer.
-    #[arg(long, env = "FOLLOWER_MAZE_OUTBOX_HARD_LIMIT", default_value_t = 4 << 20)]
-    pub outbox_hard_limit: usize,
+    /// Milliseconds a client may owe bytes without any of them being
+    /// written before it is cut as stuck. Shorter than the original test
+    /// client's 20 s read timeout, so clients held up behind a stuck one
+    /// (once it fills the output budget) still get their next line in time;
+    /// long enough that a reader descheduled on a busy machine is not taken
+    /// for stuck (NATS's write deadline is 10 s too).
+    #[arg(long = "write-deadline-ms", env = "FOLLOWER_MAZE_WRITE_DEADLINE_MS", default_value = "10000", value_parser = parse_millis)]
+    pub write_deadline: Duration,
 
-    /// Bytes queued for one client that, if held longer than the soft
-    /// timeout, get it disconnected as a slow consumer.
-    #[arg(long, env = "FOLLOWER_MAZE_OUTBOX_SOFT_LIMIT", default_value_t = 1 << 20)]
-    pub outbox_soft_limit: usize,
+    /// Milliseconds a client may lag the stream (the oldest byte it owes
+    /// was routed that long ago) before it is cut, so a crawling reader
+    /// cannot hold the source paused for everyone. Generous, so a reader
+    /// merely slower than a flood catches up; below the original test
+    /// client's 20 s read timeout, for the same reason as the write deadline.
+    #[arg(long = "max-lag-ms", env = "FOLLOWER_MAZE_MAX_LAG_MS", default_value = "15000", value_parser = parse_millis)]
+    pub max_lag: Duration,
 
-    /// Milliseconds a client may stay above the soft limit.
-    #[arg(long = "outbox-soft-timeout-ms", env = "FOLLOWER_MAZE_OUTBOX_SOFT_TIMEOUT_MS", default_value = "5000", value_parser = parse_millis)]
-    pub outbox_soft_timeout: Duration,
+    /// Bytes queued for one client alone (its own frames; broadcasts are
+    /// held once in a shared log and count against --max-queued-bytes
+    /// instead) past which it is cut (Redis's pub/sub hard limit is 32 MiB).
+    #[arg(long, env = "FOLLOWER_MAZE_CLIENT_OUTPUT_LIMIT", default_value_t = 32 << 20)]
+    pub client_output_limit: usize,
 
     /// Most user-client connections at once (awaiting id included); past it
     /// a new connection is closed at once.
@@ -95,9 +104,18 @@ pub struct Config {
 
     /// Bytes held for all clients together (their own frames, plus each
     /// broadcast once however many clients owe it) past which the server
-    /// stops reading the event source, until they drain to half.
+    /// stops reading the event source, until they drain to half: slow
+    /// readers slow the source down instead of losing events.
     #[arg(long, env = "FOLLOWER_MAZE_MAX_QUEUED_BYTES", default_value_t = 256 << 20)]
     pub max_queued_bytes: usize,
+
+    /// Length of each listener's accept queue: connections the kernel
+    /// completes before the server accepts them. Large, because clients
+    /// connect all at once (the original test client does) and a full queue
+    /// makes them wait out SYN retransmits (1 s, 3 s...); the kernel caps it
+    /// at net.core.somaxconn.
+    #[arg(long, env = "FOLLOWER_MAZE_LISTEN_BACKLOG", default_value_t = 4096)]
+    pub listen_backlog: i32,
 
     /// Milliseconds between stats lines at info level (0 turns them off).
     #[arg(long = "stats-interval-ms", env = "FOLLOWER_MAZE_STATS_INTERVAL_MS", default_value = "5000", value_parser = parse_millis)]

@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
+use crate::consumer::CloseReason;
 use crate::outbox::Outbox;
 use crate::protocol::{Line, LineSplitter, UserId};
 
@@ -111,16 +112,20 @@ pub struct Client {
     /// True after a write hit `WouldBlock`: wait for a writable event
     /// instead of trying again (readiness is edge-triggered).
     pub write_blocked: bool,
+    /// True once its read side reached end-of-file: it half-closed after its
+    /// id (as `nc -N` does) or went away, which only a failed write tells
+    /// apart. It keeps receiving; nothing more is read from it.
+    pub read_closed: bool,
     /// Set when the client must go, with the reason; it is closed after the
     /// current loop turn, never in the middle of a fan-out.
-    pub closing: Option<&'static str>,
+    pub closing: Option<CloseReason>,
     /// Serial number of the connection: slab keys are reused, serials not.
     pub serial: u64,
-    /// Since when its outbox has been over the soft limit, if it is.
-    pub over_soft_limit_since: Option<Instant>,
-    /// Since when its outbox has been over half the hard limit, if it is:
-    /// the start of the stall it may impose on routing.
-    pub over_half_limit_since: Option<Instant>,
+    /// True while it is on the server's list of clients that owe bytes
+    /// (and are judged every turn by [`crate::consumer`]'s rule).
+    pub owes: bool,
+    /// When bytes were last written to it, or when it last owed nothing.
+    pub last_progress: Instant,
 }
 
 /// The event source connection.

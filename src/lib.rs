@@ -20,6 +20,10 @@
 //! - [`conn`]: one socket, its inbox, and the client and source records.
 //! - [`outbox`]: what each client is owed: its own frames, and ranges of
 //!   the broadcast log, which holds each broadcast once for every client.
+//! - [`timeline`]: when each part of an outbox or the log was routed, so a
+//!   client's lag behind the stream can be read.
+//! - [`consumer`]: why a connection closes, and the rule that tells a slow
+//!   client (left alone) from a stuck or crawling one (cut).
 //! - [`server`]: the mio loop: listeners, connections in a slab, readiness.
 //! - [`runner`]: loops that own a `Poll`: the binary's and a background
 //!   thread's.
@@ -82,6 +86,7 @@
 
 pub mod config;
 pub mod conn;
+pub mod consumer;
 pub mod graph;
 pub mod limits;
 pub mod log_limit;
@@ -93,6 +98,7 @@ pub mod runner;
 pub mod server;
 pub mod sim;
 pub mod stats;
+pub mod timeline;
 pub mod window;
 
 pub use config::Config;

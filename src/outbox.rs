@@ -18,8 +18,10 @@
 
 use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
+use std::time::Instant;
 
 use crate::conn::{interrupted, would_block};
+use crate::timeline::Timeline;
 
 /// Broadcast frames in arrival order, shared by every outbox.
 ///
@@ -31,6 +33,9 @@ pub struct BroadcastLog {
     bytes: Vec<u8>,
     /// The position of `bytes[0]`.
     base: u64,
+    /// When each part of the log was routed: how far a client that owes
+    /// from it lags.
+    times: Timeline,
 }
 
 impl BroadcastLog {
@@ -54,8 +59,9 @@ impl BroadcastLog {
         self.bytes.is_empty()
     }
 
-    /// Appends a broadcast frame.
-    pub fn push(&mut self, frame: &[u8]) {
+    /// Appends a broadcast frame routed at `now`.
+    pub fn push(&mut self, frame: &[u8], now: Instant) {
+        self.times.mark(self.end(), now);
         self.bytes.extend_from_slice(frame);
     }
 
@@ -64,6 +70,12 @@ impl BroadcastLog {
         let from = (start - self.base) as usize;
         let to = (end - self.base) as usize;
         &self.bytes[from..to]
+    }
+
+    /// When the byte at `position` (still held, or the next to come) was
+    /// routed, at the latest.
+    pub fn routed_at(&self, position: u64) -> Option<Instant> {
+        self.times.routed_at(position)
     }
 
     /// Lets go of the bytes before `needed`: no outbox refers to them any
@@ -79,6 +91,7 @@ impl BroadcastLog {
             return;
         }
         self.base += dead as u64;
+        self.times.forget_before(self.base);
     }
 
     /// Frees the buffer if it is empty and holds more than `keep` bytes of
@@ -130,6 +143,12 @@ pub struct Outbox {
     own: Vec<u8>,
     /// Bytes at the front of `own` already written.
     own_head: usize,
+    /// The position of `own[own_head]` in the stream of every own byte
+    /// this outbox ever queued: where `own_times` is read.
+    own_written: u64,
+    /// When the own bytes were routed (for copied broadcasts: when they
+    /// were routed into the log).
+    own_times: Timeline,
     /// Queued runs in the order they are to be written.
     segments: VecDeque<Segment>,
     /// The log position up to which broadcasts have been taken in; the
@@ -155,10 +174,23 @@ impl Outbox {
         self.queued + (log.end() - self.log_seen) as usize
     }
 
-    /// Bytes held by this outbox alone (its own buffer's unwritten part);
-    /// the log's bytes are counted once, by the log.
+    /// Bytes held by this outbox alone (its own buffer's unwritten part,
+    /// including short runs of broadcasts copied in); the log's bytes are
+    /// counted once, by the log.
     pub fn own_bytes(&self) -> usize {
         self.own.len() - self.own_head
+    }
+
+    /// When the oldest byte the client owes was routed (within two
+    /// [`crate::timeline::RESOLUTION`]s, never later), or `None` if it owes
+    /// nothing: how far it lags the stream.
+    pub fn oldest_owed_at(&self, log: &BroadcastLog) -> Option<Instant> {
+        match self.segments.front() {
+            Some(Segment::Own(_)) => self.own_times.routed_at(self.own_written),
+            Some(&Segment::Log { start, .. }) => log.routed_at(start),
+            None if self.log_seen < log.end() => log.routed_at(self.log_seen),
+            None => None,
+        }
     }
 
     /// The earliest log position this outbox still needs.
@@ -181,16 +213,26 @@ impl Outbox {
         let len = (end - start) as usize;
         match self.segments.back_mut() {
             Some(Segment::Log { end: last, .. }) if *last == start => *last = end,
-            _ if len < COPY_BELOW => self.push_own(log.range(start, end)),
+            _ if len < COPY_BELOW => {
+                // Copied bytes keep the times they were routed into the log.
+                let own_end = self.own_written + self.own_bytes() as u64;
+                for (position, at) in log.times.marks_within(start, end) {
+                    self.own_times.mark(own_end + (position - start), at);
+                }
+                self.push_own(log.range(start, end));
+            }
             _ => self.segments.push_back(Segment::Log { start, end }),
         }
         self.queued += len;
         self.log_seen = end;
     }
 
-    /// Queues a frame of this client's own, after every broadcast it is owed.
-    pub fn push(&mut self, frame: &[u8], log: &BroadcastLog) {
+    /// Queues a frame of this client's own, routed at `now`, after every
+    /// broadcast it is owed.
+    pub fn push(&mut self, frame: &[u8], log: &BroadcastLog, now: Instant) {
         self.take_in(log);
+        let own_end = self.own_written + self.own_bytes() as u64;
+        self.own_times.mark(own_end, now);
         self.push_own(frame);
         self.queued += frame.len();
     }
@@ -262,6 +304,7 @@ impl Outbox {
                 Segment::Own(left) => {
                     *left -= taken;
                     self.own_head += taken;
+                    self.own_written += taken as u64;
                 }
                 Segment::Log { start, .. } => *start += taken as u64,
             }
@@ -270,6 +313,7 @@ impl Outbox {
             }
             n -= taken;
         }
+        self.own_times.forget_before(self.own_written);
     }
 
     /// Frees the buffers' memory if nothing is queued and they are far
@@ -298,6 +342,12 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+
+    /// A fixed time for tests that do not look at lag.
+    fn t0() -> Instant {
+        static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        *T0.get_or_init(Instant::now)
+    }
 
     /// A socket stand-in: takes at most `per_call` bytes per call, gathered
     /// across slices as `writev` does, and at most `room` in all before it
@@ -356,12 +406,12 @@ mod tests {
     fn partial_writes_resume_where_they_stopped() {
         let log = BroadcastLog::new();
         let mut outbox = Outbox::new(&log);
-        outbox.push(b"1|P|2|3\r\n", &log);
-        outbox.push(b"2|P|2|3\r\n", &log);
+        outbox.push(b"1|P|2|3\r\n", &log, t0());
+        outbox.push(b"2|P|2|3\r\n", &log, t0());
         let mut socket = Socket::new(7, 3);
         assert_eq!(outbox.write_to(&mut socket, &log).unwrap(), 7);
         assert_eq!(outbox.pending(&log), 11);
-        outbox.push(b"3|P|2|3\n", &log);
+        outbox.push(b"3|P|2|3\n", &log, t0());
         socket.room = 100;
         assert_eq!(outbox.write_to(&mut socket, &log).unwrap(), 19);
         assert_eq!(socket.written, b"1|P|2|3\r\n2|P|2|3\r\n3|P|2|3\n");
@@ -373,11 +423,11 @@ mod tests {
         let mut log = BroadcastLog::new();
         let mut outbox = Outbox::new(&log);
         let long = broadcast(3, 1000);
-        log.push(b"1|B\n");
-        outbox.push(b"2|P|1|2\n", &log);
-        log.push(&long);
-        outbox.push(b"4|P|1|2\n", &log);
-        log.push(b"5|B\n");
+        log.push(b"1|B\n", t0());
+        outbox.push(b"2|P|1|2\n", &log, t0());
+        log.push(&long, t0());
+        outbox.push(b"4|P|1|2\n", &log, t0());
+        log.push(b"5|B\n", t0());
         let mut socket = Socket::new(usize::MAX, 100);
         let expected = [&b"1|B\n2|P|1|2\n"[..], &long, b"4|P|1|2\n5|B\n"].concat();
         assert_eq!(outbox.pending(&log), expected.len());
@@ -388,10 +438,10 @@ mod tests {
     #[test]
     fn a_new_outbox_is_owed_only_later_broadcasts() {
         let mut log = BroadcastLog::new();
-        log.push(b"1|B\n");
+        log.push(b"1|B\n", t0());
         let mut outbox = Outbox::new(&log);
         assert_eq!(outbox.pending(&log), 0);
-        log.push(b"2|B\n");
+        log.push(b"2|B\n", t0());
         let mut socket = Socket::new(usize::MAX, usize::MAX);
         outbox.write_to(&mut socket, &log).unwrap();
         assert_eq!(socket.written, b"2|B\n");
@@ -401,12 +451,12 @@ mod tests {
     fn short_log_ranges_are_copied_and_long_ones_shared() {
         let mut log = BroadcastLog::new();
         let mut outbox = Outbox::new(&log);
-        log.push(b"1|B\n");
+        log.push(b"1|B\n", t0());
         outbox.take_in(&log);
         assert_eq!(outbox.log_needed(), log.end(), "copied: the log is free");
         assert_eq!(outbox.own_bytes(), 4);
         let start = log.end();
-        log.push(&broadcast(2, COPY_BELOW));
+        log.push(&broadcast(2, COPY_BELOW), t0());
         outbox.take_in(&log);
         assert_eq!(outbox.log_needed(), start, "shared: the log must keep it");
         assert_eq!(outbox.own_bytes(), 4, "nothing more copied");
@@ -420,7 +470,7 @@ mod tests {
         let mut fast = Outbox::new(&log);
         let frames: Vec<Vec<u8>> = (1..=4).map(|seq| broadcast(seq, 1000)).collect();
         for frame in &frames {
-            log.push(frame);
+            log.push(frame, t0());
         }
         let mut socket = Socket::new(usize::MAX, usize::MAX);
         fast.write_to(&mut socket, &log).unwrap();
@@ -442,14 +492,14 @@ mod tests {
         let log = BroadcastLog::new();
         let mut outbox = Outbox::new(&log);
         let mut socket = Socket::new(usize::MAX, usize::MAX);
-        outbox.push(&[b'x'; 100_000], &log);
+        outbox.push(&[b'x'; 100_000], &log, t0());
         let written = outbox.write_to(&mut socket, &log).unwrap();
         outbox.shrink_if_idle(1024, written);
         assert!(
             outbox.own.capacity() >= 100_000,
             "a steady batch keeps its buffer"
         );
-        outbox.push(b"1|P|2|3\n", &log);
+        outbox.push(b"1|P|2|3\n", &log, t0());
         let written = outbox.write_to(&mut socket, &log).unwrap();
         outbox.shrink_if_idle(1024, written);
         assert!(
@@ -471,7 +521,7 @@ mod tests {
         }
         let log = BroadcastLog::new();
         let mut outbox = Outbox::new(&log);
-        outbox.push(b"1|P|2|3\n", &log);
+        outbox.push(b"1|P|2|3\n", &log, t0());
         assert!(outbox.write_to(&mut Reset, &log).is_err());
     }
 
@@ -486,6 +536,8 @@ mod tests {
         Write(usize, usize),
         /// The log lets go of what nobody needs.
         Release,
+        /// Time passes: this many milliseconds.
+        Advance(u64),
     }
 
     fn step() -> impl Strategy<Value = Step> {
@@ -494,33 +546,41 @@ mod tests {
             (4usize..40).prop_map(Step::Own),
             (0usize..3000, 1usize..2000).prop_map(|(room, per_call)| Step::Write(room, per_call)),
             Just(Step::Release),
+            (0u64..250).prop_map(Step::Advance),
         ]
     }
 
     proptest! {
-        /// Whatever the mix of broadcasts, own frames, partial writes and
-        /// releases, the client receives exactly the frames it is owed, in
-        /// order, and `pending` is what it has yet to receive.
+        /// Whatever the mix of broadcasts, own frames, partial writes,
+        /// releases and time passing, the client receives exactly the frames
+        /// it is owed, in order; `pending` is what it has yet to receive;
+        /// and the oldest byte it owes reads as routed no later than it was,
+        /// and less than two resolutions earlier.
         #[test]
         fn a_client_receives_exactly_its_frames_in_order(
             steps in proptest::collection::vec(step(), 1..200)
         ) {
+            let mut now = t0();
             let mut log = BroadcastLog::new();
             let mut outbox = Outbox::new(&log);
             let mut expected = Vec::new();
+            // Where each expected frame starts, and when it was routed.
+            let mut routed: Vec<(usize, Instant)> = Vec::new();
             let mut socket = Socket::new(0, 1);
             for (seq, step) in steps.into_iter().enumerate() {
                 match step {
                     Step::Broadcast(len) => {
                         let frame = broadcast(seq as u64, len);
-                        log.push(&frame);
+                        log.push(&frame, now);
+                        routed.push((expected.len(), now));
                         expected.extend_from_slice(&frame);
                     }
                     Step::Own(len) => {
                         let mut frame = format!("{seq}|P|1|2").into_bytes();
                         frame.resize(len.max(frame.len() + 1) - 1, b'y');
                         frame.push(b'\n');
-                        outbox.push(&frame, &log);
+                        outbox.push(&frame, &log, now);
+                        routed.push((expected.len(), now));
                         expected.extend_from_slice(&frame);
                     }
                     Step::Write(room, per_call) => {
@@ -529,12 +589,29 @@ mod tests {
                         outbox.write_to(&mut socket, &log).unwrap();
                     }
                     Step::Release => log.release_before(outbox.log_needed()),
+                    Step::Advance(millis) => now += std::time::Duration::from_millis(millis),
                 }
                 prop_assert_eq!(
                     outbox.pending(&log),
                     expected.len() - socket.written.len()
                 );
                 prop_assert_eq!(&socket.written[..], &expected[..socket.written.len()]);
+                let oldest = socket.written.len();
+                let truth = routed
+                    .iter()
+                    .take_while(|&&(start, _)| start <= oldest)
+                    .last()
+                    .filter(|_| oldest < expected.len())
+                    .map(|&(_, at)| at);
+                let read = outbox.oldest_owed_at(&log);
+                prop_assert_eq!(read.is_some(), truth.is_some());
+                if let (Some(read), Some(truth)) = (read, truth) {
+                    prop_assert!(read <= truth, "read {:?} after the truth", read - t0());
+                    prop_assert!(
+                        truth - read < 2 * crate::timeline::RESOLUTION,
+                        "read {:?}, truth {:?}", read - t0(), truth - t0()
+                    );
+                }
             }
             socket.room = usize::MAX;
             outbox.write_to(&mut socket, &log).unwrap();

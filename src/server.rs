@@ -6,14 +6,12 @@
 //! [`crate::runner`] module drives it with a `Poll` of its own, for the
 //! binary ([`Server::run`]) and on a thread ([`crate::BackgroundServer`]).
 //!
-//! Each loop turn: readiness events are handled (accepts, client reads,
-//! writable sockets), then [`Server::tick`] reads a bounded amount from the
-//! event source and routes it, fires timers, writes every outbox that gained
-//! frames this turn (all of a turn's frames for a client leave together, in
-//! as few `write` calls as the socket allows), and finally closes the
-//! connections marked for closing, never in the middle of a fan-out.
+//! Each loop turn: readiness events are handled (accepts with the id read
+//! right after, client reads, writable sockets), then [`Server::tick`] does
+//! the rest in the order its doc lists: the one place that order is decided.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -26,6 +24,7 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::conn::{Client, ClientState, Inbox, Source, interrupted, would_block};
+use crate::consumer::{CloseReason, ConsumerLimits, ConsumerState, Cut};
 use crate::log_limit::LogLimit;
 use crate::outbox::{BroadcastLog, Outbox};
 use crate::pipeline::{Deliver, Pipeline};
@@ -47,14 +46,13 @@ const SOURCE_INBOX_BYTES: usize = 1024 * 1024;
 /// Most source bytes read in one loop turn, before the outboxes are flushed
 /// (a fast source must not starve the clients). Larger turns mean fewer,
 /// larger writes: going from 1 MiB to 8 MiB made the default simulation
-/// about 10 % faster. A turn also ends early when a writable client has half
-/// the outbox hard limit queued (see [`Outboxes::turn_full`]).
+/// about 10 % faster. A turn also ends early once a writable client has
+/// [`TURN_OUTPUT_BYTES`] to be written.
 const SOURCE_BYTES_PER_TURN: usize = 8 * 1024 * 1024;
-/// Longest a write-blocked client over half its hard limit may hold routing
-/// up, per episode, to catch up: a bounded producer stall, as NATS does for
-/// consumers near their limit. After it, the client is routed to until it
-/// drains or passes its hard limit and is cut.
-const MAX_STALL: Duration = Duration::from_millis(50);
+/// Bytes a client that can be written may gain in one turn (its own frames,
+/// or broadcasts): past it the turn ends, so it is written before it is
+/// given more, and output leaves in steady batches instead of one burst.
+const TURN_OUTPUT_BYTES: usize = 2 * 1024 * 1024;
 /// An idle client outbox larger than this is freed, so one burst does not
 /// pin memory for the connection's lifetime.
 const OUTBOX_KEEP_BYTES: usize = 64 * 1024;
@@ -63,14 +61,21 @@ const OUTBOX_KEEP_BYTES: usize = 64 * 1024;
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// Longest pause between accept attempts after failures.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Event source connections that may wait for the current one to end (test
+/// suites close a source and open the next at once); more are refused.
+const MAX_WAITING_SOURCES: usize = 8;
+/// Bytes read and dropped per call from a registered client, which has
+/// nothing more to say: a stack buffer, so a chatty client costs reads, not
+/// memory.
+const DISCARD_BYTES: usize = 4096;
 
 /// Counters kept by the server itself (the pipeline keeps the rest).
 #[derive(Debug, Default, Clone, Copy)]
 struct Counters {
     /// See [`Stats::bytes_out`].
     bytes_out: u64,
-    /// See [`Stats::slow_consumers`].
-    slow_consumers: u64,
+    /// Clients cut, by [`Cut`] (indexed by [`cut_index`]).
+    cuts: [u64; Cut::ALL.len()],
     /// See [`Stats::bad_ids`].
     bad_ids: u64,
     /// See [`Stats::clients_refused`].
@@ -81,6 +86,15 @@ struct Counters {
     accept_errors: u64,
     /// See [`Stats::source_pauses`].
     source_pauses: u64,
+}
+
+/// Where a cut of this kind is counted in [`Counters::cuts`].
+fn cut_index(cut: Cut) -> usize {
+    match cut {
+        Cut::WriteDeadline => 0,
+        Cut::OutputLimit => 1,
+        Cut::Lag => 2,
+    }
 }
 
 /// The pipeline's delivery target, built from the client fields of a
@@ -95,13 +109,10 @@ macro_rules! outboxes {
             log: &mut $server.log,
             log_flushed: $server.log_flushed,
             queued_bytes_peak: &mut $server.queued_bytes_peak,
-            hard_limit: $server.config.outbox_hard_limit,
-            soft_limit: $server.config.outbox_soft_limit,
-            over_soft_limit: &mut $server.over_soft_limit,
-            slow_consumers: &mut $server.counters.slow_consumers,
+            output_limit: $server.config.client_output_limit,
+            cuts: &mut $server.counters.cuts,
             now: $now,
             turn_full: &mut $server.turn_full,
-            stall_until: &mut $server.stall_until,
             max_queued_bytes: $server.config.max_queued_bytes,
         }
     };
@@ -112,6 +123,8 @@ macro_rules! outboxes {
 pub struct Server {
     /// Every knob.
     config: Config,
+    /// The slow-consumer rule's limits, from `config`.
+    consumer_limits: ConsumerLimits,
     /// Accepts the event source.
     event_listener: TcpListener,
     /// Accepts user clients.
@@ -126,6 +139,11 @@ pub struct Server {
     token_base: usize,
     /// The event source, when one is connected.
     source: Option<Source>,
+    /// Event sources that connected while another was connected, in order:
+    /// each takes over once the one before it has been read to its end, and
+    /// all are refused once the current one is found open (read to
+    /// `WouldBlock`). Not registered, not read while they wait.
+    waiting_sources: VecDeque<(TcpStream, SocketAddr)>,
     /// User clients, by slab key.
     clients: Slab<Client>,
     /// Parse, reorder, route.
@@ -134,6 +152,13 @@ pub struct Server {
     dirty: Vec<ConnKey>,
     /// Clients to close at the end of this turn.
     closing: Vec<ConnKey>,
+    /// Clients that owed bytes after their last flush, with their serials:
+    /// judged by the slow-consumer rule every turn. A client that owes
+    /// nothing is not on it, and cannot be cut.
+    owing: Vec<(ConnKey, u64)>,
+    /// The earliest time a client on `owing` can be due for a cut, as of
+    /// the last judgement.
+    next_judgement: Option<Instant>,
     /// Clients awaiting their id, by deadline (ids arrive in accept order
     /// with one timeout, so a queue is sorted by construction).
     id_deadlines: VecDeque<(Instant, ConnKey, u64)>,
@@ -145,20 +170,11 @@ pub struct Server {
     log_flushed: u64,
     /// The most [`Server::queued_bytes`] has been.
     queued_bytes_peak: usize,
-    /// Clients that went over the soft outbox limit, with their serials;
-    /// checked every turn, so a client that stalls is cut even when no
-    /// further event comes.
-    over_soft_limit: Vec<(ConnKey, u64)>,
     /// True while reading the source is paused for back-pressure.
     source_paused: bool,
-    /// When the current pause began (or was last relieved).
-    paused_since: Option<Instant>,
-    /// True once a writable client has half the hard limit queued this
+    /// True once a writable client has [`TURN_OUTPUT_BYTES`] queued this
     /// turn: routing stops until the outboxes have been written.
     turn_full: bool,
-    /// Routing waits until then (or until the client that asked drains) for
-    /// a write-blocked client over half its hard limit.
-    stall_until: Option<Instant>,
     /// Accepting is paused until then after running out of descriptors.
     accept_paused_until: Option<Instant>,
     /// The next pause if accepting fails again.
@@ -175,12 +191,26 @@ pub struct Server {
     client_log: LogLimit,
 }
 
+/// Binds a non-blocking listener on `addr` whose accept queue holds
+/// `backlog` connections (the kernel caps it at `net.core.somaxconn`).
+fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    // As std and mio do on Unix: a restarted server may bind its port while
+    // connections of the last one linger in TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(backlog)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
 impl Server {
     /// Binds both listeners as `config` says (port 0 picks a free port).
     pub fn bind(config: Config) -> io::Result<Server> {
         let bind = |port| -> io::Result<(TcpListener, SocketAddr)> {
             let addr = SocketAddr::new(config.bind, port);
-            let listener = TcpListener::bind(addr)
+            let listener = listen(addr, config.listen_backlog)
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
             let local = listener.local_addr()?;
             Ok((listener, local))
@@ -194,6 +224,11 @@ impl Server {
                 config.window_bytes,
                 config.hole_timeout,
             ),
+            consumer_limits: ConsumerLimits {
+                write_deadline: config.write_deadline,
+                max_lag: config.max_lag,
+                output_limit: config.client_output_limit,
+            },
             config,
             event_listener,
             client_listener,
@@ -202,19 +237,19 @@ impl Server {
             registry: None,
             token_base: 0,
             source: None,
+            waiting_sources: VecDeque::new(),
             clients: Slab::new(),
             dirty: Vec::new(),
             closing: Vec::new(),
+            owing: Vec::new(),
+            next_judgement: None,
             id_deadlines: VecDeque::new(),
             own_bytes: 0,
             log: BroadcastLog::new(),
             log_flushed: 0,
             queued_bytes_peak: 0,
-            over_soft_limit: Vec::new(),
             source_paused: false,
-            paused_since: None,
             turn_full: false,
-            stall_until: None,
             accept_paused_until: None,
             accept_backoff: ACCEPT_BACKOFF_MIN,
             shutting_down: false,
@@ -267,7 +302,7 @@ impl Server {
         };
         match offset {
             EVENT_LISTENER => self.accept_sources(),
-            CLIENT_LISTENER => self.accept_clients(),
+            CLIENT_LISTENER => self.accept_clients(Instant::now()),
             SOURCE => {
                 if let Some(source) = self.source.as_mut() {
                     source.readable = true;
@@ -287,27 +322,12 @@ impl Server {
         let can_release =
             self.pipeline.has_ready() && self.queued_bytes() <= self.config.max_queued_bytes;
         if self.source_has_unread_bytes() || can_release {
-            // Work is waiting: at once, unless a stall holds it until then
-            // (a writable event ends the stall sooner).
-            let stalled_for = self
-                .stall_until
-                .map(|until| until.saturating_duration_since(now));
-            return Some(stalled_for.unwrap_or(Duration::ZERO));
+            return Some(Duration::ZERO); // Work is waiting.
         }
-        let soft_limit_deadline = self
-            .over_soft_limit
-            .iter()
-            .filter_map(|&(key, _)| self.clients.get(key)?.over_soft_limit_since)
-            .min()
-            .map(|since| since + self.config.outbox_soft_timeout);
         // The pipeline's timers run only while the source is not paused.
         let pipeline_deadline = self.pipeline.deadline().filter(|_| !self.source_paused);
-        let pause_deadline = self
-            .paused_since
-            .map(|since| since + self.config.outbox_soft_timeout);
         let deadlines = [
-            pause_deadline,
-            soft_limit_deadline,
+            self.next_judgement,
             pipeline_deadline,
             self.id_deadlines.front().map(|&(deadline, ..)| deadline),
             self.accept_paused_until,
@@ -319,20 +339,39 @@ impl Server {
             .map(|deadline| deadline.saturating_duration_since(now))
     }
 
-    /// The per-turn work; call once after handling each batch of events.
+    /// The per-turn work; call once after handling each batch of readiness
+    /// events. The order of work in a turn is decided here and only here:
+    ///
+    /// 1. Accepting resumes if its back-off after running out of
+    ///    descriptors is over.
+    /// 2. The source resumes if queued output drained to half the budget.
+    /// 3. In-order frames an earlier turn left in the window are routed.
+    /// 4. A waiting event source takes over if the last one has ended.
+    /// 5. The source is read and routed, a turn's worth at most. After each
+    ///    read, before its bytes are routed, the client port is taken in:
+    ///    pending connections accepted and pending id lines read, so an id
+    ///    sent before an event is never overtaken by it. A source read to
+    ///    its end hands over to the next waiting one in the same turn; one
+    ///    read to `WouldBlock` is open, and the sources waiting behind it
+    ///    are refused.
+    /// 6. Pipeline timers: a new source's probation, a hole's wait.
+    /// 7. Clients that sent no id in time are marked for closing.
+    /// 8. Outboxes that gained frames are written.
+    /// 9. Every client that still owes bytes is judged by the slow-consumer
+    ///    rule ([`crate::consumer`]).
+    /// 10. Marked clients are closed (never in the middle of a fan-out),
+    ///     the broadcast log lets go of what all have written, and the
+    ///     source resumes if that drained enough.
     pub fn tick(&mut self, now: Instant) {
-        if self.stall_until.is_some_and(|until| until <= now) {
-            self.stall_until = None;
-        }
         if self.accept_paused_until.is_some_and(|until| until <= now) {
             self.accept_paused_until = None;
             self.accept_sources();
-            self.accept_clients();
+            self.accept_clients(now);
         }
         self.resume_source_if_drained(now);
-        // In-order frames left in the window by a full turn go out first.
         let mut outboxes = outboxes!(self, now);
         self.pipeline.release_ready(now, &mut outboxes);
+        self.take_over_source();
         self.read_source(now);
         if !self.source_has_unread_bytes() && !self.source_paused {
             // The missing seq cannot be sitting unread in our socket.
@@ -341,11 +380,9 @@ impl Server {
         }
         self.expire_id_deadlines(now);
         self.flush_dirty(now);
-        self.cut_stalled_clients(now);
-        self.relieve_long_pause(now);
+        self.judge_owing_clients(now);
         self.close_marked();
         self.release_log();
-        // Flushing may have drained enough to read the source next turn.
         self.resume_source_if_drained(now);
     }
 
@@ -365,6 +402,13 @@ impl Server {
             let _ = registry.deregister(&mut self.event_listener);
             let _ = registry.deregister(&mut self.client_listener);
         }
+        if !self.waiting_sources.is_empty() {
+            info!(
+                "closing {} event source(s) that were waiting to take over",
+                self.waiting_sources.len()
+            );
+            self.waiting_sources.clear();
+        }
         // Lines already read are events received: route them all (into the
         // window, when the outboxes are full) before the socket goes.
         self.route_source_lines(now, false);
@@ -372,9 +416,9 @@ impl Server {
         self.pipeline.end_of_stream();
         let mut outboxes = outboxes!(self, now);
         self.pipeline.release_ready(now, &mut outboxes);
-        for (key, client) in &self.clients {
+        for (key, client) in &mut self.clients {
             if matches!(client.state, ClientState::AwaitingId { .. }) {
-                self.closing.push(key);
+                mark_closing(&mut self.closing, key, client, CloseReason::Shutdown);
             }
         }
         self.flush_dirty(now);
@@ -399,6 +443,7 @@ impl Server {
         let pipeline = self.pipeline.counters();
         let (window_depth, window_bytes) = self.pipeline.window_depth();
         let clients = self.pipeline.router().connections();
+        let cuts = self.counters.cuts;
         Stats {
             events_in: pipeline.events_in,
             events_routed: pipeline.events_routed,
@@ -409,7 +454,10 @@ impl Server {
             late: pipeline.window.late,
             duplicates: pipeline.window.duplicates,
             runs: pipeline.runs,
-            slow_consumers: self.counters.slow_consumers,
+            slow_consumers: cuts.iter().sum(),
+            cut_write_deadline: cuts[cut_index(Cut::WriteDeadline)],
+            cut_output_limit: cuts[cut_index(Cut::OutputLimit)],
+            cut_lag: cuts[cut_index(Cut::Lag)],
             bad_ids: self.counters.bad_ids,
             clients_refused: self.counters.clients_refused,
             sources_refused: self.counters.sources_refused,
@@ -452,10 +500,32 @@ impl Server {
         }
     }
 
-    /// Accepts every pending client connection.
-    fn accept_clients(&mut self) {
+    /// Accepts every pending client connection, and reads each one's id
+    /// right away: it is usually there already.
+    fn accept_clients(&mut self, now: Instant) {
         while let Some((stream, peer)) = self.accept(CLIENT_LISTENER) {
-            self.add_client(stream, peer);
+            if let Some(key) = self.add_client(stream, peer, now) {
+                self.read_client(key, now);
+            }
+        }
+    }
+
+    /// Takes in what has arrived on the client port: new connections, and
+    /// the id lines of clients still awaiting theirs. Called after reading
+    /// source bytes and before routing them, so whatever a client sent
+    /// before those bytes were sent is in first.
+    fn take_in_client_port(&mut self, now: Instant) {
+        self.accept_clients(now);
+        for index in 0..self.id_deadlines.len() {
+            let (_, key, serial) = self.id_deadlines[index];
+            let awaiting = self.clients.get(key).is_some_and(|client| {
+                client.serial == serial
+                    && client.closing.is_none()
+                    && matches!(client.state, ClientState::AwaitingId { .. })
+            });
+            if awaiting {
+                self.read_client(key, now);
+            }
         }
     }
 
@@ -495,20 +565,40 @@ impl Server {
         }
     }
 
-    /// Takes a new event source, or refuses it if one is connected.
-    fn add_source(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        if self.source.is_some() {
-            self.counters.sources_refused += 1;
-            warn!("refusing event source {peer}: another event source is connected");
+    /// Takes a new event source, or has it wait while another is connected
+    /// (or the last one's events are still being put into the window).
+    fn add_source(&mut self, stream: TcpStream, peer: SocketAddr) {
+        let busy =
+            self.source.is_some() || !self.waiting_sources.is_empty() || self.pipeline.is_blocked();
+        if !busy {
+            self.install_source(stream, peer);
             return;
         }
-        let Some(registry) = &self.registry else {
+        if self.waiting_sources.len() >= MAX_WAITING_SOURCES {
+            self.counters.sources_refused += 1;
+            warn!(
+                "refusing event source {peer}: {MAX_WAITING_SOURCES} event sources are already waiting"
+            );
             return;
+        }
+        debug!("event source {peer} waits for the current one to end");
+        self.waiting_sources.push_back((stream, peer));
+        if let Some(source) = self.source.as_mut() {
+            // Read it to its end or to `WouldBlock` this turn: that decides
+            // whether the newcomer takes over or is refused.
+            source.readable = true;
+        }
+    }
+
+    /// Makes `stream` the event source; false if it cannot be registered.
+    fn install_source(&mut self, mut stream: TcpStream, peer: SocketAddr) -> bool {
+        let Some(registry) = &self.registry else {
+            return false;
         };
         let token = Token(self.token_base + SOURCE);
         if let Err(err) = registry.register(&mut stream, token, Interest::READABLE) {
             warn!("cannot register event source {peer}: {err}");
-            return;
+            return false;
         }
         info!("event source connected from {peer}");
         self.pipeline.source_connected();
@@ -517,11 +607,40 @@ impl Server {
             inbox: Inbox::new(SOURCE_INBOX_BYTES, self.config.max_line),
             readable: true,
         });
+        true
     }
 
-    /// Takes a new client connection, or refuses it past the limit.
-    fn add_client(&mut self, mut stream: TcpStream, peer: SocketAddr) {
-        let now = Instant::now();
+    /// Lets the first waiting event source take over, if there is no source
+    /// and the last one's events are all in the window. True if one did.
+    fn take_over_source(&mut self) -> bool {
+        if self.source.is_some() || self.shutting_down || self.pipeline.is_blocked() {
+            return false;
+        }
+        while let Some((stream, peer)) = self.waiting_sources.pop_front() {
+            if self.install_source(stream, peer) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Refuses the event sources waiting behind one that is still open:
+    /// two sources never interleave.
+    fn refuse_waiting_sources(&mut self) {
+        for (_, peer) in self.waiting_sources.drain(..) {
+            self.counters.sources_refused += 1;
+            warn!("refusing event source {peer}: another event source is connected");
+        }
+    }
+
+    /// Takes a new client connection, or refuses it past the limit; returns
+    /// its key.
+    fn add_client(
+        &mut self,
+        mut stream: TcpStream,
+        peer: SocketAddr,
+        now: Instant,
+    ) -> Option<ConnKey> {
         if self.clients.len() >= self.config.max_clients {
             self.counters.clients_refused += 1;
             if self.client_log.allow(now) {
@@ -531,27 +650,26 @@ impl Server {
                     self.config.max_clients
                 );
             }
-            return;
+            return None;
         }
-        let Some(registry) = &self.registry else {
-            return;
-        };
+        let registry = self.registry.as_ref()?;
         let entry = self.clients.vacant_entry();
-        let token = Token(self.token_base + FIRST_CLIENT + entry.key());
+        let key = entry.key();
+        let token = Token(self.token_base + FIRST_CLIENT + key);
         // Both interests once, for good: readiness is edge-triggered, so this
         // costs nothing while idle and saves a reregister per full socket.
         if let Err(err) =
             registry.register(&mut stream, token, Interest::READABLE | Interest::WRITABLE)
         {
             warn!("cannot register client {peer}: {err}");
-            return;
+            return None;
         }
         // Frames are batched per turn already; Nagle would only add delay.
         let _ = stream.set_nodelay(true);
         let serial = self.next_serial;
         self.next_serial += 1;
         let deadline = now + self.config.id_timeout;
-        self.id_deadlines.push_back((deadline, entry.key(), serial));
+        self.id_deadlines.push_back((deadline, key, serial));
         debug!("client connected from {peer}");
         entry.insert(Client {
             stream,
@@ -560,11 +678,13 @@ impl Server {
             },
             outbox: Outbox::new(&self.log),
             write_blocked: false,
+            read_closed: false,
             closing: None,
             serial,
-            over_soft_limit_since: None,
-            over_half_limit_since: None,
+            owes: false,
+            last_progress: now,
         });
+        Some(key)
     }
 
     /// Handles readiness on a client socket.
@@ -575,27 +695,41 @@ impl Server {
         if client.closing.is_some() {
             return;
         }
+        if event.is_error() || event.is_write_closed() {
+            // Reset or hung up: nothing can be written to it any more. A
+            // client that closed after reading everything is told from one
+            // that half-closed only this way, after a write to it.
+            let error = client.stream.take_error().ok().flatten();
+            debug!("client {key} is gone ({error:?})");
+            mark_closing(&mut self.closing, key, client, CloseReason::Gone);
+            return;
+        }
+        let now = Instant::now();
         if event.is_writable() {
             client.write_blocked = false;
             // A client awaiting its id is owed nothing: its outbox is made
             // anew, at the log's end, when it registers.
             let registered = matches!(client.state, ClientState::Registered { .. });
             if registered && client.outbox.pending(&self.log) > 0 {
-                self.flush_client(key, Instant::now());
+                self.flush_client(key, now);
             }
         }
-        if event.is_readable() || event.is_read_closed() || event.is_error() {
-            self.read_client(key);
+        if event.is_readable() || event.is_read_closed() {
+            self.read_client(key, now);
         }
     }
 
     /// Reads what a client sent: its id line, or (once registered) anything
-    /// else, which is ignored, until the socket would block.
-    fn read_client(&mut self, key: ConnKey) {
-        let now = Instant::now();
+    /// else, which is dropped, until the socket would block. End-of-file
+    /// after the id is a half-close: the client stays and keeps receiving,
+    /// and is not read again.
+    fn read_client(&mut self, key: ConnKey, now: Instant) {
         let Some(client) = self.clients.get_mut(key) else {
             return;
         };
+        if client.closing.is_some() || client.read_closed {
+            return;
+        }
         if let ClientState::AwaitingId { inbox, .. } = &mut client.state {
             let outcome = read_id(inbox, &mut client.stream);
             match outcome {
@@ -605,11 +739,12 @@ impl Server {
                     client.state = ClientState::Registered { user };
                     // Owed the broadcasts from now on, not earlier ones.
                     client.outbox = Outbox::new(&self.log);
+                    client.last_progress = now;
                     self.pipeline.register(user, key);
                 }
                 IdRead::Closed => {
                     debug!("client closed before sending its id");
-                    mark_closing(&mut self.closing, key, client, "closed before id");
+                    mark_closing(&mut self.closing, key, client, CloseReason::ClosedBeforeId);
                     return;
                 }
                 IdRead::Bad(reason) => {
@@ -617,19 +752,23 @@ impl Server {
                     if self.client_log.allow(now) {
                         warn!("closing client: bad id line: {reason}");
                     }
-                    mark_closing(&mut self.closing, key, client, "bad id");
+                    mark_closing(&mut self.closing, key, client, CloseReason::BadId);
                     return;
                 }
             }
         }
-        // Registered: nothing more is expected, but reading tells us when the
-        // peer goes away.
-        let mut scratch = [0u8; 512];
+        // Registered: nothing more is expected; what comes is dropped.
+        let mut discard = [0u8; DISCARD_BYTES];
         loop {
-            match io::Read::read(&mut client.stream, &mut scratch) {
+            match io::Read::read(&mut client.stream, &mut discard) {
                 Ok(0) => {
-                    debug!("client {key} disconnected");
-                    mark_closing(&mut self.closing, key, client, "disconnected");
+                    if !client.read_closed {
+                        debug!(
+                            "{} ended its sending side; it keeps receiving",
+                            describe(client)
+                        );
+                        client.read_closed = true;
+                    }
                     return;
                 }
                 Ok(_) => continue,
@@ -637,7 +776,7 @@ impl Server {
                 Err(err) if interrupted(&err) => continue,
                 Err(err) => {
                     debug!("client {key} read error: {err}");
-                    mark_closing(&mut self.closing, key, client, "read error");
+                    mark_closing(&mut self.closing, key, client, CloseReason::ReadError);
                     return;
                 }
             }
@@ -659,7 +798,7 @@ impl Server {
                 if self.client_log.allow(now) {
                     warn!("closing client: no id within {:?}", self.config.id_timeout);
                 }
-                mark_closing(&mut self.closing, key, client, "no id in time");
+                mark_closing(&mut self.closing, key, client, CloseReason::NoIdInTime);
             }
         }
     }
@@ -668,7 +807,6 @@ impl Server {
     fn resume_source_if_drained(&mut self, now: Instant) {
         if self.source_paused && self.queued_bytes() <= self.config.max_queued_bytes / 2 {
             self.source_paused = false;
-            self.paused_since = None;
             // The missing seq of a hole may have waited in our socket.
             self.pipeline.restart_hole_timer(now);
             debug!(
@@ -679,8 +817,9 @@ impl Server {
     }
 
     /// Reads and routes up to [`SOURCE_BYTES_PER_TURN`] bytes from the
-    /// source, ending the turn early when a client needs writing first, and
-    /// pausing the source when queued output passes its budget.
+    /// source (step 5 of [`Server::tick`]), ending the turn early when a
+    /// client needs writing first, and pausing the source when queued output
+    /// passes its budget.
     fn read_source(&mut self, now: Instant) {
         if self.shutting_down || !self.source_has_unread_bytes() {
             return;
@@ -696,7 +835,9 @@ impl Server {
             if budget == 0 {
                 return;
             }
-            let source = self.source.as_mut().expect("checked above");
+            let Some(source) = self.source.as_mut() else {
+                return;
+            };
             match source.inbox.read_from(&mut source.stream, budget) {
                 Ok(0) => {
                     if source.inbox.has_unfinished_line() {
@@ -705,18 +846,29 @@ impl Server {
                             "event source ended in the middle of a line; the partial line is dropped"
                         );
                     }
-                    return self.close_source("closed by the source", now);
+                    self.close_source("closed by the source", now);
+                    if !self.take_over_source() {
+                        return;
+                    }
                 }
-                Ok(n) => budget -= n,
+                Ok(n) => {
+                    budget -= n;
+                    self.take_in_client_port(now);
+                }
                 Err(err) if would_block(&err) => {
                     source.readable = false;
+                    // Open, so whoever connected since waits in vain.
+                    self.refuse_waiting_sources();
                     // The bytes read before this call still need routing.
                     budget = 0;
                 }
                 Err(err) if interrupted(&err) => {}
                 Err(err) => {
                     warn!("event source read error: {err}");
-                    return self.close_source("read error", now);
+                    self.close_source("read error", now);
+                    if !self.take_over_source() {
+                        return;
+                    }
                 }
             }
         }
@@ -734,7 +886,6 @@ impl Server {
     /// budget.
     fn pause_source(&mut self) {
         self.source_paused = true;
-        self.paused_since.get_or_insert_with(Instant::now);
         self.counters.source_pauses += 1;
         if let Some(source) = self.source.as_mut() {
             // Lines may be left in the inbox: come back for them unprompted.
@@ -805,7 +956,6 @@ impl Server {
             let _ = registry.deregister(&mut source.stream);
         }
         self.source_paused = false;
-        self.paused_since = None;
         info!(
             "event source disconnected ({why}); next seq {}",
             self.pipeline.next_seq()
@@ -837,24 +987,24 @@ impl Server {
         self.turn_full = false;
     }
 
-    /// Brings one client's outbox up to date with the log, writes it until
-    /// it is empty or the socket is full (unless the socket is known to be
-    /// full), and applies the outbox limits to what is left.
+    /// Writes one client's outbox until it is empty or the socket is full
+    /// (unless the socket is known to be full), and records its progress:
+    /// a client that owes bytes afterwards goes on the list the
+    /// slow-consumer rule judges.
     fn flush_client(&mut self, key: ConnKey, now: Instant) {
         let Some(client) = self.clients.get_mut(key) else {
             return;
         };
         let own_before = client.outbox.own_bytes();
         let mut written = 0;
-        if client.write_blocked {
-            client.outbox.take_in(&self.log);
-        } else {
+        // A blocked client takes nothing in: the broadcasts it owes stay in
+        // the log, held once for everyone, until it can be written.
+        if !client.write_blocked {
             match client.outbox.write_to(&mut client.stream, &self.log) {
                 Ok(n) => written = n,
                 Err(err) => {
                     debug!("client {key} write error: {err}");
-                    client.outbox.take_in(&self.log);
-                    mark_closing(&mut self.closing, key, client, "write error");
+                    mark_closing(&mut self.closing, key, client, CloseReason::WriteError);
                 }
             }
         }
@@ -865,39 +1015,93 @@ impl Server {
             return;
         }
         let pending = client.outbox.pending(&self.log);
-        if pending > 0 {
-            // `write_to` stops early only when the socket would block.
-            client.write_blocked = true;
-        } else {
+        if written > 0 || pending == 0 {
+            client.last_progress = now;
+        }
+        if pending == 0 {
             client.outbox.shrink_if_idle(OUTBOX_KEEP_BYTES, written);
+            return;
         }
-        let (soft, hard) = (self.config.outbox_soft_limit, self.config.outbox_hard_limit);
-        if pending > hard {
-            self.counters.slow_consumers += 1;
-            warn!(
-                "disconnecting {}: slow consumer with {pending} bytes unwritten (hard limit {hard})",
-                describe(client)
-            );
-            return mark_closing(&mut self.closing, key, client, "slow consumer");
+        // `write_to` stops early only when the socket would block.
+        client.write_blocked = true;
+        if !client.owes {
+            // It owed nothing until now: its clock starts now.
+            client.owes = true;
+            client.last_progress = now;
+            self.owing.push((key, client.serial));
         }
-        if pending <= soft {
-            client.over_soft_limit_since = None;
-        } else if client.over_soft_limit_since.is_none() {
-            client.over_soft_limit_since = Some(now);
-            self.over_soft_limit.push((key, client.serial));
-        }
-        if pending <= hard / 2 {
-            if client.over_half_limit_since.take().is_some() {
-                // It caught up: whatever stall it asked for is over.
-                self.stall_until = None;
+    }
+
+    /// Judges every client that owes bytes by the slow-consumer rule, cuts
+    /// the ones it condemns, takes the ones that owe nothing any more off
+    /// the list, and notes when the next verdict can be due.
+    fn judge_owing_clients(&mut self, now: Instant) {
+        let mut next: Option<Instant> = None;
+        let mut index = 0;
+        while index < self.owing.len() {
+            let (key, serial) = self.owing[index];
+            match self.judge(key, serial, now) {
+                Some(due) => {
+                    next = Some(next.map_or(due, |next| next.min(due)));
+                    index += 1;
+                }
+                None => {
+                    self.owing.swap_remove(index);
+                }
             }
-        } else {
-            // It cannot be written: give it a bounded while to drain.
-            let since = *client.over_half_limit_since.get_or_insert(now);
-            if now.duration_since(since) < MAX_STALL {
-                self.stall_until = Some(since + MAX_STALL);
-            }
         }
+        self.next_judgement = next;
+    }
+
+    /// Judges one client on the owing list: `None` takes it off (gone, cut,
+    /// or owing nothing), else when its verdict can next change.
+    fn judge(&mut self, key: ConnKey, serial: u64, now: Instant) -> Option<Instant> {
+        let client = self
+            .clients
+            .get_mut(key)
+            .filter(|client| client.serial == serial && client.closing.is_none())?;
+        let pending = client.outbox.pending(&self.log);
+        let state = ConsumerState {
+            own_bytes: client.outbox.own_bytes(),
+            owes: pending > 0,
+            last_progress: client.last_progress,
+            oldest_owed_at: client.outbox.oldest_owed_at(&self.log),
+        };
+        let limits = &self.consumer_limits;
+        let Some(cut) = limits.verdict(&state, now) else {
+            if !state.owes {
+                client.owes = false;
+            }
+            return limits.next_check(&state);
+        };
+        let detail: &dyn fmt::Display = match cut {
+            Cut::WriteDeadline => &format_args!(
+                "no byte written for {:?} while owing {pending} (write deadline {:?})",
+                now.saturating_duration_since(state.last_progress),
+                limits.write_deadline
+            ),
+            Cut::OutputLimit => &format_args!(
+                "{} bytes queued for it alone (limit {})",
+                state.own_bytes, limits.output_limit
+            ),
+            Cut::Lag => &format_args!(
+                "the oldest of the {pending} bytes it owes was routed {:?} ago (lag bound {:?})",
+                state
+                    .oldest_owed_at
+                    .map(|at| now.saturating_duration_since(at))
+                    .unwrap_or_default(),
+                limits.max_lag
+            ),
+        };
+        cut_client(
+            &mut self.closing,
+            &mut self.counters.cuts,
+            key,
+            client,
+            cut,
+            detail,
+        );
+        None
     }
 
     /// Lets the log go of the broadcasts every client has written (or
@@ -919,79 +1123,6 @@ impl Server {
         self.log.shrink_if_empty(OUTBOX_KEEP_BYTES);
     }
 
-    /// Cuts clients that stayed over the soft outbox limit too long.
-    fn cut_stalled_clients(&mut self, now: Instant) {
-        let timeout = self.config.outbox_soft_timeout;
-        let (clients, closing, cut, log) = (
-            &mut self.clients,
-            &mut self.closing,
-            &mut self.counters.slow_consumers,
-            &self.log,
-        );
-        self.over_soft_limit.retain(|&(key, serial)| {
-            let Some(client) = clients.get_mut(key).filter(|c| c.serial == serial) else {
-                return false;
-            };
-            let Some(since) = client.over_soft_limit_since else {
-                return false;
-            };
-            if now.duration_since(since) < timeout {
-                return true;
-            }
-            if client.closing.is_none() {
-                *cut += 1;
-                warn!(
-                    "disconnecting {}: slow consumer, {} bytes queued for over {timeout:?}",
-                    describe(client),
-                    client.outbox.pending(log)
-                );
-                mark_closing(closing, key, client, "slow consumer");
-            }
-            false
-        });
-    }
-
-    /// Cuts the clients holding the most unwritten output, when the source
-    /// has been paused for longer than the soft timeout: clients each under
-    /// the soft limit can together hold the queue over budget forever, and
-    /// during a pause nothing new reaches them to trip a limit. Cuts the
-    /// largest write-blocked outboxes until the queue is down to half the
-    /// budget, where reading resumes.
-    fn relieve_long_pause(&mut self, now: Instant) {
-        let timeout = self.config.outbox_soft_timeout;
-        let Some(since) = self.paused_since else {
-            return;
-        };
-        if !self.source_paused || now.duration_since(since) < timeout {
-            return;
-        }
-        let mut stalled: Vec<(usize, ConnKey)> = self
-            .clients
-            .iter()
-            .filter(|(_, c)| c.write_blocked && c.closing.is_none())
-            .map(|(key, c)| (c.outbox.pending(&self.log), key))
-            .filter(|&(pending, _)| pending > 0)
-            .collect();
-        stalled.sort_unstable_by(|a, b| b.cmp(a));
-        // Cutting a client frees its own bytes; the log it shares with the
-        // others is freed as they catch up.
-        let mut remaining = self.queued_bytes();
-        for (pending, key) in stalled {
-            if remaining <= self.config.max_queued_bytes / 2 {
-                break;
-            }
-            let client = &mut self.clients[key];
-            self.counters.slow_consumers += 1;
-            warn!(
-                "disconnecting {}: slow consumer holding {pending} unwritten bytes while the source has been paused for over {timeout:?}",
-                describe(client)
-            );
-            mark_closing(&mut self.closing, key, client, "slow consumer");
-            remaining -= client.outbox.own_bytes();
-        }
-        self.paused_since = Some(now);
-    }
-
     /// Closes every client marked for closing this turn.
     fn close_marked(&mut self) {
         for key in std::mem::take(&mut self.closing) {
@@ -1007,7 +1138,7 @@ impl Server {
             self.own_bytes -= client.outbox.own_bytes();
             debug!(
                 "closed client {key} ({})",
-                client.closing.unwrap_or("shutdown")
+                client.closing.unwrap_or(CloseReason::Shutdown)
             );
         }
     }
@@ -1026,12 +1157,34 @@ fn mark_closing(
     closing: &mut Vec<ConnKey>,
     key: ConnKey,
     client: &mut Client,
-    reason: &'static str,
+    reason: CloseReason,
 ) {
     if client.closing.is_none() {
         client.closing = Some(reason);
         closing.push(key);
     }
+}
+
+/// Cuts a client that does not keep up: logs why, counts it by reason, and
+/// marks it for closing.
+fn cut_client(
+    closing: &mut Vec<ConnKey>,
+    cuts: &mut [u64; Cut::ALL.len()],
+    key: ConnKey,
+    client: &mut Client,
+    cut: Cut,
+    detail: &dyn fmt::Display,
+) {
+    if client.closing.is_some() {
+        return;
+    }
+    cuts[cut_index(cut)] += 1;
+    warn!(
+        "disconnecting {}: slow consumer ({}): {detail}",
+        describe(client),
+        cut.name()
+    );
+    mark_closing(closing, key, client, CloseReason::Cut(cut));
 }
 
 /// How far [`Server::route_source_lines`] got.
@@ -1097,23 +1250,18 @@ struct Outboxes<'a> {
     log_flushed: u64,
     /// The most queued bytes have been.
     queued_bytes_peak: &'a mut usize,
-    /// Per-client cap on queued bytes.
-    hard_limit: usize,
-    /// Per-client level that starts the soft-limit clock.
-    soft_limit: usize,
-    /// Clients whose soft-limit clock is running.
-    over_soft_limit: &'a mut Vec<(ConnKey, u64)>,
+    /// Most bytes queued for one client alone.
+    output_limit: usize,
+    /// Counts clients cut, by reason.
+    cuts: &'a mut [u64; Cut::ALL.len()],
     /// The time of this delivery.
     now: Instant,
-    /// Set when a client that is not write-blocked has half the hard limit
-    /// queued: the turn should end so it gets written before it grows more.
+    /// Set when a client that is not write-blocked has
+    /// [`TURN_OUTPUT_BYTES`] queued: the turn should end so it gets
+    /// written before it grows more.
     turn_full: &'a mut bool,
-    /// See [`Server`]'s field of that name.
-    stall_until: &'a mut Option<Instant>,
     /// Queued bytes past which no more deliveries are wanted.
     max_queued_bytes: usize,
-    /// Counts clients cut as slow consumers.
-    slow_consumers: &'a mut u64,
 }
 
 impl Outboxes<'_> {
@@ -1136,40 +1284,32 @@ impl Deliver for Outboxes<'_> {
         if client.closing.is_some() {
             return;
         }
-        let pending = client.outbox.pending(self.log);
-        // Only output the socket has refused counts against the hard limit:
-        // a client that is not blocked gets a write attempt at the end of
-        // this turn, and is checked then.
-        if client.write_blocked && pending + frame.len() > self.hard_limit {
-            *self.slow_consumers += 1;
-            warn!(
-                "disconnecting {}: slow consumer with {pending} bytes queued (hard limit {})",
-                describe(client),
-                self.hard_limit
+        let own = client.outbox.own_bytes() + frame.len();
+        if own > self.output_limit {
+            let detail = format_args!(
+                "{own} bytes queued for it alone (limit {})",
+                self.output_limit
             );
-            mark_closing(self.closing, conn, client, "slow consumer");
+            cut_client(
+                self.closing,
+                self.cuts,
+                conn,
+                client,
+                Cut::OutputLimit,
+                &detail,
+            );
             return;
         }
+        let pending = client.outbox.pending(self.log);
         if pending == 0 {
             self.dirty.push(conn);
         }
         let own_before = client.outbox.own_bytes();
-        client.outbox.push(frame, self.log);
+        client.outbox.push(frame, self.log, self.now);
         *self.own_bytes = *self.own_bytes + client.outbox.own_bytes() - own_before;
-        if pending + frame.len() > self.hard_limit / 2 {
-            let since = *client.over_half_limit_since.get_or_insert(self.now);
-            if !client.write_blocked {
-                // It gets a write attempt before it grows any more.
-                *self.turn_full = true;
-            } else if self.now.duration_since(since) < MAX_STALL {
-                // It cannot be written: give it a bounded while to drain.
-                *self.stall_until = Some(since + MAX_STALL);
-                *self.turn_full = true;
-            }
-        }
-        if pending + frame.len() > self.soft_limit && client.over_soft_limit_since.is_none() {
-            client.over_soft_limit_since = Some(self.now);
-            self.over_soft_limit.push((conn, client.serial));
+        if !client.write_blocked && pending + frame.len() > TURN_OUTPUT_BYTES {
+            // It gets a write attempt before it grows any more.
+            *self.turn_full = true;
         }
         self.note_peak();
     }
@@ -1178,19 +1318,17 @@ impl Deliver for Outboxes<'_> {
     /// (or gets a frame of its own first), which keeps a broadcast O(1)
     /// however many clients there are.
     fn broadcast(&mut self, frame: &[u8], _conns: impl Iterator<Item = ConnKey>) {
-        self.log.push(frame);
+        self.log.push(frame, self.now);
         // Every client is owed all of the log since the last flush: once
-        // that is half the hard limit, the outboxes are written first.
-        if (self.log.end() - self.log_flushed) as usize > self.hard_limit / 2 {
+        // that is a turn's worth, the outboxes are written first.
+        if (self.log.end() - self.log_flushed) as usize > TURN_OUTPUT_BYTES {
             *self.turn_full = true;
         }
         self.note_peak();
     }
 
     fn is_full(&self) -> bool {
-        *self.turn_full
-            || self.queued_bytes() > self.max_queued_bytes
-            || self.stall_until.is_some_and(|until| self.now < until)
+        *self.turn_full || self.queued_bytes() > self.max_queued_bytes
     }
 }
 

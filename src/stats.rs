@@ -27,8 +27,15 @@ pub struct Stats {
     pub duplicates: u64,
     /// New runs started by a source restarting at a low seq.
     pub runs: u64,
-    /// Clients disconnected for letting too much output queue up.
+    /// Clients cut for not keeping up, all reasons together: the sum of
+    /// the three `cut_` counters.
     pub slow_consumers: u64,
+    /// Clients cut for owing bytes with none written for the write deadline.
+    pub cut_write_deadline: u64,
+    /// Clients cut for having more queued for them alone than the limit.
+    pub cut_output_limit: u64,
+    /// Clients cut for lagging the stream by more than the lag bound.
+    pub cut_lag: u64,
     /// Clients closed for a bad, overlong or missing id line.
     pub bad_ids: u64,
     /// Connections refused because the client limit was reached.
@@ -126,7 +133,8 @@ impl fmt::Display for Rates {
             f,
             "events in {:.0}/s, routed {:.0}/s, notifications {:.0}/s, {:.1} MB/s out; \
              clients {} (+{} awaiting id), source {}, follows {}, window {} frames / {} B, queued {} B; \
-             skipped {}, late {}, duplicate {}, malformed {}, slow consumers {}, bad ids {}, refused {}",
+             skipped {}, late {}, duplicate {}, malformed {}, \
+             cut {} (write deadline {}, output limit {}, lag {}), bad ids {}, refused {}",
             rate(s.events_in, l.events_in),
             rate(s.events_routed, l.events_routed),
             rate(s.notifications, l.notifications),
@@ -147,6 +155,9 @@ impl fmt::Display for Rates {
             s.duplicates,
             s.malformed,
             s.slow_consumers,
+            s.cut_write_deadline,
+            s.cut_output_limit,
+            s.cut_lag,
             s.bad_ids,
             s.clients_refused + s.sources_refused,
         )

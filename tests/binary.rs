@@ -180,6 +180,13 @@ fn help_lists_every_knob_with_its_variable() {
         "logLevel",
         "--hole-timeout-ms",
         "--max-clients",
+        "--write-deadline-ms",
+        "FOLLOWER_MAZE_WRITE_DEADLINE_MS",
+        "--max-lag-ms",
+        "--client-output-limit",
+        "--max-queued-bytes",
+        "--listen-backlog",
+        "FOLLOWER_MAZE_LISTEN_BACKLOG",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
@@ -362,10 +369,8 @@ fn a_paused_source_with_expired_hole_timers_does_not_spin() {
         "200000",
         "--hole-timeout-ms",
         "100",
-        "--outbox-soft-limit",
-        "100000000",
-        "--outbox-hard-limit",
-        "100000000",
+        "--max-lag-ms",
+        "60000",
     ];
     let mut binary = Binary::start(&args, &[], None);
     let reader = small_buffer_client(binary.client_addr, 7);

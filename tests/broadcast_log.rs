@@ -12,8 +12,8 @@ use follower_maze::Config;
 /// Limits high enough that no client here is cut for being slow.
 fn patient_server() -> follower_maze::BackgroundServer {
     start(Config {
-        outbox_hard_limit: 64 * 1024 * 1024,
-        outbox_soft_limit: 64 * 1024 * 1024,
+        write_deadline: std::time::Duration::from_secs(60),
+        max_lag: std::time::Duration::from_secs(60),
         max_line: 2048,
         ..Config::ephemeral()
     })

@@ -83,7 +83,7 @@ fn a_client_that_never_reads_is_cut_while_fifty_others_get_everything() {
     let ids: Vec<u64> = (1..=50).collect();
     let (server, mut source, readers) = start_with_clients(
         Config {
-            outbox_hard_limit: 256 * 1024,
+            write_deadline: Duration::from_millis(500),
             max_line: 2048,
             ..Config::ephemeral()
         },
@@ -99,29 +99,40 @@ fn a_client_that_never_reads_is_cut_while_fifty_others_get_everything() {
     // Only the silent client was cut: the readers got everything.
     wait_for(&server, "the slow consumer cut", |s| s.slow_consumers == 1);
     assert_closed(&mut silent);
-    assert_eq!(server.stop().unwrap().slow_consumers, 1);
+    let stats = server.stop().unwrap();
+    assert_eq!((stats.slow_consumers, stats.cut_write_deadline), (1, 1));
 }
 
 #[test]
-fn a_client_stuck_over_the_soft_limit_is_cut_even_without_traffic() {
+fn a_client_that_stops_reading_is_cut_at_the_write_deadline_even_without_traffic() {
     let _heavy = heavy();
-    let server = start(Config {
-        outbox_soft_limit: 64 * 1024,
-        outbox_soft_timeout: Duration::from_millis(200),
-        max_line: 2048,
-        ..Config::ephemeral()
-    });
-    let mut source = connect_source(&server);
+    let deadline = Duration::from_millis(200);
+    let (server, mut source, mut readers) = start_with_clients(
+        Config {
+            write_deadline: deadline,
+            max_line: 2048,
+            ..Config::ephemeral()
+        },
+        &[2],
+    );
     let mut silent = never_reading_client(&server, 1);
-    // Enough to fill the socket buffers and pass the soft limit, well under
-    // the hard one; then no more traffic.
-    source.write_all(&padded_broadcasts(1, 2000, 1000)).unwrap();
-    wait_for(&server, "output queued past the soft limit", |s| {
-        s.queued_bytes > 64 * 1024
-    });
-    let stats = wait_for(&server, "the soft-limit cut", |s| s.slow_consumers == 1);
-    assert_eq!(stats.clients, 0);
+    // Enough to fill the silent client's socket buffers; then no more
+    // traffic, so only the deadline (checked with no event to trigger it)
+    // can cut it.
+    let stream = padded_broadcasts(1, 2000, 1000);
+    source.write_all(&stream).unwrap();
+    assert_receives(&mut readers[0], &stream);
+    let stats = wait_for(&server, "the write-deadline cut", |s| s.slow_consumers == 1);
+    assert_eq!(
+        (stats.cut_write_deadline, stats.clients),
+        (1, 1),
+        "{stats:?}"
+    );
     assert_closed(&mut silent);
+    // The reader owes nothing: idle for many deadlines, it is never cut.
+    assert_silent(&mut readers[0], deadline * 5);
+    let stats = server.stop().unwrap();
+    assert_eq!(stats.slow_consumers, 1, "{stats:?}");
 }
 
 #[test]
@@ -414,7 +425,6 @@ fn filling_a_long_hole_does_not_cut_clients_that_read() {
     let _heavy = heavy();
     let (server, mut source, readers) = start_with_clients(
         Config {
-            outbox_hard_limit: 1 << 20,
             max_line: 2048,
             ..Config::ephemeral()
         },
@@ -431,17 +441,15 @@ fn filling_a_long_hole_does_not_cut_clients_that_read() {
 }
 
 #[test]
-fn clients_under_every_limit_cannot_hold_the_source_paused_forever() {
+fn stuck_clients_cannot_hold_the_source_paused_forever() {
     let _heavy = heavy();
-    // Silent clients each under the soft and hard limits, together over the
-    // queued-output budget: the source pauses, and nothing new reaches them
-    // to trip a limit. After the soft timeout the biggest are cut.
+    // Silent clients hold the broadcast log over the queued-output budget:
+    // the source pauses, and nothing new reaches them. The write deadline
+    // cuts them, with no traffic to trigger it, and the reader gets all.
     let (server, mut source, readers) = start_with_clients(
         Config {
             max_queued_bytes: 256 * 1024,
-            outbox_soft_limit: 64 << 20,
-            outbox_hard_limit: 64 << 20,
-            outbox_soft_timeout: Duration::from_millis(300),
+            write_deadline: Duration::from_millis(300),
             max_line: 2048,
             ..Config::ephemeral()
         },
@@ -455,7 +463,12 @@ fn clients_under_every_limit_cannot_hold_the_source_paused_forever() {
             .unwrap();
     });
     let stats = server.stop().unwrap();
-    assert!(stats.slow_consumers >= 1, "{stats:?}");
+    assert!(stats.source_pauses > 0, "{stats:?}");
+    assert_eq!(
+        (stats.slow_consumers, stats.cut_write_deadline),
+        (4, 4),
+        "{stats:?}"
+    );
     drop(silent);
 }
 

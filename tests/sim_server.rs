@@ -70,11 +70,11 @@ fn passes_with_the_fanout_mix() {
 
 #[test]
 fn passes_with_clients_that_never_read() {
-    // A smaller outbox cap and enough traffic (about 6 MB to each user) to
-    // fill the silent clients' socket buffers, so the server cuts them
+    // A short write deadline and enough traffic (about 6 MB to each user)
+    // to fill the silent clients' socket buffers, so the server cuts them
     // during the run; the others must not notice.
     let server = Config {
-        outbox_hard_limit: 256 * 1024,
+        write_deadline: std::time::Duration::from_millis(300),
         ..Config::ephemeral()
     };
     let (report, stats) = run_with(server, |c| SimConfig {
@@ -86,6 +86,7 @@ fn passes_with_clients_that_never_read() {
     });
     assert_eq!(report.silent_clients, 3);
     assert_eq!(stats.slow_consumers, 3, "the silent clients were cut");
+    assert_eq!(stats.cut_write_deadline, 3, "as stuck: {stats:?}");
 }
 
 #[test]

@@ -32,6 +32,8 @@ pub struct SinkOutboxes {
     dirty: Vec<ConnKey>,
     /// The log's end when every outbox last took it in.
     log_flushed: u64,
+    /// The routing time given to every frame (lag is not measured here).
+    now: Instant,
 }
 
 impl SinkOutboxes {
@@ -39,10 +41,11 @@ impl SinkOutboxes {
     /// `warm` bytes, as a long-running server's outboxes have.
     pub fn new(connections: usize, warm: usize) -> SinkOutboxes {
         let log = BroadcastLog::new();
+        let now = Instant::now();
         let outboxes = (0..connections)
             .map(|_| {
                 let mut outbox = Outbox::new(&log);
-                outbox.push(&vec![b'x'; warm], &log);
+                outbox.push(&vec![b'x'; warm], &log, now);
                 let written = outbox.write_to(&mut io::sink(), &log);
                 assert_eq!(written.ok(), Some(warm), "io::sink takes everything");
                 outbox.shrink_if_idle(OUTBOX_KEEP_BYTES, warm);
@@ -54,6 +57,7 @@ impl SinkOutboxes {
             log,
             dirty: Vec::with_capacity(connections),
             log_flushed: 0,
+            now,
         }
     }
 
@@ -83,11 +87,11 @@ impl Deliver for SinkOutboxes {
         if outbox.pending(&self.log) == 0 {
             self.dirty.push(conn);
         }
-        outbox.push(frame, &self.log);
+        outbox.push(frame, &self.log, self.now);
     }
 
     fn broadcast(&mut self, frame: &[u8], _conns: impl Iterator<Item = ConnKey>) {
-        self.log.push(frame);
+        self.log.push(frame, self.now);
     }
 }
 

@@ -1,0 +1,234 @@
+//! Why a client connection ends, and the one rule that decides when a
+//! registered client is cut for not keeping up.
+//!
+//! Slow is not stuck. A client that reads, however slowly, is left alone:
+//! what it owes from the broadcast log is held once for every client and
+//! counts against the shared output budget, and at that budget the server
+//! stops reading the event source, so the source slows to what the clients
+//! take. A client is cut only when it
+//! - makes no write progress for the write deadline while it owes bytes
+//!   (it does not read: NATS calls this its write deadline),
+//! - has more queued for it alone (its own frames, not its share of the
+//!   broadcast log) than the output limit (Redis's `client-output-buffer-limit`),
+//! - or lags the stream by more than the lag bound: the oldest byte it owes
+//!   was routed longer ago than that, so one crawling reader cannot hold the
+//!   source paused for everyone forever.
+//!
+//! A client that owes nothing is never cut, however long it stays idle.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// Why a registered client was cut for not keeping up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cut {
+    /// It owed bytes and none could be written for the write deadline.
+    WriteDeadline,
+    /// More bytes were queued for it alone than the output limit.
+    OutputLimit,
+    /// The oldest byte it owed was routed longer ago than the lag bound.
+    Lag,
+}
+
+impl Cut {
+    /// Every reason, in the order stats list them.
+    pub const ALL: [Cut; 3] = [Cut::WriteDeadline, Cut::OutputLimit, Cut::Lag];
+
+    /// A short name for logs and counters.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cut::WriteDeadline => "write deadline",
+            Cut::OutputLimit => "output limit",
+            Cut::Lag => "lag",
+        }
+    }
+}
+
+/// Why a client connection is closed: drives the log line, and for cuts,
+/// the per-reason counter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// It closed (or reset) before sending a complete id line.
+    ClosedBeforeId,
+    /// Its id line was not a valid id, or too long.
+    BadId,
+    /// It sent no id line within the id timeout.
+    NoIdInTime,
+    /// Reading from it failed.
+    ReadError,
+    /// The connection was reset or hung up: it is gone (a client that
+    /// closed is found out this way once something is written to it).
+    Gone,
+    /// Writing to it failed: it is gone.
+    WriteError,
+    /// It was cut for not keeping up.
+    Cut(Cut),
+    /// The server is shutting down.
+    Shutdown,
+}
+
+impl fmt::Display for CloseReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = match self {
+            CloseReason::ClosedBeforeId => "closed before sending its id",
+            CloseReason::BadId => "bad id line",
+            CloseReason::NoIdInTime => "no id in time",
+            CloseReason::ReadError => "read error",
+            CloseReason::Gone => "connection reset or hung up",
+            CloseReason::WriteError => "write error",
+            CloseReason::Cut(cut) => return write!(f, "slow consumer ({})", cut.name()),
+            CloseReason::Shutdown => "shutdown",
+        };
+        f.write_str(text)
+    }
+}
+
+/// The limits a registered client must stay within.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerLimits {
+    /// Longest a client may owe bytes without any being written.
+    pub write_deadline: Duration,
+    /// Longest ago the oldest byte a client owes may have been routed.
+    pub max_lag: Duration,
+    /// Most bytes queued for one client alone (its share of the broadcast
+    /// log not included).
+    pub output_limit: usize,
+}
+
+/// What the rule needs to know about one client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerState {
+    /// Bytes queued for it alone.
+    pub own_bytes: usize,
+    /// True when it owes any bytes (its own or the broadcast log's).
+    pub owes: bool,
+    /// When bytes were last written to it, or when it last began to owe
+    /// after owing nothing, whichever is later.
+    pub last_progress: Instant,
+    /// When the oldest byte it owes was routed, if it owes any.
+    pub oldest_owed_at: Option<Instant>,
+}
+
+impl ConsumerLimits {
+    /// The verdict on `client` at `now`: `None` to keep it, or why to cut it.
+    /// A client over several limits at once is cut for the first in the
+    /// order of the fields of [`ConsumerLimits`]'s doc: output, then write
+    /// progress, then lag.
+    pub fn verdict(&self, client: &ConsumerState, now: Instant) -> Option<Cut> {
+        if client.own_bytes > self.output_limit {
+            return Some(Cut::OutputLimit);
+        }
+        if !client.owes {
+            return None;
+        }
+        if now.saturating_duration_since(client.last_progress) >= self.write_deadline {
+            return Some(Cut::WriteDeadline);
+        }
+        let lag = client
+            .oldest_owed_at
+            .map(|routed| now.saturating_duration_since(routed));
+        if lag.is_some_and(|lag| lag > self.max_lag) {
+            return Some(Cut::Lag);
+        }
+        None
+    }
+
+    /// The earliest time the verdict on `client` can change without it
+    /// changing first (writes and new frames only move these later); `None`
+    /// if it owes nothing.
+    pub fn next_check(&self, client: &ConsumerState) -> Option<Instant> {
+        if !client.owes {
+            return None;
+        }
+        let stuck = client.last_progress + self.write_deadline;
+        let lagging = client
+            .oldest_owed_at
+            .map(|routed| routed + self.max_lag + Duration::from_nanos(1));
+        Some(lagging.map_or(stuck, |lagging| lagging.min(stuck)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: ConsumerLimits = ConsumerLimits {
+        write_deadline: Duration::from_secs(10),
+        max_lag: Duration::from_secs(15),
+        output_limit: 1000,
+    };
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    #[test]
+    fn the_verdict_table() {
+        let t0 = Instant::now();
+        let state = |own_bytes, owes, progress_ago: u64, oldest_ago: Option<u64>| ConsumerState {
+            own_bytes,
+            owes,
+            last_progress: t0 + secs(100) - secs(progress_ago),
+            oldest_owed_at: oldest_ago.map(|ago| t0 + secs(100) - secs(ago)),
+        };
+        let now = t0 + secs(100);
+        #[rustfmt::skip]
+        let table = [
+            // (own bytes, owes, s since progress, s since oldest owed byte) → verdict
+            ((0, false, 90, None), None),                            // idle for long: never cut
+            ((10, true, 0, Some(0)), None),                          // keeping up
+            ((10, true, 9, Some(9)), None),                          // slow, within both bounds
+            ((10, true, 10, Some(10)), Some(Cut::WriteDeadline)),    // stuck for the deadline
+            ((0, true, 30, Some(30)), Some(Cut::WriteDeadline)),     // stuck on broadcasts only
+            ((10, true, 1, Some(15)), None),                         // lag at the bound is allowed
+            ((10, true, 1, Some(16)), Some(Cut::Lag)),               // crawling: progress, but far behind
+            ((1001, true, 0, Some(0)), Some(Cut::OutputLimit)),      // too much queued for it alone
+            ((1001, true, 20, Some(20)), Some(Cut::OutputLimit)),    // the output limit is named first
+            ((1000, true, 0, Some(0)), None),                        // at the limit is allowed
+        ];
+        for ((own, owes, progress_ago, oldest_ago), expected) in table {
+            let client = state(own, owes, progress_ago, oldest_ago);
+            assert_eq!(LIMITS.verdict(&client, now), expected, "{client:?}");
+        }
+    }
+
+    #[test]
+    fn the_next_check_is_when_the_verdict_would_change() {
+        let t0 = Instant::now();
+        let idle = ConsumerState {
+            own_bytes: 0,
+            owes: false,
+            last_progress: t0,
+            oldest_owed_at: None,
+        };
+        assert_eq!(LIMITS.next_check(&idle), None);
+        let stuck = ConsumerState {
+            owes: true,
+            oldest_owed_at: Some(t0),
+            ..idle
+        };
+        let at = LIMITS.next_check(&stuck).unwrap();
+        assert_eq!(at, t0 + secs(10));
+        assert_eq!(LIMITS.verdict(&stuck, at), Some(Cut::WriteDeadline));
+        assert_eq!(LIMITS.verdict(&stuck, at - Duration::from_nanos(1)), None);
+        let crawling = ConsumerState {
+            last_progress: t0 + secs(14),
+            ..stuck
+        };
+        let at = LIMITS.next_check(&crawling).unwrap();
+        assert_eq!(LIMITS.verdict(&crawling, at), Some(Cut::Lag));
+        assert_eq!(
+            LIMITS.verdict(&crawling, at - Duration::from_nanos(1)),
+            None
+        );
+    }
+
+    #[test]
+    fn close_reasons_read_as_log_text() {
+        assert_eq!(
+            CloseReason::Cut(Cut::WriteDeadline).to_string(),
+            "slow consumer (write deadline)"
+        );
+        assert_eq!(CloseReason::NoIdInTime.to_string(), "no id in time");
+    }
+}
