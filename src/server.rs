@@ -62,7 +62,8 @@ const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
 /// Longest pause between accept attempts after failures.
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Event source connections that may wait for the current one to end (test
-/// suites close a source and open the next at once); more are refused.
+/// suites close a source and open the next at once); more wait in the
+/// kernel's accept queue.
 const MAX_WAITING_SOURCES: usize = 8;
 /// Bytes read and dropped per call from a registered client, which has
 /// nothing more to say: a stack buffer, so a chatty client costs reads, not
@@ -139,6 +140,10 @@ pub struct Server {
     token_base: usize,
     /// The event source, when one is connected.
     source: Option<Source>,
+    /// True when event source connections were left in the kernel's accept
+    /// queue because [`MAX_WAITING_SOURCES`] were waiting: accepting them
+    /// resumes, unprompted (readiness is edge-triggered), once there is room.
+    sources_left_in_queue: bool,
     /// Event sources that connected while another was connected, in order:
     /// each takes over once the one before it has been read to its end, and
     /// all are refused once the current one is found open (read to
@@ -238,6 +243,7 @@ impl Server {
             token_base: 0,
             source: None,
             waiting_sources: VecDeque::new(),
+            sources_left_in_queue: false,
             clients: Slab::new(),
             dirty: Vec::new(),
             closing: Vec::new(),
@@ -353,7 +359,8 @@ impl Server {
     ///    sent before an event is never overtaken by it. A source read to
     ///    its end hands over to the next waiting one in the same turn; one
     ///    read to `WouldBlock` is open, and the sources waiting behind it
-    ///    are refused.
+    ///    are refused. Sources left in the accept queue (too many waited)
+    ///    are accepted now that there may be room.
     /// 6. Pipeline timers: a new source's probation, a hole's wait.
     /// 7. Clients that sent no id in time are marked for closing.
     /// 8. Outboxes that gained frames are written.
@@ -373,6 +380,9 @@ impl Server {
         self.pipeline.release_ready(now, &mut outboxes);
         self.take_over_source();
         self.read_source(now);
+        if self.sources_left_in_queue && self.waiting_sources.len() < MAX_WAITING_SOURCES {
+            self.accept_sources();
+        }
         if !self.source_has_unread_bytes() && !self.source_paused {
             // The missing seq cannot be sitting unread in our socket.
             let mut outboxes = outboxes!(self, now);
@@ -493,9 +503,19 @@ impl Server {
             .is_some_and(|source| source.readable && !self.source_paused)
     }
 
-    /// Accepts every pending event source connection.
+    /// Accepts pending event source connections while fewer than
+    /// [`MAX_WAITING_SOURCES`] wait; the rest stay in the kernel's accept
+    /// queue until those have taken over or been refused.
     fn accept_sources(&mut self) {
-        while let Some((stream, peer)) = self.accept(EVENT_LISTENER) {
+        loop {
+            if self.waiting_sources.len() >= MAX_WAITING_SOURCES {
+                self.sources_left_in_queue = true;
+                return;
+            }
+            let Some((stream, peer)) = self.accept(EVENT_LISTENER) else {
+                self.sources_left_in_queue = false;
+                return;
+            };
             self.add_source(stream, peer);
         }
     }
@@ -572,13 +592,6 @@ impl Server {
             self.source.is_some() || !self.waiting_sources.is_empty() || self.pipeline.is_blocked();
         if !busy {
             self.install_source(stream, peer);
-            return;
-        }
-        if self.waiting_sources.len() >= MAX_WAITING_SOURCES {
-            self.counters.sources_refused += 1;
-            warn!(
-                "refusing event source {peer}: {MAX_WAITING_SOURCES} event sources are already waiting"
-            );
             return;
         }
         debug!("event source {peer} waits for the current one to end");
@@ -1123,7 +1136,8 @@ impl Server {
         self.log.shrink_if_empty(OUTBOX_KEEP_BYTES);
     }
 
-    /// Closes every client marked for closing this turn.
+    /// Closes every client marked for closing this turn; one cut for not
+    /// keeping up is reset, so what its socket still holds is dropped.
     fn close_marked(&mut self) {
         for key in std::mem::take(&mut self.closing) {
             let Some(mut client) = self.clients.try_remove(key) else {
@@ -1136,6 +1150,12 @@ impl Server {
                 self.pipeline.router_mut().unregister(user, key);
             }
             self.own_bytes -= client.outbox.own_bytes();
+            if let Some(CloseReason::Cut(_)) = client.closing {
+                // Abort (a reset) rather than close: the kernel would
+                // otherwise keep feeding it the megabytes already in its
+                // send buffer, at its slow pace, long after the cut.
+                let _ = socket2::SockRef::from(&client.stream).set_linger(Some(Duration::ZERO));
+            }
             debug!(
                 "closed client {key} ({})",
                 client.closing.unwrap_or(CloseReason::Shutdown)

@@ -2,130 +2,16 @@
 //! running out of file descriptors.
 
 mod common;
+#[path = "support/binary.rs"]
+mod support_binary;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::{PATIENCE, assert_silent, connect_with_recv_buffer, read_through};
-
-/// A running server binary and its log.
-struct Binary {
-    child: Child,
-    event_addr: SocketAddr,
-    client_addr: SocketAddr,
-    log: mpsc::Receiver<String>,
-}
-
-impl Binary {
-    /// Starts the binary with `args` and `env`, optionally with the open-file
-    /// limit (soft and hard) set to `fd_limit`; waits for its listening line.
-    fn start(args: &[&str], env: &[(&str, String)], fd_limit: Option<u64>) -> Binary {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_follower-maze"));
-        command
-            .args(args)
-            .env_remove("eventListenerPort")
-            .env_remove("clientListenerPort")
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
-        if let Some(limit) = fd_limit {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: setrlimit is async-signal-safe; the closure touches
-            // nothing but its own copy of `limit`.
-            unsafe {
-                command.pre_exec(move || {
-                    let rlimit = libc::rlimit {
-                        rlim_cur: limit,
-                        rlim_max: limit,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rlimit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
-        let mut child = command.spawn().expect("the binary starts");
-        let log = forward_lines(child.stdout.take().expect("piped stdout"));
-        let line = wait_for_line(&log, "listening for the event source on");
-        let addrs: Vec<SocketAddr> = line
-            .split_whitespace()
-            .filter_map(|word| word.parse().ok())
-            .collect();
-        assert_eq!(addrs.len(), 2, "two addresses in {line:?}");
-        Binary {
-            child,
-            event_addr: addrs[0],
-            client_addr: addrs[1],
-            log,
-        }
-    }
-
-    fn signal(&self, signal: i32) {
-        // SAFETY: plain kill(2) on our own child's pid.
-        let result = unsafe { libc::kill(self.child.id() as i32, signal) };
-        assert_eq!(result, 0, "kill failed");
-    }
-
-    /// Waits for the process to exit; panics after [`PATIENCE`].
-    fn wait(&mut self) -> std::process::ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(start.elapsed() < PATIENCE, "the binary did not exit");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    /// CPU time (user + system) the process has used, in clock ticks.
-    fn cpu_ticks(&self) -> u64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap();
-        // Fields after the parenthesised command name; utime and stime are
-        // fields 14 and 15 of the whole line.
-        let after_name = &stat[stat.rfind(')').unwrap() + 2..];
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
-    }
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Sends each line of `stdout` down a channel from a thread of its own.
-fn forward_lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
-    let (sender, receiver) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if sender.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    receiver
-}
-
-/// The first log line containing `needle`; panics after [`PATIENCE`].
-fn wait_for_line(log: &mpsc::Receiver<String>, needle: &str) -> String {
-    let deadline = Instant::now() + PATIENCE;
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match log.recv_timeout(left) {
-            Ok(line) if line.contains(needle) => return line,
-            Ok(_) => continue,
-            Err(err) => panic!("no log line with {needle:?}: {err}"),
-        }
-    }
-}
+use support_binary::{Binary, wait_for_line};
 
 /// A port that was free a moment ago.
 fn free_port() -> u16 {
