@@ -167,33 +167,13 @@ fn running_out_of_descriptors_pauses_accepting_and_keeps_serving() {
     assert!(binary.wait().success());
 }
 
-/// Raises this process's soft open-file limit to at least `wanted` (up to
-/// the hard limit); false if that is not enough.
-fn raise_fd_limit(wanted: u64) -> bool {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: valid pointers to a local rlimit for both calls.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_max < wanted {
-            return false;
-        }
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        limit.rlim_cur >= wanted || libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0
-    }
-}
-
 #[test]
 fn ten_thousand_clients_each_get_their_notifications() {
     const CLIENTS: u64 = 10_000;
     // The server is a child process, so each side needs only its own end of
     // every connection.
     let wanted = CLIENTS + 500;
-    if !raise_fd_limit(wanted) {
+    if follower_maze::limits::raise_fd_limit() < wanted {
         eprintln!("SKIPPED: cannot raise RLIMIT_NOFILE to {wanted} for 10,000 clients");
         return;
     }

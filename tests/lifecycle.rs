@@ -261,26 +261,6 @@ const BURST: usize = 2_000;
 /// again, so only connections the accept queue held can complete.
 const BURST_WINDOW: Duration = Duration::from_millis(300);
 
-/// Raises this process's open-file soft limit to its hard limit; false if
-/// the hard limit is below `wanted`.
-fn raise_fd_limit(wanted: u64) -> bool {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: valid pointers to a local rlimit for both calls.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_max < wanted {
-            return false;
-        }
-        let raised = libc::rlimit {
-            rlim_cur: limit.rlim_max,
-            rlim_max: limit.rlim_max,
-        };
-        limit.rlim_cur >= wanted || libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0
-    }
-}
-
 /// The kernel's cap on any listen backlog (`net.core.somaxconn`), if known.
 fn kernel_backlog_cap() -> Option<usize> {
     std::fs::read_to_string("/proc/sys/net/core/somaxconn")
@@ -359,7 +339,7 @@ fn connect_burst(addr: SocketAddr, count: usize, window: Duration) -> (Vec<Socke
 fn the_accept_queue_holds_a_burst_of_connects() {
     // Both ends of every connection live in this process.
     let wanted = 2 * BURST as u64 + 200;
-    if !raise_fd_limit(wanted) {
+    if follower_maze::limits::raise_fd_limit() < wanted {
         eprintln!("SKIPPED: cannot raise RLIMIT_NOFILE to {wanted} for {BURST} connections");
         return;
     }
