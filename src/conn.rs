@@ -126,6 +126,8 @@ pub struct Client {
     pub owes: bool,
     /// When bytes were last written to it, or when it last owed nothing.
     pub last_progress: Instant,
+    /// True while it holds the source paused (far behind, still reading).
+    pub holding: bool,
 }
 
 /// The event source connection.

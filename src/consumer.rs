@@ -2,10 +2,14 @@
 //! registered client is cut for not keeping up.
 //!
 //! Slow is not stuck. A client that reads, however slowly, is left alone:
-//! what it owes from the broadcast log is held once for every client and
-//! counts against the shared output budget, and at that budget the server
-//! stops reading the event source, so the source slows to what the clients
-//! take. A client is cut only when it
+//! once it owes more than half its output limit (its own frames and its
+//! share of the broadcast log together) while bytes are still being written
+//! to it, it *holds* the source: the server stops reading the event source
+//! until it has caught up, so the source slows to its pace (the shared
+//! output budget does the same for all clients together). A client that
+//! stops reading lets go of the source after [`HOLD_GRACE`], so it stalls
+//! the others for no longer than that, and is left to the cuts. A client is
+//! cut only when it
 //! - makes no write progress for the write deadline while it owes bytes
 //!   (it does not read: NATS calls this its write deadline),
 //! - has more queued for it alone (its own frames, not its share of the
@@ -18,6 +22,13 @@
 
 use std::fmt;
 use std::time::{Duration, Instant};
+
+/// How recently bytes must have been written to a client for it to hold
+/// the source: long enough to cover a reader descheduled on a busy machine,
+/// short enough that a client that stopped reading stalls the others for
+/// about a second (NATS stalls a producer for milliseconds per slow
+/// consumer; we hold only for clients that still read).
+pub const HOLD_GRACE: Duration = Duration::from_secs(1);
 
 /// Why a registered client was cut for not keeping up.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -91,7 +102,8 @@ pub struct ConsumerLimits {
     /// Longest ago the oldest byte a client owes may have been routed.
     pub max_lag: Duration,
     /// Most bytes queued for one client alone (its share of the broadcast
-    /// log not included).
+    /// log not included); past half of it, counting its share of the log
+    /// too, a client that still reads holds the source.
     pub output_limit: usize,
 }
 
@@ -100,13 +112,20 @@ pub struct ConsumerLimits {
 pub struct ConsumerState {
     /// Bytes queued for it alone.
     pub own_bytes: usize,
-    /// True when it owes any bytes (its own or the broadcast log's).
-    pub owes: bool,
+    /// Bytes it owes: its own, and its share of the broadcast log.
+    pub pending: usize,
     /// When bytes were last written to it, or when it last began to owe
     /// after owing nothing, whichever is later.
     pub last_progress: Instant,
     /// When the oldest byte it owes was routed, if it owes any.
     pub oldest_owed_at: Option<Instant>,
+}
+
+impl ConsumerState {
+    /// True when it owes any bytes.
+    pub fn owes(&self) -> bool {
+        self.pending > 0
+    }
 }
 
 impl ConsumerLimits {
@@ -118,7 +137,7 @@ impl ConsumerLimits {
         if client.own_bytes > self.output_limit {
             return Some(Cut::OutputLimit);
         }
-        if !client.owes {
+        if !client.owes() {
             return None;
         }
         if now.saturating_duration_since(client.last_progress) >= self.write_deadline {
@@ -133,18 +152,33 @@ impl ConsumerLimits {
         None
     }
 
-    /// The earliest time the verdict on `client` can change without it
-    /// changing first (writes and new frames only move these later); `None`
-    /// if it owes nothing.
-    pub fn next_check(&self, client: &ConsumerState) -> Option<Instant> {
-        if !client.owes {
+    /// True when `client` holds the source paused at `now`: it owes more
+    /// than half its output limit and bytes were written to it within
+    /// [`HOLD_GRACE`].
+    pub fn holds_source(&self, client: &ConsumerState, now: Instant) -> bool {
+        client.pending > self.output_limit / 2
+            && now.saturating_duration_since(client.last_progress) < HOLD_GRACE
+    }
+
+    /// The earliest time the verdict on `client`, or whether it holds the
+    /// source, can change without it changing first (writes and new frames
+    /// only move these later); `None` if it owes nothing. Always after
+    /// `now` for a client the verdict keeps.
+    pub fn next_check(&self, client: &ConsumerState, now: Instant) -> Option<Instant> {
+        if !client.owes() {
             return None;
         }
         let stuck = client.last_progress + self.write_deadline;
         let lagging = client
             .oldest_owed_at
             .map(|routed| routed + self.max_lag + Duration::from_nanos(1));
-        Some(lagging.map_or(stuck, |lagging| lagging.min(stuck)))
+        let hold_ends = self
+            .holds_source(client, now)
+            .then(|| client.last_progress + HOLD_GRACE);
+        [Some(stuck), lagging, hold_ends]
+            .into_iter()
+            .flatten()
+            .min()
     }
 }
 
@@ -165,12 +199,13 @@ mod tests {
     #[test]
     fn the_verdict_table() {
         let t0 = Instant::now();
-        let state = |own_bytes, owes, progress_ago: u64, oldest_ago: Option<u64>| ConsumerState {
-            own_bytes,
-            owes,
-            last_progress: t0 + secs(100) - secs(progress_ago),
-            oldest_owed_at: oldest_ago.map(|ago| t0 + secs(100) - secs(ago)),
-        };
+        let state =
+            |own_bytes, owes: bool, progress_ago: u64, oldest_ago: Option<u64>| ConsumerState {
+                own_bytes,
+                pending: if owes { own_bytes.max(1) } else { 0 },
+                last_progress: t0 + secs(100) - secs(progress_ago),
+                oldest_owed_at: oldest_ago.map(|ago| t0 + secs(100) - secs(ago)),
+            };
         let now = t0 + secs(100);
         #[rustfmt::skip]
         let table = [
@@ -197,17 +232,17 @@ mod tests {
         let t0 = Instant::now();
         let idle = ConsumerState {
             own_bytes: 0,
-            owes: false,
+            pending: 0,
             last_progress: t0,
             oldest_owed_at: None,
         };
-        assert_eq!(LIMITS.next_check(&idle), None);
+        assert_eq!(LIMITS.next_check(&idle, t0), None);
         let stuck = ConsumerState {
-            owes: true,
+            pending: 10,
             oldest_owed_at: Some(t0),
             ..idle
         };
-        let at = LIMITS.next_check(&stuck).unwrap();
+        let at = LIMITS.next_check(&stuck, t0 + secs(5)).unwrap();
         assert_eq!(at, t0 + secs(10));
         assert_eq!(LIMITS.verdict(&stuck, at), Some(Cut::WriteDeadline));
         assert_eq!(LIMITS.verdict(&stuck, at - Duration::from_nanos(1)), None);
@@ -215,11 +250,41 @@ mod tests {
             last_progress: t0 + secs(14),
             ..stuck
         };
-        let at = LIMITS.next_check(&crawling).unwrap();
+        let at = LIMITS.next_check(&crawling, t0 + secs(14)).unwrap();
         assert_eq!(LIMITS.verdict(&crawling, at), Some(Cut::Lag));
         assert_eq!(
             LIMITS.verdict(&crawling, at - Duration::from_nanos(1)),
             None
+        );
+    }
+
+    #[test]
+    fn a_reader_far_behind_holds_the_source_while_it_still_reads() {
+        let t0 = Instant::now();
+        let behind = |pending, progress_ago: Duration| ConsumerState {
+            own_bytes: 0,
+            pending,
+            last_progress: t0 - progress_ago,
+            oldest_owed_at: Some(t0 - progress_ago),
+        };
+        let half = LIMITS.output_limit / 2;
+        #[rustfmt::skip]
+        let table = [
+            ((half, Duration::ZERO), false),                                      // at half: no hold
+            ((half + 1, Duration::ZERO), true),                                   // past half, reading: holds
+            ((half + 1, HOLD_GRACE - Duration::from_millis(1)), true),            // still within the grace
+            ((half + 1, HOLD_GRACE), false),                                      // stopped reading: lets go
+            ((10 * half, Duration::from_millis(1)), true),                        // far behind, reading: holds
+        ];
+        for ((pending, progress_ago), expected) in table {
+            let client = behind(pending, progress_ago);
+            assert_eq!(LIMITS.holds_source(&client, t0), expected, "{client:?}");
+        }
+        // The hold's end is a check time, so the loop wakes to let go.
+        let holding = behind(half + 1, Duration::from_millis(300));
+        assert_eq!(
+            LIMITS.next_check(&holding, t0),
+            Some(t0 - Duration::from_millis(300) + HOLD_GRACE)
         );
     }
 

@@ -115,6 +115,7 @@ macro_rules! outboxes {
             now: $now,
             turn_full: &mut $server.turn_full,
             max_queued_bytes: $server.config.max_queued_bytes,
+            holders: $server.holders,
         }
     };
 }
@@ -161,6 +162,9 @@ pub struct Server {
     /// judged by the slow-consumer rule every turn. A client that owes
     /// nothing is not on it, and cannot be cut.
     owing: Vec<(ConnKey, u64)>,
+    /// Clients holding the source paused: each owes more than half its
+    /// output limit and still reads ([`ConsumerLimits::holds_source`]).
+    holders: usize,
     /// The earliest time a client on `owing` can be due for a cut (never
     /// later: progress only moves a client's time later).
     next_judgement: Option<Instant>,
@@ -248,6 +252,7 @@ impl Server {
             dirty: Vec::new(),
             closing: Vec::new(),
             owing: Vec::new(),
+            holders: 0,
             next_judgement: None,
             id_deadlines: VecDeque::new(),
             own_bytes: 0,
@@ -325,8 +330,7 @@ impl Server {
     /// How long the caller may block in `poll` before calling
     /// [`Server::tick`] again; `None` means until a readiness event.
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
-        let can_release =
-            self.pipeline.has_ready() && self.queued_bytes() <= self.config.max_queued_bytes;
+        let can_release = self.pipeline.has_ready() && !self.output_full();
         if self.source_has_unread_bytes() || can_release {
             return Some(Duration::ZERO); // Work is waiting.
         }
@@ -448,6 +452,12 @@ impl Server {
         self.own_bytes + self.log.len()
     }
 
+    /// True when no more may be routed for now: queued output is over the
+    /// budget, or a client that still reads is too far behind.
+    fn output_full(&self) -> bool {
+        self.queued_bytes() > self.config.max_queued_bytes || self.holders > 0
+    }
+
     /// A snapshot of every counter and gauge.
     pub fn stats(&self) -> Stats {
         let pipeline = self.pipeline.counters();
@@ -475,6 +485,7 @@ impl Server {
             source_pauses: self.counters.source_pauses,
             clients,
             clients_awaiting_id: self.clients.len() - clients,
+            clients_holding_source: self.holders,
             source_connected: self.source.is_some(),
             follow_edges: self.pipeline.router().graph().edges(),
             window_depth,
@@ -696,6 +707,7 @@ impl Server {
             serial,
             owes: false,
             last_progress: now,
+            holding: false,
         });
         Some(key)
     }
@@ -816,9 +828,11 @@ impl Server {
         }
     }
 
-    /// Resumes reading the source once queued output fell to half the budget.
+    /// Resumes reading the source once queued output fell to half the budget
+    /// and no client holds it.
     fn resume_source_if_drained(&mut self, now: Instant) {
-        if self.source_paused && self.queued_bytes() <= self.config.max_queued_bytes / 2 {
+        let drained = self.queued_bytes() <= self.config.max_queued_bytes / 2;
+        if self.source_paused && drained && self.holders == 0 {
             self.source_paused = false;
             // The missing seq of a hole may have waited in our socket.
             self.pipeline.restart_hole_timer(now);
@@ -896,7 +910,7 @@ impl Server {
     }
 
     /// Stops reading the source until queued output drains to half the
-    /// budget.
+    /// budget and no client holds it.
     fn pause_source(&mut self) {
         self.source_paused = true;
         self.counters.source_pauses += 1;
@@ -905,8 +919,9 @@ impl Server {
             source.readable = true;
         }
         debug!(
-            "pausing the event source: {} bytes queued for clients",
-            self.queued_bytes()
+            "pausing the event source: {} bytes queued for clients, {} client(s) far behind",
+            self.queued_bytes(),
+            self.holders
         );
     }
 
@@ -923,7 +938,7 @@ impl Server {
         let mut routed = Routed::All;
         loop {
             if stop_when_full {
-                if outboxes.queued_bytes() > budget {
+                if outboxes.queued_bytes() > budget || outboxes.holders > 0 {
                     routed = Routed::OverBudget;
                     break;
                 }
@@ -1031,21 +1046,23 @@ impl Server {
         if written > 0 || pending == 0 {
             client.last_progress = now;
         }
-        if pending == 0 {
-            client.outbox.shrink_if_idle(OUTBOX_KEEP_BYTES, written);
-            return;
-        }
-        // `write_to` stops early only when the socket would block.
-        client.write_blocked = true;
-        if !client.owes {
-            // It owed nothing until now: its clock starts now.
-            client.owes = true;
-            client.last_progress = now;
-            self.owing.push((key, client.serial));
-            let state = consumer_state(client, &self.log);
-            if let Some(due) = self.consumer_limits.next_check(&state) {
-                self.next_judgement = Some(self.next_judgement.map_or(due, |next| next.min(due)));
+        if pending > 0 {
+            // `write_to` stops early only when the socket would block.
+            client.write_blocked = true;
+            if !client.owes {
+                // It owed nothing until now: its clock starts now.
+                client.owes = true;
+                client.last_progress = now;
+                self.owing.push((key, client.serial));
             }
+        } else {
+            client.outbox.shrink_if_idle(OUTBOX_KEEP_BYTES, written);
+        }
+        let state = consumer_state(client, &self.log);
+        let limits = &self.consumer_limits;
+        set_hold(client, limits.holds_source(&state, now), &mut self.holders);
+        if let Some(due) = limits.next_check(&state, now) {
+            self.next_judgement = Some(self.next_judgement.map_or(due, |next| next.min(due)));
         }
     }
 
@@ -1087,10 +1104,11 @@ impl Server {
         let state = consumer_state(client, &self.log);
         let limits = &self.consumer_limits;
         let Some(cut) = limits.verdict(&state, now) else {
-            if !state.owes {
+            set_hold(client, limits.holds_source(&state, now), &mut self.holders);
+            if !state.owes() {
                 client.owes = false;
             }
-            return limits.next_check(&state);
+            return limits.next_check(&state, now);
         };
         let detail: &dyn fmt::Display = match cut {
             Cut::WriteDeadline => &format_args!(
@@ -1155,6 +1173,7 @@ impl Server {
                 self.pipeline.router_mut().unregister(user, key);
             }
             self.own_bytes -= client.outbox.own_bytes();
+            set_hold(&mut client, false, &mut self.holders);
             if let Some(CloseReason::Cut(_)) = client.closing {
                 // Abort (a reset) rather than close: the kernel would
                 // otherwise keep feeding it the megabytes already in its
@@ -1181,9 +1200,21 @@ fn describe(client: &Client) -> String {
 fn consumer_state(client: &Client, log: &BroadcastLog) -> ConsumerState {
     ConsumerState {
         own_bytes: client.outbox.own_bytes(),
-        owes: client.outbox.pending(log) > 0,
+        pending: client.outbox.pending(log),
         last_progress: client.last_progress,
         oldest_owed_at: client.outbox.oldest_owed_at(log),
+    }
+}
+
+/// Records whether `client` holds the source, keeping `holders` the count.
+fn set_hold(client: &mut Client, hold: bool, holders: &mut usize) {
+    if hold != client.holding {
+        client.holding = hold;
+        if hold {
+            *holders += 1;
+        } else {
+            *holders -= 1;
+        }
     }
 }
 
@@ -1297,12 +1328,22 @@ struct Outboxes<'a> {
     turn_full: &'a mut bool,
     /// Queued bytes past which no more deliveries are wanted.
     max_queued_bytes: usize,
+    /// See [`Server`]'s field of that name (holds start and end only when
+    /// outboxes are written, never while routing).
+    holders: usize,
 }
 
 impl Outboxes<'_> {
     /// See [`Server::queued_bytes`].
     fn queued_bytes(&self) -> usize {
         *self.own_bytes + self.log.len()
+    }
+
+    /// Bytes a client may gain in one turn: [`TURN_OUTPUT_BYTES`], or half
+    /// the output limit if that is less, so a client is flushed (and
+    /// found to hold the source) before it could pass its limit.
+    fn turn_output_bytes(&self) -> usize {
+        TURN_OUTPUT_BYTES.min(self.output_limit / 2)
     }
 
     /// Records a new high of queued bytes.
@@ -1336,13 +1377,22 @@ impl Deliver for Outboxes<'_> {
             return;
         }
         let pending = client.outbox.pending(self.log);
-        if pending == 0 {
+        let hold_level = self.output_limit / 2;
+        let now_far_behind = pending <= hold_level && pending + frame.len() > hold_level;
+        if pending == 0 || now_far_behind {
+            // New output, or far enough behind to hold the source: it is
+            // flushed (or, if blocked, looked at) at the end of the turn.
             self.dirty.push(conn);
+        }
+        if now_far_behind {
+            // Whether it holds the source is decided when it is flushed:
+            // nothing more is routed before that.
+            *self.turn_full = true;
         }
         let own_before = client.outbox.own_bytes();
         client.outbox.push(frame, self.log, self.now);
         *self.own_bytes = *self.own_bytes + client.outbox.own_bytes() - own_before;
-        if !client.write_blocked && pending + frame.len() > TURN_OUTPUT_BYTES {
+        if !client.write_blocked && pending + frame.len() > self.turn_output_bytes() {
             // It gets a write attempt before it grows any more.
             *self.turn_full = true;
         }
@@ -1356,14 +1406,14 @@ impl Deliver for Outboxes<'_> {
         self.log.push(frame, self.now);
         // Every client is owed all of the log since the last flush: once
         // that is a turn's worth, the outboxes are written first.
-        if (self.log.end() - self.log_flushed) as usize > TURN_OUTPUT_BYTES {
+        if (self.log.end() - self.log_flushed) as usize > self.turn_output_bytes() {
             *self.turn_full = true;
         }
         self.note_peak();
     }
 
     fn is_full(&self) -> bool {
-        *self.turn_full || self.queued_bytes() > self.max_queued_bytes
+        *self.turn_full || self.queued_bytes() > self.max_queued_bytes || self.holders > 0
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Stats {
     pub clients: usize,
     /// Client connections that have not sent their id yet.
     pub clients_awaiting_id: usize,
+    /// Clients holding the source paused now: far behind, still reading.
+    pub clients_holding_source: usize,
     /// Whether an event source is connected now.
     pub source_connected: bool,
     /// Live follow edges in the graph now (memory the protocol requires).
@@ -132,7 +134,7 @@ impl fmt::Display for Rates {
         write!(
             f,
             "events in {:.0}/s, routed {:.0}/s, notifications {:.0}/s, {:.1} MB/s out; \
-             clients {} (+{} awaiting id), source {}, follows {}, window {} frames / {} B, queued {} B; \
+             clients {} (+{} awaiting id), {} holding the source, source {}, follows {}, window {} frames / {} B, queued {} B; \
              skipped {}, late {}, duplicate {}, malformed {}, \
              cut {} (write deadline {}, output limit {}, lag {}), bad ids {}, refused {}",
             rate(s.events_in, l.events_in),
@@ -141,6 +143,7 @@ impl fmt::Display for Rates {
             rate(s.bytes_out, l.bytes_out) / 1e6,
             s.clients,
             s.clients_awaiting_id,
+            s.clients_holding_source,
             if s.source_connected {
                 "connected"
             } else {

@@ -266,3 +266,86 @@ fn only_a_clients_own_frames_count_against_its_output_limit() {
     assert_closed(&mut owed_privately);
     drop(owed_broadcasts);
 }
+
+/// A reader of its own frames (private messages, the bulk of real traffic)
+/// that reads steadily but far slower than the source sends: once it is
+/// half its output limit behind it holds the source, which slows to its
+/// pace; it is never cut, and never owed much more than that half.
+#[test]
+fn a_steady_reader_of_its_own_frames_slows_the_source_instead_of_being_cut() {
+    let _heavy = heavy();
+    let limit = 1 << 20;
+    let (server, mut source, mut clients) = start_with_clients(
+        Config {
+            client_output_limit: limit,
+            max_line: 2048,
+            ..Config::ephemeral()
+        },
+        &[1],
+    );
+    let mut privates = Vec::new();
+    for seq in 1..=8000 {
+        writeln!(privates, "{seq}|P|{:0990}|1", 2).unwrap();
+    }
+    let privates = Arc::new(privates); // 8 MB, eight times the limit
+    let expected = Arc::clone(&privates);
+    let reader = clients.pop().expect("one client");
+    let reading = std::thread::spawn(move || read_throttled(reader, &expected, 4e6));
+    source.write_all(&privates).unwrap();
+    reading
+        .join()
+        .expect("the slow reader got every message in order");
+    let stats = server.stop().unwrap();
+    assert_eq!(stats.slow_consumers, 0, "{stats:?}");
+    assert!(stats.source_pauses > 0, "it held the source: {stats:?}");
+    assert!(
+        stats.queued_bytes_peak <= limit,
+        "owed at most about half its limit, plus a turn: {stats:?}"
+    );
+}
+
+/// The default limits, scaled down in time: a lag bound far shorter than
+/// the output budget takes to drain at the readers' pace. Two steady
+/// readers of a broadcast flood must still not be cut for lag, because
+/// each holds the source once it is half its output limit behind, which
+/// keeps its lag at a fraction of the bound.
+#[test]
+fn steady_readers_of_a_flood_stay_within_the_lag_bound() {
+    let _heavy = heavy();
+    let server = start(Config {
+        max_lag: Duration::from_secs(1),
+        max_queued_bytes: 64 << 20, // 16 s of reading at 4 MB/s
+        client_output_limit: 2 << 20,
+        max_line: 2048,
+        ..Config::ephemeral()
+    });
+    let mut source = connect_source(&server);
+    // Small receive buffers, so the kernel does not hide how far behind a
+    // reader is (see the first test).
+    let clients: Vec<TcpStream> = [1, 2]
+        .iter()
+        .map(|id| {
+            let mut stream = connect_with_recv_buffer(server.client_addr(), 256 * 1024);
+            writeln!(stream, "{id}").unwrap();
+            stream
+        })
+        .collect();
+    wait_for(&server, "the readers registered", |s| s.clients == 2);
+    let stream = Arc::new(padded_broadcasts(1, 12_000, 1000)); // 12 MB: 3 s each
+    let reading: Vec<_> = clients
+        .into_iter()
+        .map(|reader| {
+            let expected = Arc::clone(&stream);
+            std::thread::spawn(move || read_throttled(reader, &expected, 4e6))
+        })
+        .collect();
+    source.write_all(&stream).unwrap();
+    for thread in reading {
+        thread
+            .join()
+            .expect("every reader got every broadcast in order");
+    }
+    let stats = server.stop().unwrap();
+    assert_eq!((stats.slow_consumers, stats.cut_lag), (0, 0), "{stats:?}");
+    assert!(stats.source_pauses > 0, "{stats:?}");
+}
