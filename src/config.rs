@@ -94,6 +94,8 @@ pub struct Config {
     /// Bytes queued for one client alone (its own frames; broadcasts are
     /// held once in a shared log and count against --max-queued-bytes
     /// instead) past which it is cut (Redis's pub/sub hard limit is 32 MiB).
+    /// A client that still reads and owes over half of it, broadcasts
+    /// included, pauses the source until it catches up instead.
     #[arg(long, env = "FOLLOWER_MAZE_CLIENT_OUTPUT_LIMIT", default_value_t = 32 << 20)]
     pub client_output_limit: usize,
 
