@@ -3,13 +3,15 @@
 # shuffled batches of up to 100) against a fresh release server RUNS times
 # (default 3), printing each run's summary line and the server's peak RSS.
 # Extra arguments go to the simulator.
+# SERVER=path runs another server binary (an older build, say) under this
+# tree's simulator, so two servers are compared with the same client side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${RUNS:-3}
 cargo build --release -q
 for ((i = 1; i <= runs; i++)); do
   echo "run $i of $runs"
-  target/release/follower-maze --event-port 0 --client-port 0 --stats-interval-ms 0 --log-level info > /tmp/fm-server.$$ 2>&1 &
+  "${SERVER:-target/release/follower-maze}" --event-port 0 --client-port 0 --stats-interval-ms 0 --log-level info > /tmp/fm-server.$$ 2>&1 &
   server=$!
   until grep -q "listening" /tmp/fm-server.$$; do sleep 0.05; done
   ports=($(grep -o "127.0.0.1:[0-9]*" /tmp/fm-server.$$ | cut -d: -f2))

@@ -6,6 +6,8 @@
 # notification bytes/s against it, and the server's peak RSS.
 # Lines are only counted (--count-only) so the ratio measures the server;
 # VERIFY=1 checks every line instead. Extra arguments go to the simulator.
+# SERVER=path runs another server binary (an older build, say) under this
+# tree's simulator, so two servers are compared with the same client side.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${RUNS:-3}
@@ -15,7 +17,7 @@ cargo build --release -q
 log=$(mktemp)
 for ((i = 1; i <= runs; i++)); do
   echo "run $i of $runs"
-  target/release/follower-maze --event-port 0 --client-port 0 --stats-interval-ms 0 > "$log" 2>&1 &
+  "${SERVER:-target/release/follower-maze}" --event-port 0 --client-port 0 --stats-interval-ms 0 > "$log" 2>&1 &
   server=$!
   until grep -q "listening" "$log"; do sleep 0.05; done
   ports=($(grep -o "127.0.0.1:[0-9]*" "$log" | cut -d: -f2))
