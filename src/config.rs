@@ -17,6 +17,13 @@ pub fn parse_millis(text: &str) -> Result<Duration, String> {
         .map_err(|e| format!("expected milliseconds as a whole number: {e}"))
 }
 
+/// Parses a keepalive interval: milliseconds, rounded up to whole seconds
+/// (the kernel's unit), at least one second.
+pub fn parse_probe_millis(text: &str) -> Result<Duration, String> {
+    let millis = parse_millis(text)?.as_millis() as u64;
+    Ok(Duration::from_secs(millis.div_ceil(1000).max(1)))
+}
+
 /// The server's configuration.
 ///
 /// Build one with [`Config::default`] and change fields, or parse it from the
@@ -82,6 +89,13 @@ pub struct Config {
     /// for stuck (NATS's write deadline is 10 s too).
     #[arg(long = "write-deadline-ms", env = "FOLLOWER_MAZE_WRITE_DEADLINE_MS", default_value = "10000", value_parser = parse_millis)]
     pub write_deadline: Duration,
+
+    /// Milliseconds between TCP keepalive probes of a client whose sending
+    /// side has ended (after its id, as `nc -N` does): it keeps receiving,
+    /// but one that closed for good is only found out by a write, so if
+    /// none comes, three unanswered probes end it. Whole seconds; at least 1.
+    #[arg(long = "read-closed-probe-ms", env = "FOLLOWER_MAZE_READ_CLOSED_PROBE_MS", default_value = "10000", value_parser = parse_probe_millis)]
+    pub read_closed_probe: Duration,
 
     /// Milliseconds a client may lag the stream (the oldest byte it owes
     /// was routed that long ago) before it is cut, so a crawling reader
@@ -185,6 +199,13 @@ mod tests {
         .unwrap();
         assert_eq!(config.event_port, 1);
         assert_eq!(config.hole_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn keepalive_intervals_are_whole_seconds() {
+        assert_eq!(parse_probe_millis("10000"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_probe_millis("1500"), Ok(Duration::from_secs(2)));
+        assert_eq!(parse_probe_millis("0"), Ok(Duration::from_secs(1)));
     }
 
     #[test]

@@ -65,6 +65,9 @@ const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// suites close a source and open the next at once); more wait in the
 /// kernel's accept queue.
 const MAX_WAITING_SOURCES: usize = 8;
+/// Keepalive probes unanswered before a client whose read side has ended is
+/// taken for gone (see [`probe_while_read_closed`]).
+const READ_CLOSED_PROBES: u32 = 3;
 /// Bytes read and dropped per call from a registered client, which has
 /// nothing more to say: a stack buffer, so a chatty client costs reads, not
 /// memory.
@@ -793,6 +796,7 @@ impl Server {
                             describe(client)
                         );
                         client.read_closed = true;
+                        probe_while_read_closed(&client.stream, self.config.read_closed_probe);
                     }
                     return;
                 }
@@ -1203,6 +1207,23 @@ fn consumer_state(client: &Client, log: &BroadcastLog) -> ConsumerState {
         pending: client.outbox.pending(log),
         last_progress: client.last_progress,
         oldest_owed_at: client.outbox.oldest_owed_at(log),
+    }
+}
+
+/// Turns on TCP keepalive for a client whose read side has ended. It may
+/// have half-closed and still read (its peer answers the probes), or closed
+/// for good, which shows only when something is written to it: if nothing
+/// ever is, the unanswered probes (a closed peer's lingering socket drops
+/// them) end the connection with an error after about
+/// (1 + [`READ_CLOSED_PROBES`]) × `every`, instead of holding a client slot
+/// for good.
+fn probe_while_read_closed(stream: &TcpStream, every: Duration) {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(every)
+        .with_interval(every)
+        .with_retries(READ_CLOSED_PROBES);
+    if let Err(err) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        debug!("cannot turn on keepalive for a read-closed client: {err}");
     }
 }
 

@@ -415,3 +415,52 @@ fn the_accept_queue_holds_a_burst_of_connects() {
     assert_eq!(server.stats().clients, BURST);
     drop(sockets);
 }
+
+/// Reproduces clients that send their id and close for good without ever
+/// being sent anything (a probe script, a test case that expects nothing).
+/// Their end-of-file could be a half-close, so they stay registered; the
+/// keepalive probes that start then find them gone once the closed peer's
+/// lingering socket (`net.ipv4.tcp_fin_timeout`, 60 s by default) has
+/// expired, while a client that only half-closed answers the probes,
+/// stays, and keeps receiving. Takes about a minute.
+#[test]
+fn clients_that_closed_for_good_are_found_gone_and_half_closed_ones_stay() {
+    let probe = Duration::from_secs(1);
+    let Some(fin_timeout) = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_fin_timeout")
+        .ok()
+        .and_then(|text| text.trim().parse::<u64>().ok())
+        .filter(|&seconds| seconds <= 120)
+    else {
+        eprintln!("SKIPPED: net.ipv4.tcp_fin_timeout is unknown or over 120 s");
+        return;
+    };
+    let server = start(Config {
+        read_closed_probe: probe,
+        ..Config::ephemeral()
+    });
+    let mut source = connect_source(&server);
+    let mut half_closed = TcpStream::connect(server.client_addr()).expect("a client connects");
+    half_closed.write_all(b"1\n").expect("the id is sent");
+    half_closed
+        .shutdown(Shutdown::Write)
+        .expect("the client ends its sending side");
+    for id in 2..=4 {
+        let mut gone = TcpStream::connect(server.client_addr()).expect("a client connects");
+        writeln!(gone, "{id}").expect("the id is sent");
+        drop(gone);
+    }
+    wait_for(&server, "all four registered", |s| s.clients == 4);
+    let patience = Duration::from_secs(fin_timeout) + 4 * probe + PATIENCE;
+    let started = Instant::now();
+    while server.stats().clients > 1 {
+        assert!(
+            started.elapsed() < patience,
+            "the closed clients were not found gone in {patience:?}: {:?}",
+            server.stats()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    eprintln!("closed clients found gone after {:?}", started.elapsed());
+    source.write_all(b"1|P|2|1\n").expect("the source writes");
+    assert_receives(&mut half_closed, b"1|P|2|1\n");
+}
