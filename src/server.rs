@@ -357,7 +357,8 @@ impl Server {
     ///
     /// 1. Accepting resumes if its back-off after running out of
     ///    descriptors is over.
-    /// 2. The source resumes if queued output drained to half the budget.
+    /// 2. The source resumes if queued output drained to half the budget
+    ///    and no client far behind holds it.
     /// 3. In-order frames an earlier turn left in the window are routed.
     /// 4. A waiting event source takes over if the last one has ended.
     /// 5. The source is read and routed, a turn's worth at most. After each
@@ -371,8 +372,9 @@ impl Server {
     /// 6. Pipeline timers: a new source's probation, a hole's wait.
     /// 7. Clients that sent no id in time are marked for closing.
     /// 8. Outboxes that gained frames are written.
-    /// 9. Every client that still owes bytes is judged by the slow-consumer
-    ///    rule ([`crate::consumer`]).
+    /// 9. Clients that still owe bytes are judged by the slow-consumer rule
+    ///    ([`crate::consumer`]) when one can be due: cut, or let go of the
+    ///    source if they stopped reading.
     /// 10. Marked clients are closed (never in the middle of a fan-out),
     ///     the broadcast log lets go of what all have written, and the
     ///     source resumes if that drained enough.
