@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the default simulation (10 M events, 100 clients of 1,000 users,
 # shuffled batches of up to 100) against a fresh release server RUNS times
-# (default 3), printing each run's summary line and the server's peak RSS.
+# (default 3), printing each run's summary line and the server's peak RSS
+# and CPU time.
 # Extra arguments go to the simulator.
 # SERVER=path runs another server binary (an older build, say) under this
 # tree's simulator, so two servers are compared with the same client side.
@@ -18,6 +19,7 @@ for ((i = 1; i <= runs; i++)); do
   event_port=${ports[0]} client_port=${ports[1]}
   target/release/follower-maze-sim --event-port "$event_port" --client-port "$client_port" --log-interval 0 "$@" 2>&1 | grep -E "events/s|RECEIVED|FAIL|fail" || true
   echo "server peak RSS: $(grep VmHWM /proc/$server/status | awk '{print $2, $3}')"
+  echo "server CPU: $(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' /proc/$server/stat) s (user + system)"
   kill -INT "$server"; wait "$server" || true
 done
 rm -f /tmp/fm-server.$$

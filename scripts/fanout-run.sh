@@ -3,7 +3,8 @@
 # 200,000 events (about 200 million notifications), against a fresh release
 # server RUNS times (default 3). Each run first measures the loopback
 # baseline over the same 10,000 connections, then prints delivered
-# notification bytes/s against it, and the server's peak RSS.
+# notification bytes/s against it, and the server's peak RSS
+# and CPU time.
 # Lines are only counted (--count-only) so the ratio measures the server;
 # VERIFY=1 checks every line instead. Extra arguments go to the simulator.
 # SERVER=path runs another server binary (an older build, say) under this
@@ -26,6 +27,7 @@ for ((i = 1; i <= runs; i++)); do
     --max-pending 100000000 --ratio $count_only --log-interval 0 "$@" 2>&1 |
     grep -E "baseline:|events/s|delivered/|RECEIVED|fail|FAIL" || true
   echo "server peak RSS: $(awk '/VmHWM/ {print $2, $3}' /proc/$server/status)"
+  echo "server CPU: $(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' /proc/$server/stat) s (user + system)"
   kill -INT "$server"; wait "$server" || true
 done
 rm -f "$log"
