@@ -93,7 +93,9 @@ pub struct Config {
     /// Milliseconds between TCP keepalive probes of a client whose sending
     /// side has ended (after its id, as `nc -N` does): it keeps receiving,
     /// but one that closed for good is only found out by a write, so if
-    /// none comes, three unanswered probes end it. Whole seconds; at least 1.
+    /// none comes, the probes end it once its side's lingering socket has
+    /// expired (a reset answers them) or three go unanswered. Whole
+    /// seconds; at least 1.
     #[arg(long = "read-closed-probe-ms", env = "FOLLOWER_MAZE_READ_CLOSED_PROBE_MS", default_value = "10000", value_parser = parse_probe_millis)]
     pub read_closed_probe: Duration,
 

@@ -1214,11 +1214,12 @@ fn consumer_state(client: &Client, log: &BroadcastLog) -> ConsumerState {
 
 /// Turns on TCP keepalive for a client whose read side has ended. It may
 /// have half-closed and still read (its peer answers the probes), or closed
-/// for good, which shows only when something is written to it: if nothing
-/// ever is, the unanswered probes (a closed peer's lingering socket drops
-/// them) end the connection with an error after about
-/// (1 + [`READ_CLOSED_PROBES`]) × `every`, instead of holding a client slot
-/// for good.
+/// for good, which shows only when something is written to it. If nothing
+/// ever is, the probes end the connection with an error: reset once the
+/// closed peer's lingering socket expires (`tcp_fin_timeout`, 60 s by
+/// default; it answers probes until then), or after
+/// [`READ_CLOSED_PROBES`] unanswered ones if the peer vanished, instead of
+/// holding a client slot for good.
 fn probe_while_read_closed(stream: &TcpStream, every: Duration) {
     let keepalive = socket2::TcpKeepalive::new()
         .with_time(every)
