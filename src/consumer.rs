@@ -30,7 +30,8 @@ use std::time::{Duration, Instant};
 /// consumer; we hold only for clients that still read).
 pub const HOLD_GRACE: Duration = Duration::from_secs(1);
 
-/// Why a registered client was cut for not keeping up.
+/// Why a registered client was cut for not keeping up. Declared in the
+/// order of [`Cut::ALL`], so `cut as usize` indexes per-reason counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Cut {
     /// It owed bytes and none could be written for the write deadline.

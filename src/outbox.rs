@@ -181,6 +181,11 @@ impl Outbox {
         self.own.len() - self.own_head
     }
 
+    /// The position, in the stream of own bytes, where the next one goes.
+    fn own_end(&self) -> u64 {
+        self.own_written + self.own_bytes() as u64
+    }
+
     /// When the oldest byte the client owes was routed (within two
     /// [`crate::timeline::RESOLUTION`]s, never later), or `None` if it owes
     /// nothing: how far it lags the stream.
@@ -215,7 +220,7 @@ impl Outbox {
             Some(Segment::Log { end: last, .. }) if *last == start => *last = end,
             _ if len < COPY_BELOW => {
                 // Copied bytes keep the times they were routed into the log.
-                let own_end = self.own_written + self.own_bytes() as u64;
+                let own_end = self.own_end();
                 for (position, at) in log.times.marks_within(start, end) {
                     self.own_times.mark(own_end + (position - start), at);
                 }
@@ -231,8 +236,7 @@ impl Outbox {
     /// broadcast it is owed.
     pub fn push(&mut self, frame: &[u8], log: &BroadcastLog, now: Instant) {
         self.take_in(log);
-        let own_end = self.own_written + self.own_bytes() as u64;
-        self.own_times.mark(own_end, now);
+        self.own_times.mark(self.own_end(), now);
         self.push_own(frame);
         self.queued += frame.len();
     }

@@ -78,7 +78,7 @@ const DISCARD_BYTES: usize = 4096;
 struct Counters {
     /// See [`Stats::bytes_out`].
     bytes_out: u64,
-    /// Clients cut, by [`Cut`] (indexed by [`cut_index`]).
+    /// Clients cut, by [`Cut`] (indexed by `cut as usize`).
     cuts: [u64; Cut::ALL.len()],
     /// See [`Stats::bad_ids`].
     bad_ids: u64,
@@ -90,15 +90,6 @@ struct Counters {
     accept_errors: u64,
     /// See [`Stats::source_pauses`].
     source_pauses: u64,
-}
-
-/// Where a cut of this kind is counted in [`Counters::cuts`].
-fn cut_index(cut: Cut) -> usize {
-    match cut {
-        Cut::WriteDeadline => 0,
-        Cut::OutputLimit => 1,
-        Cut::Lag => 2,
-    }
 }
 
 /// The pipeline's delivery target, built from the client fields of a
@@ -162,8 +153,9 @@ pub struct Server {
     /// Clients to close at the end of this turn.
     closing: Vec<ConnKey>,
     /// Clients that owed bytes after their last flush, with their serials:
-    /// judged by the slow-consumer rule every turn. A client that owes
-    /// nothing is not on it, and cannot be cut.
+    /// judged by the slow-consumer rule when one can be due
+    /// (`next_judgement`). A client that owes nothing is not on it, and
+    /// cannot be cut.
     owing: Vec<(ConnKey, u64)>,
     /// Clients holding the source paused: each owes more than half its
     /// output limit and still reads ([`ConsumerLimits::holds_source`]).
@@ -480,9 +472,9 @@ impl Server {
             duplicates: pipeline.window.duplicates,
             runs: pipeline.runs,
             slow_consumers: cuts.iter().sum(),
-            cut_write_deadline: cuts[cut_index(Cut::WriteDeadline)],
-            cut_output_limit: cuts[cut_index(Cut::OutputLimit)],
-            cut_lag: cuts[cut_index(Cut::Lag)],
+            cut_write_deadline: cuts[Cut::WriteDeadline as usize],
+            cut_output_limit: cuts[Cut::OutputLimit as usize],
+            cut_lag: cuts[Cut::Lag as usize],
             bad_ids: self.counters.bad_ids,
             clients_refused: self.counters.clients_refused,
             sources_refused: self.counters.sources_refused,
@@ -939,12 +931,11 @@ impl Server {
         let Some(source) = self.source.as_mut() else {
             return Routed::All;
         };
-        let budget = self.config.max_queued_bytes;
         let mut outboxes = outboxes!(self, now);
         let mut routed = Routed::All;
         loop {
             if stop_when_full {
-                if outboxes.queued_bytes() > budget || outboxes.holders > 0 {
+                if outboxes.over_budget() {
                     routed = Routed::OverBudget;
                     break;
                 }
@@ -1268,7 +1259,7 @@ fn cut_client(
     if client.closing.is_some() {
         return;
     }
-    cuts[cut_index(cut)] += 1;
+    cuts[cut as usize] += 1;
     warn!(
         "disconnecting {}: slow consumer ({}): {detail}",
         describe(client),
@@ -1370,6 +1361,11 @@ impl Outboxes<'_> {
         TURN_OUTPUT_BYTES.min(self.output_limit / 2)
     }
 
+    /// See [`Server::output_full`].
+    fn over_budget(&self) -> bool {
+        self.queued_bytes() > self.max_queued_bytes || self.holders > 0
+    }
+
     /// Records a new high of queued bytes.
     fn note_peak(&mut self) {
         *self.queued_bytes_peak = (*self.queued_bytes_peak).max(self.queued_bytes());
@@ -1437,7 +1433,7 @@ impl Deliver for Outboxes<'_> {
     }
 
     fn is_full(&self) -> bool {
-        *self.turn_full || self.queued_bytes() > self.max_queued_bytes || self.holders > 0
+        *self.turn_full || self.over_budget()
     }
 }
 
