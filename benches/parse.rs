@@ -12,8 +12,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use follower_maze::conn::Inbox;
-use follower_maze::protocol::{Line, parse_event, strip_terminator};
+use follower_maze::engine::inbox::Inbox;
+use follower_maze::engine::protocol::{Line, parse_event, strip_terminator};
 use follower_maze::sim::{CountingSink, Generator, GeneratorConfig};
 
 /// Events in the pre-generated stream.

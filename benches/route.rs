@@ -17,8 +17,8 @@
 use std::time::Duration;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use follower_maze::conn::Inbox;
-use follower_maze::pipeline::Pipeline;
+use follower_maze::engine::inbox::Inbox;
+use follower_maze::engine::pipeline::Pipeline;
 use follower_maze::sim::plan::Plan;
 use follower_maze::sim::{CountingSink, Generator, SimConfig};
 

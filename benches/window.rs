@@ -14,9 +14,9 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use follower_maze::protocol::{EventKind, Seq, parse_event, strip_terminator};
+use follower_maze::engine::protocol::{EventKind, Seq, parse_event, strip_terminator};
+use follower_maze::engine::window::{Push, ReorderWindow};
 use follower_maze::sim::{CountingSink, Generator, GeneratorConfig};
-use follower_maze::window::{Push, ReorderWindow};
 
 /// Events per iteration.
 const EVENTS: u64 = 1_000_000;

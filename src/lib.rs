@@ -10,19 +10,19 @@
 //! recipients → outboxes → bytes. Only the first and last steps touch a
 //! socket.
 //!
-//! - [`protocol`]: bytes to frames (memchr line splitting with a length cap)
-//!   and frames to [`protocol::Event`]s; no I/O.
-//! - [`window`]: holds out-of-order frames until their seq comes up; skips
+//! - [`engine::protocol`]: bytes to frames (memchr line splitting with a length cap)
+//!   and frames to [`engine::protocol::Event`]s; no I/O.
+//! - [`engine::window`]: holds out-of-order frames until their seq comes up; skips
 //!   holes that wait too long.
-//! - [`graph`]: who follows whom.
-//! - [`router`]: an in-order event to the connections it concerns.
-//! - [`pipeline`]: the three above in one pure step, with the hole timer.
-//! - [`conn`]: one socket, its inbox, and the client and source records.
-//! - [`outbox`]: what each client is owed: its own frames, and ranges of
+//! - [`engine::graph`]: who follows whom.
+//! - [`engine::router`]: an in-order event to the connections it concerns.
+//! - [`engine::pipeline`]: the three above in one pure step, with the hole timer.
+//! - [`engine::inbox`]: one socket, its inbox, and the client and source records.
+//! - [`engine::outbox`]: what each client is owed: its own frames, and ranges of
 //!   the broadcast log, which holds each broadcast once for every client.
-//! - [`timeline`]: when each part of an outbox or the log was routed, so a
+//! - [`engine::timeline`]: when each part of an outbox or the log was routed, so a
 //!   client's lag behind the stream can be read.
-//! - [`consumer`]: why a connection closes, and the rule that tells a slow
+//! - [`engine::consumer`]: why a connection closes, and the rule that tells a slow
 //!   client (left alone) from a stuck or crawling one (cut).
 //! - [`server`]: the mio loop: listeners, connections in a slab, readiness.
 //! - [`runner`]: loops that own a `Poll`: the binary's and a background
@@ -85,21 +85,13 @@
 #![warn(missing_docs)]
 
 pub mod config;
-pub mod conn;
-pub mod consumer;
-pub mod graph;
+pub mod engine;
 pub mod limits;
 pub mod log_limit;
-pub mod outbox;
-pub mod pipeline;
-pub mod protocol;
-pub mod router;
 pub mod runner;
 pub mod server;
 pub mod sim;
 pub mod stats;
-pub mod timeline;
-pub mod window;
 
 pub use config::Config;
 pub use runner::BackgroundServer;

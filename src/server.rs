@@ -23,13 +23,13 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use crate::config::Config;
-use crate::conn::{Client, ClientState, Inbox, Source, interrupted, would_block};
-use crate::consumer::{CloseReason, ConsumerLimits, ConsumerState, Cut};
+use crate::engine::consumer::{CloseReason, ConsumerLimits, ConsumerState, Cut};
+use crate::engine::inbox::{Client, ClientState, Inbox, Source, interrupted, would_block};
+use crate::engine::outbox::{BroadcastLog, Outbox};
+use crate::engine::pipeline::{Deliver, Pipeline};
+use crate::engine::protocol::{self, Line};
+use crate::engine::router::ConnKey;
 use crate::log_limit::LogLimit;
-use crate::outbox::{BroadcastLog, Outbox};
-use crate::pipeline::{Deliver, Pipeline};
-use crate::protocol::{self, Line};
-use crate::router::ConnKey;
 use crate::stats::Stats;
 
 /// Token offsets inside the server's range.
@@ -365,7 +365,7 @@ impl Server {
     /// 7. Clients that sent no id in time are marked for closing.
     /// 8. Outboxes that gained frames are written.
     /// 9. Clients that still owe bytes are judged by the slow-consumer rule
-    ///    ([`crate::consumer`]) when one can be due: cut, or let go of the
+    ///    ([`crate::engine::consumer`]) when one can be due: cut, or let go of the
     ///    source if they stopped reading.
     /// 10. Marked clients are closed (never in the middle of a fan-out),
     ///     the broadcast log lets go of what all have written, and the

@@ -23,9 +23,9 @@ use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use follower_maze::conn::Inbox;
-use follower_maze::pipeline::Pipeline;
-use follower_maze::protocol::{EventKind, Seq, parse_event, strip_terminator};
+use follower_maze::engine::inbox::Inbox;
+use follower_maze::engine::pipeline::Pipeline;
+use follower_maze::engine::protocol::{EventKind, Seq, parse_event, strip_terminator};
 use follower_maze::sim::plan::Plan;
 use follower_maze::sim::{CountingSink, Generator, SimConfig};
 

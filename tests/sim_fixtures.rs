@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use follower_maze::protocol::{EventKind, UserId, parse_event, strip_terminator};
+use follower_maze::engine::protocol::{EventKind, UserId, parse_event, strip_terminator};
 use follower_maze::sim::{self, Failure, FailureReason, SimConfig};
 
 /// The one thing a fixture does wrong.

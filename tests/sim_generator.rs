@@ -1,7 +1,7 @@
 //! The generator through the public API, as benches use it: the same seed
 //! makes the same bytes, and the batch size changes only the order.
 
-use follower_maze::protocol::{parse_event, strip_terminator};
+use follower_maze::engine::protocol::{parse_event, strip_terminator};
 use follower_maze::sim::line::digest;
 use follower_maze::sim::{CountingSink, Generator, GeneratorConfig, SimConfig};
 

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use follower_maze::window::{Push, ReorderWindow};
+use follower_maze::engine::window::{Push, ReorderWindow};
 use proptest::prelude::*;
 
 /// What a driver saw: frames released in order, and pushes by outcome.

@@ -9,9 +9,9 @@
 
 use std::time::{Duration, Instant};
 
-use follower_maze::conn::Inbox;
-use follower_maze::pipeline::Pipeline;
-use follower_maze::protocol::{self, Line};
+use follower_maze::engine::inbox::Inbox;
+use follower_maze::engine::pipeline::Pipeline;
+use follower_maze::engine::protocol::{self, Line};
 
 /// The line limit under test: small, so overlong lines are common.
 const MAX_LINE: usize = 64;

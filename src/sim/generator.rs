@@ -11,7 +11,7 @@ use super::line::{LineEnding, digest, push_u64};
 use super::mix::{Kind, Mix};
 use super::model::{ClientIndex, Model, User};
 use super::rng::{Rng, stream};
-use crate::protocol::Seq;
+use crate::engine::protocol::Seq;
 
 /// Lines that are not valid events, mixed into the stream by `--malformed`.
 ///
@@ -320,7 +320,7 @@ fn draw_garbage_positions(config: &GeneratorConfig) -> Vec<Seq> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::protocol::{EventKind, parse_event, strip_terminator};
+    use crate::engine::protocol::{EventKind, parse_event, strip_terminator};
 
     /// Splits `bytes` into lines, terminators included.
     fn lines(bytes: &[u8]) -> Vec<&[u8]> {

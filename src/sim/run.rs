@@ -28,7 +28,7 @@ use super::model::ClientIndex;
 use super::plan::Plan;
 use super::report::Report;
 use super::verify::Verifiers;
-use crate::protocol::{Seq, UserId};
+use crate::engine::protocol::{Seq, UserId};
 
 /// The event source's token; clients use their [`ClientIndex`].
 const SOURCE: Token = Token(usize::MAX);

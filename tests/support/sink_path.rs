@@ -9,11 +9,11 @@
 use std::io;
 use std::time::Instant;
 
-use follower_maze::conn::Inbox;
-use follower_maze::outbox::{BroadcastLog, Outbox};
-use follower_maze::pipeline::{Deliver, Pipeline};
-use follower_maze::protocol::Line;
-use follower_maze::router::ConnKey;
+use follower_maze::engine::inbox::Inbox;
+use follower_maze::engine::outbox::{BroadcastLog, Outbox};
+use follower_maze::engine::pipeline::{Deliver, Pipeline};
+use follower_maze::engine::protocol::Line;
+use follower_maze::engine::router::ConnKey;
 
 /// The server's source inbox and read size.
 pub const INBOX_BYTES: usize = 1024 * 1024;

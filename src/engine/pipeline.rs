@@ -8,10 +8,10 @@
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use crate::engine::protocol::{self, Event, EventKind, ParseError, Seq, UserId};
+use crate::engine::router::{ConnKey, Router};
+use crate::engine::window::{Push, ReorderWindow, WindowCounters};
 use crate::log_limit::LogLimit;
-use crate::protocol::{self, Event, EventKind, ParseError, Seq, UserId};
-use crate::router::{ConnKey, Router};
-use crate::window::{Push, ReorderWindow, WindowCounters};
 
 /// Counts of everything the pipeline has seen, for stats and logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

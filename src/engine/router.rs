@@ -7,8 +7,8 @@
 
 use smallvec::SmallVec;
 
-use crate::graph::{FollowerGraph, IdMap, remove_from_set};
-use crate::protocol::{EventKind, UserId};
+use crate::engine::graph::{FollowerGraph, IdMap, remove_from_set};
+use crate::engine::protocol::{EventKind, UserId};
 
 /// Identifies one connection to the router: the server's slab key.
 pub type ConnKey = usize;

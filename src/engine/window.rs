@@ -13,7 +13,7 @@
 //! budget (also `NeedsRoom`), or the caller decides a hole has waited long
 //! enough ([`ReorderWindow::skip_hole`]). Every skipped seq is counted.
 
-use crate::protocol::Seq;
+use crate::engine::protocol::Seq;
 
 /// Marks an empty ring slot.
 const EMPTY: u32 = u32::MAX;

@@ -20,8 +20,8 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::time::Instant;
 
-use crate::conn::{interrupted, would_block};
-use crate::timeline::Timeline;
+use crate::engine::inbox::{interrupted, would_block};
+use crate::engine::timeline::Timeline;
 
 /// Broadcast frames in arrival order, shared by every outbox.
 ///
@@ -187,7 +187,7 @@ impl Outbox {
     }
 
     /// When the oldest byte the client owes was routed (within two
-    /// [`crate::timeline::RESOLUTION`]s, never later), or `None` if it owes
+    /// [`crate::engine::timeline::RESOLUTION`]s, never later), or `None` if it owes
     /// nothing: how far it lags the stream.
     pub fn oldest_owed_at(&self, log: &BroadcastLog) -> Option<Instant> {
         match self.segments.front() {
@@ -612,7 +612,7 @@ mod tests {
                 if let (Some(read), Some(truth)) = (read, truth) {
                     prop_assert!(read <= truth, "read {:?} after the truth", read - t0());
                     prop_assert!(
-                        truth - read < 2 * crate::timeline::RESOLUTION,
+                        truth - read < 2 * crate::engine::timeline::RESOLUTION,
                         "read {:?}, truth {:?}", read - t0(), truth - t0()
                     );
                 }

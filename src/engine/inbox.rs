@@ -8,9 +8,9 @@ use std::time::Instant;
 
 use mio::net::TcpStream;
 
-use crate::consumer::CloseReason;
-use crate::outbox::Outbox;
-use crate::protocol::{Line, LineSplitter, UserId};
+use crate::engine::consumer::CloseReason;
+use crate::engine::outbox::Outbox;
+use crate::engine::protocol::{Line, LineSplitter, UserId};
 
 /// True for the error that means "no more right now".
 pub fn would_block(err: &io::Error) -> bool {
@@ -122,7 +122,7 @@ pub struct Client {
     /// Serial number of the connection: slab keys are reused, serials not.
     pub serial: u64,
     /// True while it is on the server's list of clients that owe bytes
-    /// (and are judged every turn by [`crate::consumer`]'s rule).
+    /// (and are judged every turn by [`crate::engine::consumer`]'s rule).
     pub owes: bool,
     /// When bytes were last written to it, or when it last owed nothing.
     pub last_progress: Instant,

@@ -11,7 +11,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use smallvec::SmallVec;
 
-use crate::protocol::UserId;
+use crate::engine::protocol::UserId;
 
 /// A fast hasher for integer keys that a peer chooses but cannot exploit to
 /// degrade us badly: a multiply-xorshift mix of the 64-bit key.
