@@ -183,6 +183,95 @@ impl ConsumerLimits {
     }
 }
 
+/// Bytes a client that can be written may gain in one turn (its own
+/// frames, or broadcasts): past it the turn ends, so it is written before it
+/// is given more and output leaves in steady batches instead of one burst.
+pub const TURN_OUTPUT_BYTES: usize = 2 * 1024 * 1024;
+
+/// A registered client's fate, judged from its state at `now`: the one
+/// answer [`ConsumerLimits::fate`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// It stays.
+    Keep {
+        /// True while it stalls the source: far behind, still reading.
+        holds_source: bool,
+        /// When to judge it again; `None` if it owes nothing.
+        next_check: Option<Instant>,
+    },
+    /// It is cut, for this reason.
+    Cut(Cut),
+}
+
+/// What queueing one more frame for a client does, decided before the frame
+/// is queued: the one answer [`ConsumerLimits::admit`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Queue it.
+    Queue {
+        /// Write (or, if blocked, judge) the client at the end of the turn:
+        /// it owed nothing before, or now owes enough to hold the source.
+        write: bool,
+        /// End the turn: the client should be written (and judged) before
+        /// anything more is routed.
+        end_turn: bool,
+    },
+    /// Do not queue it: the client is cut.
+    Cut(Cut),
+}
+
+/// What [`ConsumerLimits::admit`] needs to know about a client before a
+/// frame is queued for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backlog {
+    /// Bytes queued for it alone.
+    pub own_bytes: usize,
+    /// Bytes it owes: its own, and its share of the broadcast log.
+    pub pending: usize,
+    /// True when its last write would have blocked.
+    pub write_blocked: bool,
+}
+
+impl ConsumerLimits {
+    /// The whole verdict on `client` at `now`: cut (see
+    /// [`ConsumerLimits::verdict`]), or kept, holding the source or not, to
+    /// be judged again at the next check.
+    pub fn fate(&self, client: &ConsumerState, now: Instant) -> Fate {
+        match self.verdict(client, now) {
+            Some(cut) => Fate::Cut(cut),
+            None => Fate::Keep {
+                holds_source: self.holds_source(client, now),
+                next_check: self.next_check(client, now),
+            },
+        }
+    }
+
+    /// Bytes a writable client may gain in one turn: [`TURN_OUTPUT_BYTES`],
+    /// or half the output limit if that is less, so a client is written
+    /// (and found to hold the source) before it could pass its limit.
+    pub fn turn_output_bytes(&self) -> usize {
+        TURN_OUTPUT_BYTES.min(self.output_limit / 2)
+    }
+
+    /// What queueing a frame of `frame_len` bytes for `client` does: a
+    /// frame that would take its own bytes past the output limit cuts it;
+    /// one that takes it past half the limit (where it may hold the source)
+    /// or a writable client past a turn's output ends the turn.
+    pub fn admit(&self, client: &Backlog, frame_len: usize) -> Admit {
+        if client.own_bytes + frame_len > self.output_limit {
+            return Admit::Cut(Cut::OutputLimit);
+        }
+        let hold_level = self.output_limit / 2;
+        let pending = client.pending + frame_len;
+        let now_far_behind = client.pending <= hold_level && pending > hold_level;
+        let turn_full = !client.write_blocked && pending > self.turn_output_bytes();
+        Admit::Queue {
+            write: client.pending == 0 || now_far_behind,
+            end_turn: now_far_behind || turn_full,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -296,5 +385,72 @@ mod tests {
             "slow consumer (write deadline)"
         );
         assert_eq!(CloseReason::NoIdInTime.to_string(), "no id in time");
+    }
+
+    #[test]
+    fn the_admission_table() {
+        let backlog = |own_bytes, pending, write_blocked| Backlog {
+            own_bytes,
+            pending,
+            write_blocked,
+        };
+        let queue = |write, end_turn| Admit::Queue { write, end_turn };
+        // LIMITS: output limit 1000, so the hold level and a turn's output
+        // are both 500.
+        #[rustfmt::skip]
+        let table = [
+            // (own, pending, blocked, frame) → what queueing it does
+            ((0, 0, false, 10), queue(true, false)),       // first output: write it this turn
+            ((10, 10, false, 10), queue(false, false)),    // more of the same: already to be written
+            ((0, 495, false, 10), queue(true, true)),      // past half the limit: write, judge, end turn
+            ((0, 495, true, 10), queue(true, true)),       // same while blocked: judged at turn end
+            ((0, 600, true, 10), queue(false, false)),     // blocked and already far behind: just queue
+            ((0, 600, false, 10), queue(false, true)),     // writable, a turn's worth: end the turn
+            ((995, 995, true, 5), queue(false, false)),    // exactly at the limit is allowed
+            ((995, 995, true, 6), Admit::Cut(Cut::OutputLimit)), // past it: cut, not queued
+            ((0, 5000, true, 6), queue(false, false)),     // owing broadcasts alone is never a cut here
+        ];
+        for ((own, pending, blocked, frame), expected) in table {
+            let client = backlog(own, pending, blocked);
+            assert_eq!(
+                LIMITS.admit(&client, frame),
+                expected,
+                "{client:?} + {frame}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_fate_is_the_verdict_the_hold_and_the_next_check_together() {
+        let t0 = Instant::now();
+        let behind = ConsumerState {
+            own_bytes: 0,
+            pending: 600,
+            last_progress: t0,
+            oldest_owed_at: Some(t0),
+        };
+        assert_eq!(
+            LIMITS.fate(&behind, t0),
+            Fate::Keep {
+                holds_source: true,
+                next_check: Some(t0 + HOLD_GRACE)
+            }
+        );
+        assert_eq!(
+            LIMITS.fate(&behind, t0 + secs(10)),
+            Fate::Cut(Cut::WriteDeadline)
+        );
+        let idle = ConsumerState {
+            pending: 0,
+            oldest_owed_at: None,
+            ..behind
+        };
+        assert_eq!(
+            LIMITS.fate(&idle, t0 + secs(1000)),
+            Fate::Keep {
+                holds_source: false,
+                next_check: None
+            }
+        );
     }
 }

@@ -1,16 +1,11 @@
-//! One connection's buffers and the I/O on them.
+//! A connection's read buffer, which yields complete lines.
 //!
 //! An [`Inbox`] is a fixed-size read buffer with a [`LineSplitter`], so a peer
-//! can never make it grow. What a client is owed is its [`Outbox`].
+//! can never make it grow.
 
 use std::io::{self, Read};
-use std::time::Instant;
 
-use mio::net::TcpStream;
-
-use crate::engine::consumer::CloseReason;
-use crate::engine::outbox::Outbox;
-use crate::engine::protocol::{Line, LineSplitter, UserId};
+use crate::engine::protocol::{Line, LineSplitter};
 
 /// True for the error that means "no more right now".
 pub fn would_block(err: &io::Error) -> bool {
@@ -83,63 +78,6 @@ impl Inbox {
     pub fn has_unfinished_line(&self) -> bool {
         self.filled > 0 || self.splitter.is_discarding()
     }
-}
-
-/// What a user-client connection is doing.
-#[derive(Debug)]
-pub enum ClientState {
-    /// Connected, id not yet received.
-    AwaitingId {
-        /// Collects the id line.
-        inbox: Inbox,
-    },
-    /// Registered under a user id; only receives from now on.
-    Registered {
-        /// The id it claimed.
-        user: UserId,
-    },
-}
-
-/// One user-client connection.
-#[derive(Debug)]
-pub struct Client {
-    /// The socket.
-    pub stream: TcpStream,
-    /// Awaiting its id, or registered.
-    pub state: ClientState,
-    /// Notifications not yet written.
-    pub outbox: Outbox,
-    /// True after a write hit `WouldBlock`: wait for a writable event
-    /// instead of trying again (readiness is edge-triggered).
-    pub write_blocked: bool,
-    /// True once its read side reached end-of-file: it half-closed after its
-    /// id (as `nc -N` does) or went away, which only a failed write tells
-    /// apart. It keeps receiving; nothing more is read from it.
-    pub read_closed: bool,
-    /// Set when the client must go, with the reason; it is closed after the
-    /// current loop turn, never in the middle of a fan-out.
-    pub closing: Option<CloseReason>,
-    /// Serial number of the connection: slab keys are reused, serials not.
-    pub serial: u64,
-    /// True while it is on the server's list of clients that owe bytes
-    /// (and are judged every turn by [`crate::engine::consumer`]'s rule).
-    pub owes: bool,
-    /// When bytes were last written to it, or when it last owed nothing.
-    pub last_progress: Instant,
-    /// True while it holds the source paused (far behind, still reading).
-    pub holding: bool,
-}
-
-/// The event source connection.
-#[derive(Debug)]
-pub struct Source {
-    /// The socket.
-    pub stream: TcpStream,
-    /// Event lines being assembled.
-    pub inbox: Inbox,
-    /// True when the socket may hold unread bytes: readiness is
-    /// edge-triggered, so after stopping early we must come back unprompted.
-    pub readable: bool,
 }
 
 #[cfg(test)]

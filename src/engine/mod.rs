@@ -1,11 +1,325 @@
-//! The sans-IO core: every rule of the server, with no sockets and no clock.
+//! The sans-IO core: all state and every rule of the server, with no
+//! sockets and no clock.
+//!
+//! [`Engine`] owns the pipeline (framing, parsing, the reorder window, the
+//! follower graph and routing), the clients with their outboxes and the
+//! shared broadcast log, the event source and the ones waiting to take
+//! over, and the limits. Time comes in as `now`; bytes come in and go out
+//! through the `Read + Write` streams a [`Transport`] hands it, so the
+//! vectored write of the broadcast log stays zero-copy. The mio shell
+//! ([`crate::Server`]) is one transport; the core's tests use in-memory
+//! pipes and a fake clock.
+//!
+//! One frame's path, from read to write, never leaves the core:
+//! [`Engine::tick`] → `read_source` → `Inbox::read_from` (the source's
+//! `Read`) → `route_source_lines` → [`pipeline::Pipeline::on_frame`] →
+//! the reorder window → the router → `Fanout::deliver` (admitted by
+//! [`consumer::ConsumerLimits::admit`]) → [`outbox::Outbox::push`] →
+//! `flush_dirty` → [`outbox::Outbox::write_to`] (the client's `Write`,
+//! one `write_vectored` per batch).
+//!
+//! The modules, in the order data flows through them:
+//! - [`inbox`]: a fixed-size read buffer that yields complete lines.
+//! - [`protocol`]: bytes to frames (memchr line splitting with a length
+//!   cap) and frames to [`protocol::Event`]s.
+//! - [`window`]: holds out-of-order frames until their seq comes up; skips
+//!   holes that wait too long.
+//! - [`router`]: an in-order event to the connections it concerns, with
+//!   who follows whom.
+//! - [`pipeline`]: the three above in one step, with the hole timer and new
+//!   runs.
+//! - [`outbox`]: what each client is owed: its own frames, and ranges of
+//!   the broadcast log, which holds each broadcast once for every client.
+//! - [`consumer`]: why a connection closes, and the rules that tell a slow
+//!   client (left alone, or holding the source) from a stuck or crawling
+//!   one (cut), as tables.
+//! - [`transport`]: what the core needs from the network.
+//! - [`memory`]: an in-memory transport and a fake clock, for tests and
+//!   the fuzzer.
 
+mod clients;
 pub mod consumer;
-pub mod graph;
+mod delivery;
+mod graph;
 pub mod inbox;
+pub mod memory;
 pub mod outbox;
 pub mod pipeline;
 pub mod protocol;
 pub mod router;
-pub mod timeline;
+mod source;
+mod timeline;
+pub mod transport;
 pub mod window;
+
+use std::time::{Duration, Instant};
+
+use log::info;
+
+use crate::config::Config;
+use crate::log_limit::LogLimit;
+use crate::stats::Stats;
+use clients::Clients;
+use consumer::Cut;
+use delivery::Fanout;
+use pipeline::Pipeline;
+use source::{MAX_WAITING_SOURCES, Sources};
+pub use transport::{ConnId, Ending, Port, Readiness, Transport};
+
+/// The whole server without its I/O: fed readiness and time by a shell,
+/// doing its work through a [`Transport`].
+#[derive(Debug)]
+pub struct Engine<T: Transport> {
+    /// Every knob.
+    config: Config,
+    /// Parse, reorder, route.
+    pipeline: Pipeline,
+    /// The user clients and the output held for them.
+    clients: Clients<T>,
+    /// The event source and the ones waiting to take over.
+    sources: Sources<T::Stream, T::Peer>,
+    /// True once shutdown began: no accepting, no reading the source.
+    shutting_down: bool,
+    /// Limits log lines about malformed source lines.
+    malformed_log: LogLimit,
+}
+
+impl<T: Transport> Engine<T> {
+    /// An engine with no connections, configured by `config`.
+    pub fn new(config: Config, now: Instant) -> Self {
+        Engine {
+            pipeline: Pipeline::new(
+                config.window_capacity,
+                config.window_bytes,
+                config.hole_timeout,
+            ),
+            clients: Clients::new(&config, now),
+            sources: Sources::new(),
+            shutting_down: false,
+            malformed_log: LogLimit::new(now),
+            config,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Connections may be waiting on `port`: takes them all in (a client's
+    /// id is read right away; it is usually there already).
+    pub fn accept(&mut self, port: Port, now: Instant, net: &mut T) {
+        match port {
+            Port::Events => self.accept_sources(net),
+            Port::Clients => self.accept_clients(now, net),
+        }
+    }
+
+    /// Handles readiness of an opened connection.
+    pub fn ready(&mut self, conn: ConnId, readiness: Readiness, now: Instant, net: &mut T) {
+        let key = match conn {
+            ConnId::Source => {
+                if let Some(source) = self.sources.current.as_mut() {
+                    source.readable = true;
+                }
+                return;
+            }
+            ConnId::Client(key) => key,
+        };
+        if self
+            .clients
+            .slab
+            .get(key)
+            .is_none_or(|c| c.closing.is_some())
+        {
+            return; // Sporadic readiness for closed connections happens.
+        }
+        if readiness.gone {
+            // A client that closed after reading everything is told from
+            // one that half-closed only this way, after a write to it.
+            return self.clients.gone(key);
+        }
+        if readiness.writable {
+            self.clients.writable(key, now);
+        }
+        if readiness.readable {
+            self.clients.read(key, now, &mut self.pipeline, net);
+        }
+    }
+
+    /// How long the shell may wait for readiness before calling
+    /// [`Engine::tick`] again; `None` means until readiness.
+    pub fn timeout(&self, now: Instant) -> Option<Duration> {
+        let can_release = self.pipeline.has_ready() && !self.clients.output_full();
+        if self.sources.has_unread_bytes() || can_release {
+            return Some(Duration::ZERO); // Work is waiting.
+        }
+        // The pipeline's timers run only while the source is not paused.
+        let pipeline = self.pipeline.deadline().filter(|_| !self.sources.paused);
+        [self.clients.deadline(), pipeline]
+            .into_iter()
+            .flatten()
+            .min()
+            .map(|deadline| deadline.saturating_duration_since(now))
+    }
+
+    /// The per-turn work; call once after handling each batch of readiness.
+    /// The order of work in a turn is decided here and only here:
+    ///
+    /// 1. The source resumes if queued output drained to half the budget
+    ///    and no client far behind holds it.
+    /// 2. In-order frames an earlier turn left in the window are routed.
+    /// 3. A waiting event source takes over if the last one has ended.
+    /// 4. The source is read and routed, a turn's worth at most. After each
+    ///    read, before its bytes are routed, the client port is taken in:
+    ///    pending connections accepted and pending id lines read, so an id
+    ///    sent before an event is never overtaken by it. A source read to
+    ///    its end hands over to the next waiting one in the same turn; one
+    ///    read to `WouldBlock` is open, and the sources waiting behind it
+    ///    are refused. Sources left in the accept queue (too many waited)
+    ///    are accepted now that there may be room.
+    /// 5. Pipeline timers: a new source's probation, a hole's wait.
+    /// 6. Clients that sent no id in time are marked for closing.
+    /// 7. Outboxes that gained frames are written.
+    /// 8. Clients that still owe bytes are judged by the slow-consumer rule
+    ///    ([`consumer`]) when one can be due: cut, or let go of the source
+    ///    if they stopped reading.
+    /// 9. Marked clients are closed (never in the middle of a fan-out),
+    ///    the broadcast log lets go of what all have written, and the
+    ///    source resumes if that drained enough.
+    pub fn tick(&mut self, now: Instant, net: &mut T) {
+        self.resume_source_if_drained(now);
+        let mut fanout = Fanout {
+            clients: &mut self.clients,
+            now,
+        };
+        self.pipeline.release_ready(now, &mut fanout);
+        self.take_over_source(net);
+        self.read_source(now, net);
+        if self.sources.left_in_queue && self.sources.waiting.len() < MAX_WAITING_SOURCES {
+            self.accept_sources(net);
+        }
+        if !self.sources.has_unread_bytes() && !self.sources.paused {
+            // The missing seq cannot be sitting unread in the source.
+            let mut fanout = Fanout {
+                clients: &mut self.clients,
+                now,
+            };
+            self.pipeline.on_timer(now, &mut fanout);
+        }
+        self.clients.expire_id_deadlines(now);
+        self.clients.flush_dirty(now);
+        self.clients.judge_owing(now);
+        self.end_turn(net);
+        self.resume_source_if_drained(now);
+    }
+
+    /// Starts a graceful shutdown: no accepting, no more reading the
+    /// source, and everything already read delivered, holes given up on,
+    /// as fast as the clients take it. The shell keeps calling
+    /// [`Engine::tick`] until [`Engine::is_flushed`] or its grace period
+    /// ends.
+    pub fn shutdown(&mut self, now: Instant, net: &mut T) {
+        if std::mem::replace(&mut self.shutting_down, true) {
+            return;
+        }
+        info!(
+            "shutting down: no new connections; flushing {} queued bytes",
+            self.clients.queued_bytes()
+        );
+        if !self.sources.waiting.is_empty() {
+            info!(
+                "closing {} event source(s) that were waiting to take over",
+                self.sources.waiting.len()
+            );
+            for (stream, _) in self.sources.waiting.drain(..) {
+                net.close(stream, Ending::Close);
+            }
+        }
+        // Lines already read are events received: route them all (into the
+        // window, when the outboxes are full) before the source goes.
+        self.route_source_lines(now, false);
+        self.close_source("shutdown", now, net);
+        self.pipeline.end_of_stream();
+        let mut fanout = Fanout {
+            clients: &mut self.clients,
+            now,
+        };
+        self.pipeline.release_ready(now, &mut fanout);
+        self.clients.close_awaiting_id();
+        self.clients.flush_dirty(now);
+        self.end_turn(net);
+    }
+
+    /// True when nothing is queued for any client and nothing received is
+    /// waiting to be routed.
+    pub fn is_flushed(&self) -> bool {
+        self.clients.queued_bytes() == 0 && !self.pipeline.has_ready()
+    }
+
+    /// A snapshot of every counter and gauge (the transport's own, such as
+    /// accept errors, are left at zero for the shell to fill in).
+    pub fn stats(&self) -> Stats {
+        let pipeline = self.pipeline.counters();
+        let (window_depth, window_bytes) = self.pipeline.window_depth();
+        let clients = self.pipeline.router().connections();
+        let counters = self.clients.counters;
+        let cuts = counters.cuts;
+        Stats {
+            events_in: pipeline.events_in,
+            events_routed: pipeline.events_routed,
+            notifications: pipeline.notifications,
+            bytes_out: counters.bytes_out,
+            malformed: pipeline.malformed,
+            skipped: pipeline.window.skipped,
+            late: pipeline.window.late,
+            duplicates: pipeline.window.duplicates,
+            runs: pipeline.runs,
+            slow_consumers: cuts.iter().sum(),
+            cut_write_deadline: cuts[Cut::WriteDeadline as usize],
+            cut_output_limit: cuts[Cut::OutputLimit as usize],
+            cut_lag: cuts[Cut::Lag as usize],
+            bad_ids: counters.bad_ids,
+            clients_refused: counters.refused,
+            sources_refused: self.sources.refused,
+            accept_errors: 0,
+            source_pauses: self.sources.pauses,
+            clients,
+            clients_awaiting_id: self.clients.slab.len() - clients,
+            clients_holding_source: self.clients.holders,
+            source_connected: self.sources.current.is_some(),
+            follow_edges: self.pipeline.router().graph().edges(),
+            window_depth,
+            window_bytes,
+            queued_bytes: self.clients.queued_bytes(),
+            queued_bytes_peak: self.clients.queued_bytes_peak,
+        }
+    }
+
+    /// Accepts every pending client and reads each one's id right away.
+    fn accept_clients(&mut self, now: Instant, net: &mut T) {
+        while !self.shutting_down {
+            let Some((stream, peer)) = net.accept(Port::Clients) else {
+                return;
+            };
+            if let Some(key) = self.clients.add(stream, peer, now, net) {
+                self.clients.read(key, now, &mut self.pipeline, net);
+            }
+        }
+    }
+
+    /// Takes in what has arrived on the client port: new connections, and
+    /// the id lines of clients still awaiting theirs. Called after reading
+    /// source bytes and before routing them.
+    fn take_in_client_port(&mut self, now: Instant, net: &mut T) {
+        self.accept_clients(now, net);
+        self.clients.read_ids(now, &mut self.pipeline, net);
+    }
+
+    /// The end of a turn: marked clients are closed and the broadcast log
+    /// lets go of what every client has written.
+    fn end_turn(&mut self, net: &mut T) {
+        self.clients.close_marked(&mut self.pipeline, net);
+        self.clients.release_log();
+    }
+}

@@ -27,6 +27,7 @@ pub struct Timeline {
 
 impl Timeline {
     /// An empty timeline (no allocation until the first mark).
+    #[cfg(test)]
     pub fn new() -> Self {
         Self::default()
     }
@@ -73,13 +74,9 @@ impl Timeline {
     }
 
     /// Marks held (for tests of the memory bound).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.marks.len()
-    }
-
-    /// True when nothing is marked.
-    pub fn is_empty(&self) -> bool {
-        self.marks.is_empty()
     }
 }
 

@@ -135,8 +135,8 @@ impl<M: Copy> ReorderWindow<M> {
     /// Gives up on every hole below the highest held seq, so
     /// [`ReorderWindow::pop`] releases every frame held now.
     ///
-    /// Used when the stream ends for good (a new run starts, or shutdown), so
-    /// frames already received are delivered rather than dropped.
+    /// Used when the stream ends for good (shutdown), so frames already
+    /// received are delivered rather than dropped.
     pub fn release_all(&mut self) {
         if self.held > 0 {
             self.raise_floor(self.highest + 1);

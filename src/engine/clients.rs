@@ -1,0 +1,640 @@
+//! The user clients: their records, ids, outboxes, writes, judging and
+//! closing. Everything here is driven by the [`Engine`](super::Engine),
+//! which decides when in a turn each step runs.
+
+use std::collections::VecDeque;
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use log::{debug, warn};
+use slab::Slab;
+
+use super::consumer::{CloseReason, ConsumerLimits, ConsumerState, Cut, Fate};
+use super::inbox::{Inbox, interrupted, would_block};
+use super::outbox::{BroadcastLog, Outbox};
+use super::pipeline::Pipeline;
+use super::protocol::{self, Line, UserId};
+use super::router::ConnKey;
+use super::transport::{ConnId, Ending, Transport};
+use crate::config::Config;
+use crate::log_limit::LogLimit;
+
+/// An idle client outbox larger than this is freed, so one burst does not
+/// pin memory for the connection's lifetime.
+const OUTBOX_KEEP_BYTES: usize = 64 * 1024;
+/// Bytes read and dropped per call from a registered client, which has
+/// nothing more to say: a stack buffer, so a chatty client costs reads, not
+/// memory.
+const DISCARD_BYTES: usize = 4096;
+
+/// What a user-client connection is doing.
+#[derive(Debug)]
+enum ClientState {
+    /// Connected, collecting its id line.
+    AwaitingId(Inbox),
+    /// Registered under a user id; only receives from now on.
+    Registered(UserId),
+}
+
+/// One user-client connection.
+#[derive(Debug)]
+pub(super) struct Client<S, P> {
+    /// The connection.
+    stream: S,
+    /// Who is at the other end.
+    peer: P,
+    /// Awaiting its id, or registered.
+    state: ClientState,
+    /// What it is owed and has not been written yet.
+    pub(super) outbox: Outbox,
+    /// True after a write would have blocked: wait for writable readiness
+    /// instead of trying again (readiness is edge-triggered).
+    pub(super) write_blocked: bool,
+    /// True once its sending side reached end-of-file: it half-closed
+    /// after its id (as `nc -N` does) or went away, which only a write
+    /// tells apart. It keeps receiving; nothing more is read from it.
+    read_closed: bool,
+    /// Set when it must go, with the reason; it is closed at the end of the
+    /// turn, never in the middle of a fan-out.
+    pub(super) closing: Option<CloseReason>,
+    /// Serial number of the connection: keys are reused, serials not.
+    serial: u64,
+    /// True while it is on the owing list.
+    owes: bool,
+    /// When bytes were last written to it, or when it last owed nothing.
+    last_progress: Instant,
+    /// True while it holds the source paused.
+    holding: bool,
+}
+
+impl<S, P> Client<S, P> {
+    /// True once it has an id and is not closing: it receives frames.
+    pub(super) fn is_live(&self) -> bool {
+        self.closing.is_none() && matches!(self.state, ClientState::Registered(_))
+    }
+
+    /// What the slow-consumer rule needs to know about it.
+    fn consumer_state(&self, log: &BroadcastLog) -> ConsumerState {
+        ConsumerState {
+            own_bytes: self.outbox.own_bytes(),
+            pending: self.outbox.pending(log),
+            last_progress: self.last_progress,
+            oldest_owed_at: self.outbox.oldest_owed_at(log),
+        }
+    }
+
+    /// Marks it for closing at the end of the turn (once); true if it was
+    /// not already.
+    fn mark(&mut self, key: ConnKey, closing: &mut Vec<ConnKey>, reason: CloseReason) -> bool {
+        if self.closing.is_some() {
+            return false;
+        }
+        self.closing = Some(reason);
+        closing.push(key);
+        true
+    }
+}
+
+/// Counters kept about clients.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct ClientCounters {
+    /// Bytes written to clients.
+    pub(super) bytes_out: u64,
+    /// Clients cut, by [`Cut`] (indexed by `cut as usize`).
+    pub(super) cuts: [u64; Cut::ALL.len()],
+    /// Clients closed for a bad, overlong or missing id line.
+    pub(super) bad_ids: u64,
+    /// Connections refused at the client limit.
+    pub(super) refused: u64,
+}
+
+/// Every client connection, and the output held for them.
+#[derive(Debug)]
+pub(super) struct Clients<T: Transport> {
+    /// Records by key (the key is a [`ConnKey`] for the router).
+    pub(super) slab: Slab<Client<T::Stream, T::Peer>>,
+    /// The slow-consumer rule's limits.
+    pub(super) limits: ConsumerLimits,
+    /// Most client connections at once.
+    max_clients: usize,
+    /// Longest a client may take to send its id.
+    id_timeout: Duration,
+    /// Longest id line.
+    max_id_line: usize,
+    /// Queued bytes past which routing stops.
+    pub(super) max_queued_bytes: usize,
+    /// Clients whose outbox gained frames this turn and may be written.
+    pub(super) dirty: Vec<ConnKey>,
+    /// Clients to close at the end of this turn.
+    pub(super) closing: Vec<ConnKey>,
+    /// Clients that owed bytes after their last write, with serials: judged
+    /// when one can be due (`next_judgement`).
+    owing: Vec<(ConnKey, u64)>,
+    /// Clients holding the source paused.
+    pub(super) holders: usize,
+    /// The earliest time a client on `owing` can be due (never later).
+    next_judgement: Option<Instant>,
+    /// Clients awaiting their id, by deadline (one timeout, so a queue in
+    /// accept order is sorted).
+    id_deadlines: VecDeque<(Instant, ConnKey, u64)>,
+    /// Bytes in the clients' own outbox buffers (the log not included).
+    pub(super) own_bytes: usize,
+    /// Broadcast frames, stored once for every client.
+    pub(super) log: BroadcastLog,
+    /// The log's end when every client last took in its broadcasts.
+    pub(super) log_flushed: u64,
+    /// The most queued bytes have been.
+    pub(super) queued_bytes_peak: usize,
+    /// True once a writable client has a turn's output queued: routing
+    /// stops until the outboxes have been written.
+    pub(super) turn_full: bool,
+    /// Serial for the next connection.
+    next_serial: u64,
+    /// Counters.
+    pub(super) counters: ClientCounters,
+    /// Limits log lines about misbehaving clients.
+    log_limit: LogLimit,
+}
+
+impl<T: Transport> Clients<T> {
+    /// No clients yet.
+    pub(super) fn new(config: &Config, now: Instant) -> Self {
+        Clients {
+            slab: Slab::new(),
+            limits: ConsumerLimits {
+                write_deadline: config.write_deadline,
+                max_lag: config.max_lag,
+                output_limit: config.client_output_limit,
+            },
+            max_clients: config.max_clients,
+            id_timeout: config.id_timeout,
+            max_id_line: config.max_id_line,
+            max_queued_bytes: config.max_queued_bytes,
+            dirty: Vec::new(),
+            closing: Vec::new(),
+            owing: Vec::new(),
+            holders: 0,
+            next_judgement: None,
+            id_deadlines: VecDeque::new(),
+            own_bytes: 0,
+            log: BroadcastLog::new(),
+            log_flushed: 0,
+            queued_bytes_peak: 0,
+            turn_full: false,
+            next_serial: 0,
+            counters: ClientCounters::default(),
+            log_limit: LogLimit::new(now),
+        }
+    }
+
+    /// Bytes held for clients: their own frames, plus the broadcast log
+    /// (counted once, however many clients it serves).
+    pub(super) fn queued_bytes(&self) -> usize {
+        self.own_bytes + self.log.len()
+    }
+
+    /// True when no more may be routed for now: queued output is over the
+    /// budget, or a client that still reads is far behind.
+    pub(super) fn output_full(&self) -> bool {
+        self.queued_bytes() > self.max_queued_bytes || self.holders > 0
+    }
+
+    /// The earliest time work is due: a verdict or an id deadline.
+    pub(super) fn deadline(&self) -> Option<Instant> {
+        let id = self.id_deadlines.front().map(|&(deadline, ..)| deadline);
+        self.next_judgement.into_iter().chain(id).min()
+    }
+
+    /// Takes a new connection, or refuses it past the limit; returns its key.
+    pub(super) fn add(
+        &mut self,
+        mut stream: T::Stream,
+        peer: T::Peer,
+        now: Instant,
+        net: &mut T,
+    ) -> Option<ConnKey> {
+        if self.slab.len() >= self.max_clients {
+            self.counters.refused += 1;
+            if self.log_limit.allow(now) {
+                warn!(
+                    "refusing client {peer}: {} clients connected (limit {})",
+                    self.slab.len(),
+                    self.max_clients
+                );
+            }
+            net.close(stream, Ending::Close);
+            return None;
+        }
+        let key = self.slab.vacant_key();
+        if let Err(err) = net.open(&mut stream, ConnId::Client(key)) {
+            warn!("cannot take client {peer}: {err}");
+            net.close(stream, Ending::Close);
+            return None;
+        }
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        self.id_deadlines
+            .push_back((now + self.id_timeout, key, serial));
+        debug!("client connected from {peer}");
+        self.slab.insert(Client {
+            stream,
+            peer,
+            state: ClientState::AwaitingId(Inbox::new(0, self.max_id_line)),
+            outbox: Outbox::new(&self.log),
+            write_blocked: false,
+            read_closed: false,
+            closing: None,
+            serial,
+            owes: false,
+            last_progress: now,
+            holding: false,
+        });
+        Some(key)
+    }
+
+    /// Reads the id line of every client still awaiting one, oldest first.
+    pub(super) fn read_ids(&mut self, now: Instant, pipeline: &mut Pipeline, net: &mut T) {
+        for index in 0..self.id_deadlines.len() {
+            let (_, key, serial) = self.id_deadlines[index];
+            let awaiting = self.slab.get(key).is_some_and(|client| {
+                client.serial == serial
+                    && client.closing.is_none()
+                    && matches!(client.state, ClientState::AwaitingId(_))
+            });
+            if awaiting {
+                self.read(key, now, pipeline, net);
+            }
+        }
+    }
+
+    /// The connection was reset or hung up.
+    pub(super) fn gone(&mut self, key: ConnKey) {
+        if let Some(client) = self.slab.get_mut(key) {
+            debug!("client {} is gone", client.peer);
+            client.mark(key, &mut self.closing, CloseReason::Gone);
+        }
+    }
+
+    /// Room to write opened up: writes what it owes.
+    pub(super) fn writable(&mut self, key: ConnKey, now: Instant) {
+        let Some(client) = self.slab.get_mut(key) else {
+            return;
+        };
+        client.write_blocked = false;
+        // A client awaiting its id is owed nothing: its outbox is made anew,
+        // at the log's end, when it registers.
+        if client.is_live() && client.outbox.pending(&self.log) > 0 {
+            self.flush(key, now);
+        }
+    }
+
+    /// Reads what a client sent: its id line, or (once registered) anything
+    /// else, which is dropped, until it would block. End-of-file after the
+    /// id is a half-close: the client stays and keeps receiving. Registers
+    /// a client whose id arrived with `pipeline`.
+    pub(super) fn read(
+        &mut self,
+        key: ConnKey,
+        now: Instant,
+        pipeline: &mut Pipeline,
+        net: &mut T,
+    ) {
+        let Some(client) = self.slab.get_mut(key) else {
+            return;
+        };
+        if client.closing.is_some() || client.read_closed {
+            return;
+        }
+        if let ClientState::AwaitingId(inbox) = &mut client.state {
+            let reason = match read_id(inbox, &mut client.stream) {
+                IdRead::Pending => return,
+                IdRead::Id(user) => {
+                    debug!("client {} registered as user {user}", client.peer);
+                    client.state = ClientState::Registered(user);
+                    // Owed the broadcasts from now on, not earlier ones.
+                    client.outbox = Outbox::new(&self.log);
+                    client.last_progress = now;
+                    pipeline.register(user, key);
+                    None
+                }
+                IdRead::Closed => Some(CloseReason::ClosedBeforeId),
+                IdRead::Bad(why) => {
+                    self.counters.bad_ids += 1;
+                    if self.log_limit.allow(now) {
+                        warn!("closing client {}: bad id line: {why}", client.peer);
+                    }
+                    Some(CloseReason::BadId)
+                }
+            };
+            if let Some(reason) = reason {
+                client.mark(key, &mut self.closing, reason);
+                return;
+            }
+        }
+        let mut discard = [0u8; DISCARD_BYTES];
+        loop {
+            match client.stream.read(&mut discard) {
+                Ok(0) => {
+                    debug!(
+                        "client {} ended its sending side; it keeps receiving",
+                        client.peer
+                    );
+                    client.read_closed = true;
+                    net.read_closed(&client.stream);
+                    return;
+                }
+                Ok(_) => continue,
+                Err(err) if would_block(&err) => return,
+                Err(err) if interrupted(&err) => continue,
+                Err(err) => {
+                    debug!("client {} read error: {err}", client.peer);
+                    client.mark(key, &mut self.closing, CloseReason::ReadError);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Marks the clients that sent no id in time for closing.
+    pub(super) fn expire_id_deadlines(&mut self, now: Instant) {
+        while let Some(&(deadline, key, serial)) = self.id_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.id_deadlines.pop_front();
+            let Some(client) = self.slab.get_mut(key) else {
+                continue;
+            };
+            if client.serial == serial && matches!(client.state, ClientState::AwaitingId(_)) {
+                self.counters.bad_ids += 1;
+                if self.log_limit.allow(now) {
+                    warn!(
+                        "closing client {}: no id within {:?}",
+                        client.peer, self.id_timeout
+                    );
+                }
+                client.mark(key, &mut self.closing, CloseReason::NoIdInTime);
+            }
+        }
+    }
+
+    /// Marks every client still awaiting its id for closing (shutdown).
+    pub(super) fn close_awaiting_id(&mut self) {
+        for (key, client) in &mut self.slab {
+            if matches!(client.state, ClientState::AwaitingId(_)) {
+                client.mark(key, &mut self.closing, CloseReason::Shutdown);
+            }
+        }
+    }
+
+    /// Writes the outboxes that gained frames this turn: every registered
+    /// client's when broadcasts were routed (each takes them in from the
+    /// log), else only those that got frames of their own.
+    pub(super) fn flush_dirty(&mut self, now: Instant) {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        if self.log.end() != self.log_flushed {
+            dirty.clear();
+            dirty.extend(
+                self.slab
+                    .iter()
+                    .filter(|(_, c)| c.is_live())
+                    .map(|(key, _)| key),
+            );
+            self.log_flushed = self.log.end();
+        }
+        for &key in &dirty {
+            if self.slab.get(key).is_some_and(|c| c.closing.is_none()) {
+                self.flush(key, now);
+            }
+        }
+        dirty.clear();
+        self.dirty = dirty;
+        self.turn_full = false;
+    }
+
+    /// Writes one client's outbox until it is empty or would block (unless
+    /// it is known to be blocked), and records its progress: a client that
+    /// owes bytes afterwards goes on the owing list.
+    fn flush(&mut self, key: ConnKey, now: Instant) {
+        let Some(client) = self.slab.get_mut(key) else {
+            return;
+        };
+        let own_before = client.outbox.own_bytes();
+        let mut written = 0;
+        // A blocked client takes nothing in: the broadcasts it owes stay in
+        // the log, held once for everyone, until it can be written.
+        if !client.write_blocked {
+            match client.outbox.write_to(&mut client.stream, &self.log) {
+                Ok(n) => written = n,
+                Err(err) => {
+                    debug!("client {} write error: {err}", client.peer);
+                    client.mark(key, &mut self.closing, CloseReason::WriteError);
+                }
+            }
+        }
+        self.own_bytes = self.own_bytes + client.outbox.own_bytes() - own_before;
+        self.queued_bytes_peak = self.queued_bytes_peak.max(self.own_bytes + self.log.len());
+        self.counters.bytes_out += written as u64;
+        if client.closing.is_some() {
+            return;
+        }
+        let pending = client.outbox.pending(&self.log);
+        if written > 0 || pending == 0 {
+            client.last_progress = now;
+        }
+        if pending > 0 {
+            // `write_to` stops early only when the stream would block.
+            client.write_blocked = true;
+            if !client.owes {
+                // It owed nothing until now: its clock starts now.
+                client.owes = true;
+                client.last_progress = now;
+                self.owing.push((key, client.serial));
+            }
+        } else {
+            client.outbox.shrink_if_idle(OUTBOX_KEEP_BYTES, written);
+        }
+        self.judge(key, now);
+    }
+
+    /// Judges every owing client when one can be due (or the list holds
+    /// many stale entries): with 10,000 clients owing, a pass every turn
+    /// would cost more than the turn.
+    pub(super) fn judge_owing(&mut self, now: Instant) {
+        let due = self.next_judgement.is_some_and(|due| due <= now);
+        if !due && self.owing.len() <= 2 * self.slab.len() + 64 {
+            return;
+        }
+        self.next_judgement = None;
+        let mut index = 0;
+        while index < self.owing.len() {
+            let (key, serial) = self.owing[index];
+            let current = self
+                .slab
+                .get(key)
+                .is_some_and(|c| c.serial == serial && c.owes);
+            if current && self.judge(key, now) {
+                index += 1;
+            } else {
+                self.owing.swap_remove(index);
+            }
+        }
+    }
+
+    /// Applies the slow-consumer rule's [`Fate`] to one client; true while
+    /// it stays on the owing list.
+    fn judge(&mut self, key: ConnKey, now: Instant) -> bool {
+        let Some(client) = self.slab.get_mut(key).filter(|c| c.closing.is_none()) else {
+            return false;
+        };
+        let state = client.consumer_state(&self.log);
+        match self.limits.fate(&state, now) {
+            Fate::Keep {
+                holds_source,
+                next_check,
+            } => {
+                set_hold(client, holds_source, &mut self.holders);
+                client.owes = state.owes();
+                if let Some(due) = next_check {
+                    self.next_judgement =
+                        Some(self.next_judgement.map_or(due, |next| next.min(due)));
+                }
+                client.owes
+            }
+            Fate::Cut(cut) => {
+                let limits = &self.limits;
+                let detail = match cut {
+                    Cut::WriteDeadline => format!(
+                        "no byte written for {:?} while owing {} (write deadline {:?})",
+                        now.saturating_duration_since(state.last_progress),
+                        state.pending,
+                        limits.write_deadline
+                    ),
+                    Cut::OutputLimit => format!(
+                        "{} bytes queued for it alone (limit {})",
+                        state.own_bytes, limits.output_limit
+                    ),
+                    Cut::Lag => format!(
+                        "the oldest of the {} bytes it owes was routed {:?} ago (lag bound {:?})",
+                        state.pending,
+                        state
+                            .oldest_owed_at
+                            .map(|at| now.saturating_duration_since(at))
+                            .unwrap_or_default(),
+                        limits.max_lag
+                    ),
+                };
+                self.cut(key, cut, &detail);
+                false
+            }
+        }
+    }
+
+    /// Cuts a client that does not keep up: logs why, counts it by reason,
+    /// and marks it for closing.
+    pub(super) fn cut(&mut self, key: ConnKey, cut: Cut, detail: &str) {
+        let Some(client) = self.slab.get_mut(key) else {
+            return;
+        };
+        if client.mark(key, &mut self.closing, CloseReason::Cut(cut)) {
+            self.counters.cuts[cut as usize] += 1;
+            let who: &dyn std::fmt::Display = match &client.state {
+                ClientState::Registered(user) => user,
+                ClientState::AwaitingId(_) => &"without id",
+            };
+            warn!(
+                "disconnecting user {who} ({}): slow consumer ({}): {detail}",
+                client.peer,
+                cut.name()
+            );
+        }
+    }
+
+    /// Closes every client marked this turn; one cut for not keeping up is
+    /// reset, so what the transport still holds for it is dropped.
+    pub(super) fn close_marked(&mut self, pipeline: &mut Pipeline, net: &mut T) {
+        for key in std::mem::take(&mut self.closing) {
+            let Some(mut client) = self.slab.try_remove(key) else {
+                continue;
+            };
+            if let ClientState::Registered(user) = client.state {
+                pipeline.router_mut().unregister(user, key);
+            }
+            self.own_bytes -= client.outbox.own_bytes();
+            set_hold(&mut client, false, &mut self.holders);
+            let reason = client.closing.unwrap_or(CloseReason::Shutdown);
+            debug!("closed client {} ({reason})", client.peer);
+            let ending = match reason {
+                CloseReason::Cut(_) => Ending::Reset,
+                _ => Ending::Close,
+            };
+            net.close(client.stream, ending);
+        }
+    }
+
+    /// Lets the log go of the broadcasts every client has written (or
+    /// copied), and frees its buffer once it is empty.
+    pub(super) fn release_log(&mut self) {
+        if self.log.is_empty() {
+            return;
+        }
+        let needed = self
+            .slab
+            .iter()
+            .filter(|(_, c)| c.is_live())
+            .map(|(_, c)| c.outbox.log_needed())
+            .min()
+            .unwrap_or(self.log.end());
+        self.log.release_before(needed);
+        self.log.shrink_if_empty(OUTBOX_KEEP_BYTES);
+    }
+}
+
+/// Records whether `client` holds the source, keeping `holders` the count.
+fn set_hold<S, P>(client: &mut Client<S, P>, hold: bool, holders: &mut usize) {
+    if hold != client.holding {
+        client.holding = hold;
+        if hold {
+            *holders += 1;
+        } else {
+            *holders -= 1;
+        }
+    }
+}
+
+/// Outcome of reading a client's id line.
+enum IdRead {
+    /// No complete line yet.
+    Pending,
+    /// A valid id.
+    Id(UserId),
+    /// The peer closed (or failed) first.
+    Closed,
+    /// Not a valid id line.
+    Bad(protocol::ParseError),
+}
+
+/// Reads from `stream` until a complete id line, the peer closing, an error
+/// or `WouldBlock`.
+fn read_id(inbox: &mut Inbox, stream: &mut impl Read) -> IdRead {
+    loop {
+        match inbox.next_line() {
+            Some(Line::Frame { start, end }) => {
+                let line = protocol::strip_terminator(inbox.frame(start, end));
+                return match protocol::parse_user_id(line) {
+                    Ok(user) => IdRead::Id(user),
+                    Err(reason) => IdRead::Bad(reason),
+                };
+            }
+            Some(Line::Overlong) => return IdRead::Bad(protocol::ParseError::TooLong),
+            None => inbox.compact(),
+        }
+        match inbox.read_from(stream, usize::MAX) {
+            Ok(0) => return IdRead::Closed,
+            Ok(_) => {}
+            Err(err) if would_block(&err) => return IdRead::Pending,
+            Err(err) if interrupted(&err) => {}
+            Err(_) => return IdRead::Closed,
+        }
+    }
+}

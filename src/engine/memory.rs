@@ -1,0 +1,299 @@
+//! An in-memory [`Transport`]: connections are pipes a test (or the fuzzer)
+//! holds the other end of, so the core's rules can be driven with no
+//! sockets, no sleeps and a clock that moves only when told.
+//!
+//! [`MemoryNet`] reports readiness as a level, every turn, which an
+//! edge-triggered engine must tolerate anyway (spurious readiness is
+//! allowed): a stream with bytes or end-of-file to read is readable, one
+//! with room to write is writable, a reset one is gone.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use super::Engine;
+use super::transport::{ConnId, Ending, Port, Readiness, Transport};
+use crate::config::Config;
+
+/// One direction of bytes each way, and what became of the connection.
+#[derive(Debug, Default)]
+struct Pipe {
+    /// Bytes the peer sent that the engine has not read.
+    input: VecDeque<u8>,
+    /// The peer ended its sending side: reads return end-of-file once
+    /// `input` is drained.
+    input_closed: bool,
+    /// The peer reset the connection: reads and writes fail.
+    reset: bool,
+    /// Bytes the engine wrote, not yet taken by the peer.
+    output: Vec<u8>,
+    /// Bytes the engine may still write before a write would block;
+    /// `None` for no limit.
+    room: Option<usize>,
+    /// How the engine ended the connection, once it did.
+    ended: Option<Ending>,
+    /// True once the engine was told the peer's sending side ended.
+    read_closed_seen: bool,
+}
+
+/// The engine's end of an in-memory connection.
+#[derive(Debug, Clone)]
+pub struct MemoryStream(Rc<RefCell<Pipe>>);
+
+impl Read for MemoryStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let mut pipe = self.0.borrow_mut();
+        if pipe.reset {
+            return Err(io::ErrorKind::ConnectionReset.into());
+        }
+        if pipe.input.is_empty() {
+            return match pipe.input_closed {
+                true => Ok(0),
+                false => Err(io::ErrorKind::WouldBlock.into()),
+            };
+        }
+        let n = pipe.input.read(buf)?;
+        Ok(n)
+    }
+}
+
+impl Write for MemoryStream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut pipe = self.0.borrow_mut();
+        if pipe.reset {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let n = buf.len().min(pipe.room.unwrap_or(usize::MAX));
+        if n == 0 && !buf.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        pipe.output.extend_from_slice(&buf[..n]);
+        if let Some(room) = pipe.room.as_mut() {
+            *room -= n;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The peer's end of an in-memory connection: what a test holds.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The shared pipe.
+    pipe: Rc<RefCell<Pipe>>,
+    /// Its number, in connection order.
+    pub number: u32,
+}
+
+impl Peer {
+    /// Sends bytes to the engine.
+    pub fn send(&self, bytes: &[u8]) {
+        self.pipe.borrow_mut().input.extend(bytes);
+    }
+
+    /// Ends the peer's sending side (a half-close: it may still read).
+    pub fn close_sending(&self) {
+        self.pipe.borrow_mut().input_closed = true;
+    }
+
+    /// Resets the connection: the peer is gone.
+    pub fn reset(&self) {
+        self.pipe.borrow_mut().reset = true;
+    }
+
+    /// Takes every byte the engine wrote so far.
+    pub fn take_received(&self) -> Vec<u8> {
+        std::mem::take(&mut self.pipe.borrow_mut().output)
+    }
+
+    /// Lets the engine write `room` more bytes before it would block
+    /// (`None`: no limit), as a reader that takes that much would.
+    pub fn set_room(&self, room: Option<usize>) {
+        self.pipe.borrow_mut().room = room;
+    }
+
+    /// How the engine ended the connection, if it did.
+    pub fn ended(&self) -> Option<Ending> {
+        self.pipe.borrow().ended
+    }
+
+    /// True once the engine told the transport the peer stopped sending.
+    pub fn read_closed_seen(&self) -> bool {
+        self.pipe.borrow().read_closed_seen
+    }
+
+    /// The readiness the engine should see for this connection now.
+    fn readiness(&self) -> Readiness {
+        let pipe = self.pipe.borrow();
+        Readiness {
+            readable: !pipe.input.is_empty() || pipe.input_closed,
+            writable: pipe.room != Some(0),
+            gone: pipe.reset,
+        }
+    }
+
+    /// True when this is the peer of `stream`.
+    fn is(&self, stream: &MemoryStream) -> bool {
+        Rc::ptr_eq(&self.pipe, &stream.0)
+    }
+}
+
+/// A peer's number, as the engine sees it in log lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerNumber(pub u32);
+
+impl fmt::Display for PeerNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "peer #{}", self.0)
+    }
+}
+
+/// Connections waiting to be accepted, and the ones the engine opened.
+#[derive(Debug, Default)]
+pub struct MemoryNet {
+    /// Waiting on the event port.
+    pending_sources: VecDeque<Peer>,
+    /// Waiting on the client port.
+    pending_clients: VecDeque<Peer>,
+    /// Opened connections, with the ids readiness is reported under.
+    opened: Vec<(ConnId, Peer)>,
+    /// Every peer that ever connected, to find one from its stream.
+    peers: Vec<Peer>,
+}
+
+impl MemoryNet {
+    /// A new connection waiting on `port`; returns the peer's end.
+    pub fn connect(&mut self, port: Port) -> Peer {
+        let peer = Peer {
+            pipe: Rc::default(),
+            number: self.peers.len() as u32,
+        };
+        self.peers.push(peer.clone());
+        match port {
+            Port::Events => self.pending_sources.push_back(peer.clone()),
+            Port::Clients => self.pending_clients.push_back(peer.clone()),
+        }
+        peer
+    }
+
+    /// The peer whose engine end is `stream`.
+    fn peer_of(&self, stream: &MemoryStream) -> Option<&Peer> {
+        self.peers.iter().find(|peer| peer.is(stream))
+    }
+}
+
+impl Transport for MemoryNet {
+    type Stream = MemoryStream;
+    type Peer = PeerNumber;
+
+    fn accept(&mut self, port: Port) -> Option<(MemoryStream, PeerNumber)> {
+        let queue = match port {
+            Port::Events => &mut self.pending_sources,
+            Port::Clients => &mut self.pending_clients,
+        };
+        let peer = queue.pop_front()?;
+        Some((MemoryStream(Rc::clone(&peer.pipe)), PeerNumber(peer.number)))
+    }
+
+    fn open(&mut self, stream: &mut MemoryStream, id: ConnId) -> io::Result<()> {
+        let peer = self.peer_of(stream).cloned().expect("accepted here");
+        self.opened.retain(|(opened, _)| *opened != id);
+        self.opened.push((id, peer));
+        Ok(())
+    }
+
+    fn close(&mut self, stream: MemoryStream, ending: Ending) {
+        self.opened.retain(|(_, peer)| !peer.is(&stream));
+        stream.0.borrow_mut().ended = Some(ending);
+    }
+
+    fn read_closed(&mut self, stream: &MemoryStream) {
+        stream.0.borrow_mut().read_closed_seen = true;
+    }
+}
+
+/// An engine on a [`MemoryNet`] with a clock of its own: what the core's
+/// tests and the fuzzer drive.
+#[derive(Debug)]
+pub struct Harness {
+    /// The engine under test.
+    pub engine: Engine<MemoryNet>,
+    /// Its network.
+    pub net: MemoryNet,
+    /// The time the next turn runs at.
+    pub now: Instant,
+}
+
+impl Harness {
+    /// An engine configured by `config`, at an arbitrary start time.
+    pub fn new(config: Config) -> Self {
+        let now = Instant::now();
+        Harness {
+            engine: Engine::new(config, now),
+            net: MemoryNet::default(),
+            now,
+        }
+    }
+
+    /// A new connection on `port`, accepted in the next turn.
+    pub fn connect(&mut self, port: Port) -> Peer {
+        self.net.connect(port)
+    }
+
+    /// A client that connects and sends `id` (a line without terminator).
+    pub fn client(&mut self, id: &str) -> Peer {
+        let peer = self.connect(Port::Clients);
+        peer.send(format!("{id}\n").as_bytes());
+        peer
+    }
+
+    /// Moves the clock on.
+    pub fn advance(&mut self, by: Duration) {
+        self.now += by;
+    }
+
+    /// One loop turn: readiness as a level for every connection, then
+    /// [`Engine::tick`].
+    pub fn turn(&mut self) {
+        let now = self.now;
+        for port in [Port::Events, Port::Clients] {
+            self.engine.accept(port, now, &mut self.net);
+        }
+        let ready: Vec<(ConnId, Readiness)> = self
+            .net
+            .opened
+            .iter()
+            .map(|(id, peer)| (*id, peer.readiness()))
+            .collect();
+        for (id, readiness) in ready {
+            self.engine.ready(id, readiness, now, &mut self.net);
+        }
+        self.engine.tick(now, &mut self.net);
+    }
+
+    /// Turns until the engine has no work waiting right now (at most
+    /// `1000`, so a livelock fails the caller's checks instead of hanging).
+    pub fn settle(&mut self) {
+        for _ in 0..1000 {
+            self.turn();
+            if self.engine.timeout(self.now) != Some(Duration::ZERO) {
+                return;
+            }
+        }
+    }
+
+    /// Moves the clock on by `by` in steps of `step`, settling after each.
+    pub fn run_for(&mut self, by: Duration, step: Duration) {
+        let end = self.now + by;
+        while self.now < end {
+            self.advance(step.min(end - self.now));
+            self.settle();
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The event source: taking one in, handing over between sources, reading
+//! and routing its lines, and pausing it for back-pressure.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use log::{debug, info, warn};
+
+use super::Engine;
+use super::delivery::Fanout;
+use super::inbox::{Inbox, interrupted, would_block};
+use super::protocol::{self, Line};
+use super::transport::{ConnId, Ending, Port, Transport};
+
+/// Size of the event source's read buffer: large reads mean few syscalls.
+const SOURCE_INBOX_BYTES: usize = 1024 * 1024;
+/// Most source bytes read in one turn, before the outboxes are written (a
+/// fast source must not starve the clients). Larger turns mean fewer,
+/// larger writes. A turn also ends early once a writable client has a
+/// turn's output to be written.
+const SOURCE_BYTES_PER_TURN: usize = 8 * 1024 * 1024;
+/// Event source connections that may wait for the current one to end (test
+/// suites close a source and open the next at once); more wait in the
+/// transport's accept queue.
+pub(super) const MAX_WAITING_SOURCES: usize = 8;
+
+/// The event source being read.
+#[derive(Debug)]
+pub(super) struct Source<S> {
+    /// The connection.
+    stream: S,
+    /// Event lines being assembled.
+    inbox: Inbox,
+    /// True when the stream may hold unread bytes: readiness is
+    /// edge-triggered, so after stopping early we come back unprompted.
+    pub(super) readable: bool,
+}
+
+/// The source being read and the ones waiting to take over.
+#[derive(Debug)]
+pub(super) struct Sources<S, P> {
+    /// The event source, when one is connected.
+    pub(super) current: Option<Source<S>>,
+    /// Sources that connected while another was connected, in order: each
+    /// takes over once the one before it has been read to its end, and all
+    /// are refused once the current one is found open (read to
+    /// `WouldBlock`). Not opened, not read while they wait.
+    pub(super) waiting: VecDeque<(S, P)>,
+    /// True when sources were left in the accept queue because
+    /// [`MAX_WAITING_SOURCES`] were waiting: accepting them resumes once
+    /// there is room.
+    pub(super) left_in_queue: bool,
+    /// True while reading the source is paused for back-pressure.
+    pub(super) paused: bool,
+    /// Sources refused because another was connected.
+    pub(super) refused: u64,
+    /// Times reading was paused for back-pressure.
+    pub(super) pauses: u64,
+}
+
+impl<S, P> Sources<S, P> {
+    /// No source yet.
+    pub(super) fn new() -> Self {
+        Sources {
+            current: None,
+            waiting: VecDeque::new(),
+            left_in_queue: false,
+            paused: false,
+            refused: 0,
+            pauses: 0,
+        }
+    }
+
+    /// True when the source may have bytes not read yet and may be read.
+    pub(super) fn has_unread_bytes(&self) -> bool {
+        !self.paused && self.current.as_ref().is_some_and(|source| source.readable)
+    }
+
+    /// Comes back for the source in the next turn unprompted (lines were
+    /// left in its inbox, or a newcomer waits on its end).
+    fn revisit(&mut self) {
+        if let Some(source) = self.current.as_mut() {
+            source.readable = true;
+        }
+    }
+}
+
+/// How far [`Engine::route_source_lines`] got.
+pub(super) enum Routed {
+    /// Every complete line in the inbox.
+    All,
+    /// It stopped because queued output passed the budget.
+    OverBudget,
+    /// It stopped because a client should be written first.
+    TurnFull,
+}
+
+impl<T: Transport> Engine<T> {
+    /// Accepts pending event sources while fewer than
+    /// [`MAX_WAITING_SOURCES`] wait; the rest stay in the accept queue.
+    pub(super) fn accept_sources(&mut self, net: &mut T) {
+        while !self.shutting_down {
+            if self.sources.waiting.len() >= MAX_WAITING_SOURCES {
+                self.sources.left_in_queue = true;
+                return;
+            }
+            let Some((stream, peer)) = net.accept(Port::Events) else {
+                self.sources.left_in_queue = false;
+                return;
+            };
+            let busy = self.sources.current.is_some()
+                || !self.sources.waiting.is_empty()
+                || self.pipeline.is_blocked();
+            if busy {
+                // Read the current one to its end or to `WouldBlock` this
+                // turn: that decides whether the newcomer takes over.
+                debug!("event source {peer} waits for the current one to end");
+                self.sources.waiting.push_back((stream, peer));
+                self.sources.revisit();
+            } else {
+                self.install_source(stream, peer, net);
+            }
+        }
+    }
+
+    /// Makes `stream` the event source; false if the transport refused it.
+    fn install_source(&mut self, mut stream: T::Stream, peer: T::Peer, net: &mut T) -> bool {
+        if let Err(err) = net.open(&mut stream, ConnId::Source) {
+            warn!("cannot take event source {peer}: {err}");
+            net.close(stream, Ending::Close);
+            return false;
+        }
+        info!("event source connected from {peer}");
+        self.pipeline.source_connected();
+        self.sources.current = Some(Source {
+            stream,
+            inbox: Inbox::new(SOURCE_INBOX_BYTES, self.config.max_line),
+            readable: true,
+        });
+        true
+    }
+
+    /// Lets the first waiting source take over, if there is no source and
+    /// the last one's events are all in the window. True if one did.
+    pub(super) fn take_over_source(&mut self, net: &mut T) -> bool {
+        if self.sources.current.is_some() || self.shutting_down || self.pipeline.is_blocked() {
+            return false;
+        }
+        while let Some((stream, peer)) = self.sources.waiting.pop_front() {
+            if self.install_source(stream, peer, net) {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Refuses the sources waiting behind one that is still open: two
+    /// sources never interleave.
+    fn refuse_waiting_sources(&mut self, net: &mut T) {
+        while let Some((stream, peer)) = self.sources.waiting.pop_front() {
+            self.sources.refused += 1;
+            warn!("refusing event source {peer}: another event source is connected");
+            net.close(stream, Ending::Close);
+        }
+    }
+
+    /// Reads and routes up to [`SOURCE_BYTES_PER_TURN`] bytes from the
+    /// source (step 5 of [`Engine::tick`]), taking in the client port after
+    /// each read, ending the turn early when a client needs writing first,
+    /// and pausing the source when queued output passes its budget.
+    pub(super) fn read_source(&mut self, now: Instant, net: &mut T) {
+        if self.shutting_down || !self.sources.has_unread_bytes() {
+            return;
+        }
+        let mut budget = SOURCE_BYTES_PER_TURN;
+        loop {
+            // Lines left from a previous read or turn go first.
+            match self.route_source_lines(now, true) {
+                Routed::All => {}
+                Routed::TurnFull => return self.sources.revisit(),
+                Routed::OverBudget => return self.pause_source(),
+            }
+            if budget == 0 {
+                return;
+            }
+            let Some(source) = self.sources.current.as_mut() else {
+                return;
+            };
+            match source.inbox.read_from(&mut source.stream, budget) {
+                Ok(0) => {
+                    if source.inbox.has_unfinished_line() {
+                        self.pipeline.overlong_line();
+                        warn!(
+                            "event source ended in the middle of a line; the partial line is dropped"
+                        );
+                    }
+                    self.close_source("closed by the source", now, net);
+                    if !self.take_over_source(net) {
+                        return;
+                    }
+                }
+                Ok(n) => {
+                    budget -= n;
+                    // Whatever a client sent before these bytes were sent
+                    // goes in before they are routed.
+                    self.take_in_client_port(now, net);
+                }
+                Err(err) if would_block(&err) => {
+                    source.readable = false;
+                    // Open, so whoever connected since waits in vain.
+                    self.refuse_waiting_sources(net);
+                    // The bytes read before this call still need routing.
+                    budget = 0;
+                }
+                Err(err) if interrupted(&err) => {}
+                Err(err) => {
+                    warn!("event source read error: {err}");
+                    self.close_source("read error", now, net);
+                    if !self.take_over_source(net) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Stops reading the source until queued output drains to half the
+    /// budget and no client holds it.
+    fn pause_source(&mut self) {
+        self.sources.paused = true;
+        self.sources.pauses += 1;
+        // Lines may be left in the inbox: come back for them unprompted.
+        self.sources.revisit();
+        debug!(
+            "pausing the event source: {} bytes queued for clients, {} client(s) far behind",
+            self.clients.queued_bytes(),
+            self.clients.holders
+        );
+    }
+
+    /// Resumes reading the source once queued output fell to half the
+    /// budget and no client holds it.
+    pub(super) fn resume_source_if_drained(&mut self, now: Instant) {
+        let drained = self.clients.queued_bytes() <= self.clients.max_queued_bytes / 2;
+        if self.sources.paused && drained && self.clients.holders == 0 {
+            self.sources.paused = false;
+            // The missing seq of a hole may have waited in our socket.
+            self.pipeline.restart_hole_timer(now);
+            debug!(
+                "resuming the event source: {} bytes queued",
+                self.clients.queued_bytes()
+            );
+        }
+    }
+
+    /// Hands the complete lines in the source's inbox to the pipeline until
+    /// none are left or, when `stop_when_full`, queued output passes its
+    /// budget or a client needs writing first or the pipeline cannot take
+    /// more; the rest stay in the inbox.
+    pub(super) fn route_source_lines(&mut self, now: Instant, stop_when_full: bool) -> Routed {
+        let Some(source) = self.sources.current.as_mut() else {
+            return Routed::All;
+        };
+        let mut fanout = Fanout {
+            clients: &mut self.clients,
+            now,
+        };
+        let mut routed = Routed::All;
+        loop {
+            if stop_when_full {
+                if fanout.over_budget() {
+                    routed = Routed::OverBudget;
+                    break;
+                }
+                if super::pipeline::Deliver::is_full(&fanout) || self.pipeline.is_blocked() {
+                    routed = Routed::TurnFull;
+                    break;
+                }
+            }
+            let Some(line) = source.inbox.next_line() else {
+                break;
+            };
+            let (frame, result) = match line {
+                Line::Frame { start, end } => {
+                    let frame = source.inbox.frame(start, end);
+                    (frame, self.pipeline.on_frame(frame, now, &mut fanout))
+                }
+                Line::Overlong => {
+                    self.pipeline.overlong_line();
+                    (&[][..], Err(protocol::ParseError::TooLong))
+                }
+            };
+            if let Err(reason) = result
+                && self.malformed_log.allow(now)
+            {
+                warn!(
+                    "skipping malformed event line \"{}\": {reason}",
+                    frame.escape_ascii()
+                );
+            }
+        }
+        source.inbox.compact();
+        routed
+    }
+
+    /// Drops the event source connection.
+    pub(super) fn close_source(&mut self, why: &str, now: Instant, net: &mut T) {
+        let Some(source) = self.sources.current.take() else {
+            return;
+        };
+        let mut fanout = Fanout {
+            clients: &mut self.clients,
+            now,
+        };
+        self.pipeline.source_disconnected(now, &mut fanout);
+        net.close(source.stream, Ending::Close);
+        self.sources.paused = false;
+        info!(
+            "event source disconnected ({why}); next seq {}",
+            self.pipeline.next_seq()
+        );
+    }
+}

@@ -1,0 +1,78 @@
+//! What the core needs from the network, and what it is told about it.
+//!
+//! The [`Engine`](super::Engine) owns its connections as plain
+//! `Read + Write` streams and never creates, registers or closes a socket:
+//! a [`Transport`] does. The mio shell ([`crate::server`]) implements it
+//! over real sockets; the core's tests implement it over in-memory pipes.
+
+use std::fmt;
+use std::io::{Read, Write};
+
+/// Which listener a connection arrives on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Port {
+    /// The event source's port.
+    Events,
+    /// The user clients' port.
+    Clients,
+}
+
+/// A connection the engine has opened, as the transport names it for
+/// readiness: the shell maps these to and from its tokens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnId {
+    /// The event source being read (sources waiting their turn are not
+    /// opened, so never ready).
+    Source,
+    /// A user client, by its key; keys are reused once a client is closed.
+    Client(usize),
+}
+
+/// Readiness of one client connection, as the shell saw it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Readiness {
+    /// Bytes (or end-of-file) may be waiting to be read.
+    pub readable: bool,
+    /// Room may have opened up to write.
+    pub writable: bool,
+    /// The connection was reset or hung up: nothing can be written to it
+    /// any more.
+    pub gone: bool,
+}
+
+/// How a connection ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// An orderly close: bytes already handed to the kernel still go out.
+    Close,
+    /// An abort: what the kernel still holds for the peer is dropped (a
+    /// client cut for not keeping up would otherwise be fed it for minutes).
+    Reset,
+}
+
+/// The network as the core sees it: where connections come from and go.
+/// Every method is called from the core's calls only, never on the hot path
+/// of an event (accepts and closes are per connection, not per event).
+pub trait Transport {
+    /// A connection: bytes are read from it and written to it, nothing more.
+    type Stream: Read + Write + fmt::Debug;
+    /// Who is at the other end, for log lines.
+    type Peer: fmt::Display + fmt::Debug + Copy;
+
+    /// Takes the next connection waiting on `port`; `None` when there is
+    /// none now (or accepting is paused).
+    fn accept(&mut self, port: Port) -> Option<(Self::Stream, Self::Peer)>;
+
+    /// Starts reporting readiness for `stream` as `id`. On an error the
+    /// engine drops the connection.
+    fn open(&mut self, stream: &mut Self::Stream, id: ConnId) -> std::io::Result<()>;
+
+    /// Stops reporting readiness for `stream` (if it was opened) and ends it.
+    fn close(&mut self, stream: Self::Stream, ending: Ending);
+
+    /// The client's sending side has ended: it half-closed, or went away,
+    /// which only a write tells apart. The transport may probe the peer so a
+    /// client that is gone for good is reported `gone` even if nothing is
+    /// ever written to it.
+    fn read_closed(&mut self, stream: &Self::Stream);
+}
