@@ -1,37 +1,23 @@
 //! # follower-maze
 //!
-//! A single-threaded [mio] server that reads one out-of-order stream of
+//! A single-threaded [mio](https://docs.rs/mio) server that reads one out-of-order stream of
 //! numbered events and forwards each event, in sequence order and byte for
 //! byte, to the user clients it concerns.
 //!
 //! # Layout
 //!
 //! Data flows one way: bytes → frames → events → window → in-order events →
-//! recipients → outboxes → bytes. Only the first and last steps touch a
-//! socket.
+//! recipients → outboxes → bytes. All of it, and every rule about
+//! connections, is the sans-IO core, [`engine`]: it never touches a socket
+//! or reads the clock. Around it:
 //!
-//! - [`engine::protocol`]: bytes to frames (memchr line splitting with a length cap)
-//!   and frames to [`engine::protocol::Event`]s; no I/O.
-//! - [`engine::window`]: holds out-of-order frames until their seq comes up; skips
-//!   holes that wait too long.
-//! - [`engine::graph`]: who follows whom.
-//! - [`engine::router`]: an in-order event to the connections it concerns.
-//! - [`engine::pipeline`]: the three above in one pure step, with the hole timer.
-//! - [`engine::inbox`]: one socket, its inbox, and the client and source records.
-//! - [`engine::outbox`]: what each client is owed: its own frames, and ranges of
-//!   the broadcast log, which holds each broadcast once for every client.
-//! - [`engine::timeline`]: when each part of an outbox or the log was routed, so a
-//!   client's lag behind the stream can be read.
-//! - [`engine::consumer`]: why a connection closes, and the rule that tells a slow
-//!   client (left alone) from a stuck or crawling one (cut).
-//! - [`server`]: the mio loop: listeners, connections in a slab, readiness.
-//! - [`runner`]: loops that own a `Poll`: the binary's and a background
-//!   thread's.
-//! - [`stats`]: counters a host can read, and the periodic log line.
-//! - [`limits`]: raising the open-file limit.
-//! - [`log_limit`]: rate limiting for log lines peers can trigger.
-//! - [`config`]: every knob, with its flag and environment variable.
-//! - [`sim`]: the load generator and verifier behind `follower-maze-sim`.
+//! - [`Server`]: the thin [mio](https://docs.rs/mio) shell: listeners,
+//!   tokens, the registry, accepting with a back-off; readiness in, engine
+//!   calls out.
+//! - [`BackgroundServer`] and [`Server::run`]: loops that own a `Poll`: a
+//!   thread's, and the binary's (until SIGINT or SIGTERM).
+//! - [`Config`]: every knob, with its flag and environment variable.
+//! - [`Stats`]: counters a host can read, and the periodic log line.
 //!
 //! # Running it
 //!
@@ -84,14 +70,14 @@
 //! ```
 #![warn(missing_docs)]
 
-pub mod config;
+mod config;
 pub mod engine;
-pub mod limits;
-pub mod log_limit;
-pub mod runner;
-pub mod server;
+mod limits;
+mod log_limit;
+mod runner;
+mod server;
 pub mod sim;
-pub mod stats;
+mod stats;
 
 pub use config::Config;
 pub use runner::BackgroundServer;

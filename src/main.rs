@@ -15,7 +15,6 @@ fn main() -> ExitCode {
         eprintln!("follower-maze: cannot start logging: {err}");
         return ExitCode::FAILURE;
     }
-    follower_maze::limits::raise_fd_limit();
     let server = match Server::bind(config) {
         Ok(server) => server,
         Err(err) => {

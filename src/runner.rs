@@ -23,8 +23,10 @@ const CONTROL_TOKEN: Token = Token(0);
 const SERVER_TOKEN_BASE: Token = Token(1);
 
 /// Runs `server` on a `Poll` of its own until SIGINT or SIGTERM, then shuts
-/// down gracefully; returns the final stats.
+/// down gracefully; returns the final stats. The process's open-file limit
+/// is raised to its hard limit first: this loop owns the process.
 pub fn run_until_signalled(server: Server) -> io::Result<Stats> {
+    crate::limits::raise_fd_limit();
     use signal_hook::consts::{SIGINT, SIGTERM};
     use signal_hook_mio::v1_0::Signals;
 

@@ -226,8 +226,9 @@ impl Server {
         }
     }
 
-    /// Runs the server on a `Poll` of its own until SIGINT or SIGTERM, then
-    /// shuts down gracefully; returns the final stats.
+    /// Runs the server on a `Poll` of its own until SIGINT or SIGTERM (after
+    /// raising the open-file limit to its hard limit), then shuts down
+    /// gracefully; returns the final stats.
     pub fn run(self) -> io::Result<Stats> {
         crate::runner::run_until_signalled(self)
     }

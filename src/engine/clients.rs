@@ -1,19 +1,22 @@
-//! The user clients: their records, ids, outboxes, writes, judging and
-//! closing. Everything here is driven by the [`Engine`](super::Engine),
-//! which decides when in a turn each step runs.
+//! The user clients: their records, taking them in and closing them. Their
+//! ids ([`ids`]) and their output ([`output`]) have modules of their own.
+//! Everything here is driven by the [`Engine`](super::Engine), which
+//! decides when in a turn each step runs.
 
 use std::collections::VecDeque;
-use std::io::Read;
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
 use slab::Slab;
 
-use super::consumer::{CloseReason, ConsumerLimits, ConsumerState, Cut, Fate};
-use super::inbox::{Inbox, interrupted, would_block};
+mod ids;
+mod output;
+
+use super::consumer::{CloseReason, ConsumerLimits, ConsumerState, Cut};
+use super::inbox::Inbox;
 use super::outbox::{BroadcastLog, Outbox};
 use super::pipeline::Pipeline;
-use super::protocol::{self, Line, UserId};
+use super::protocol::UserId;
 use super::router::ConnKey;
 use super::transport::{ConnId, Ending, Transport};
 use crate::config::Config;
@@ -22,10 +25,6 @@ use crate::log_limit::LogLimit;
 /// An idle client outbox larger than this is freed, so one burst does not
 /// pin memory for the connection's lifetime.
 const OUTBOX_KEEP_BYTES: usize = 64 * 1024;
-/// Bytes read and dropped per call from a registered client, which has
-/// nothing more to say: a stack buffer, so a chatty client costs reads, not
-/// memory.
-const DISCARD_BYTES: usize = 4096;
 
 /// What a user-client connection is doing.
 #[derive(Debug)]
@@ -252,21 +251,6 @@ impl<T: Transport> Clients<T> {
         Some(key)
     }
 
-    /// Reads the id line of every client still awaiting one, oldest first.
-    pub(super) fn read_ids(&mut self, now: Instant, pipeline: &mut Pipeline, net: &mut T) {
-        for index in 0..self.id_deadlines.len() {
-            let (_, key, serial) = self.id_deadlines[index];
-            let awaiting = self.slab.get(key).is_some_and(|client| {
-                client.serial == serial
-                    && client.closing.is_none()
-                    && matches!(client.state, ClientState::AwaitingId(_))
-            });
-            if awaiting {
-                self.read(key, now, pipeline, net);
-            }
-        }
-    }
-
     /// The connection was reset or hung up.
     pub(super) fn gone(&mut self, key: ConnKey) {
         if let Some(client) = self.slab.get_mut(key) {
@@ -285,268 +269,6 @@ impl<T: Transport> Clients<T> {
         // at the log's end, when it registers.
         if client.is_live() && client.outbox.pending(&self.log) > 0 {
             self.flush(key, now);
-        }
-    }
-
-    /// Reads what a client sent: its id line, or (once registered) anything
-    /// else, which is dropped, until it would block. End-of-file after the
-    /// id is a half-close: the client stays and keeps receiving. Registers
-    /// a client whose id arrived with `pipeline`.
-    pub(super) fn read(
-        &mut self,
-        key: ConnKey,
-        now: Instant,
-        pipeline: &mut Pipeline,
-        net: &mut T,
-    ) {
-        let Some(client) = self.slab.get_mut(key) else {
-            return;
-        };
-        if client.closing.is_some() || client.read_closed {
-            return;
-        }
-        if let ClientState::AwaitingId(inbox) = &mut client.state {
-            let reason = match read_id(inbox, &mut client.stream) {
-                IdRead::Pending => return,
-                IdRead::Id(user) => {
-                    debug!("client {} registered as user {user}", client.peer);
-                    client.state = ClientState::Registered(user);
-                    // Owed the broadcasts from now on, not earlier ones.
-                    client.outbox = Outbox::new(&self.log);
-                    client.last_progress = now;
-                    pipeline.register(user, key);
-                    None
-                }
-                IdRead::Closed => Some(CloseReason::ClosedBeforeId),
-                IdRead::Bad(why) => {
-                    self.counters.bad_ids += 1;
-                    if self.log_limit.allow(now) {
-                        warn!("closing client {}: bad id line: {why}", client.peer);
-                    }
-                    Some(CloseReason::BadId)
-                }
-            };
-            if let Some(reason) = reason {
-                client.mark(key, &mut self.closing, reason);
-                return;
-            }
-        }
-        let mut discard = [0u8; DISCARD_BYTES];
-        loop {
-            match client.stream.read(&mut discard) {
-                Ok(0) => {
-                    debug!(
-                        "client {} ended its sending side; it keeps receiving",
-                        client.peer
-                    );
-                    client.read_closed = true;
-                    net.read_closed(&client.stream);
-                    return;
-                }
-                Ok(_) => continue,
-                Err(err) if would_block(&err) => return,
-                Err(err) if interrupted(&err) => continue,
-                Err(err) => {
-                    debug!("client {} read error: {err}", client.peer);
-                    client.mark(key, &mut self.closing, CloseReason::ReadError);
-                    return;
-                }
-            }
-        }
-    }
-
-    /// Marks the clients that sent no id in time for closing.
-    pub(super) fn expire_id_deadlines(&mut self, now: Instant) {
-        while let Some(&(deadline, key, serial)) = self.id_deadlines.front() {
-            if deadline > now {
-                break;
-            }
-            self.id_deadlines.pop_front();
-            let Some(client) = self.slab.get_mut(key) else {
-                continue;
-            };
-            if client.serial == serial && matches!(client.state, ClientState::AwaitingId(_)) {
-                self.counters.bad_ids += 1;
-                if self.log_limit.allow(now) {
-                    warn!(
-                        "closing client {}: no id within {:?}",
-                        client.peer, self.id_timeout
-                    );
-                }
-                client.mark(key, &mut self.closing, CloseReason::NoIdInTime);
-            }
-        }
-    }
-
-    /// Marks every client still awaiting its id for closing (shutdown).
-    pub(super) fn close_awaiting_id(&mut self) {
-        for (key, client) in &mut self.slab {
-            if matches!(client.state, ClientState::AwaitingId(_)) {
-                client.mark(key, &mut self.closing, CloseReason::Shutdown);
-            }
-        }
-    }
-
-    /// Writes the outboxes that gained frames this turn: every registered
-    /// client's when broadcasts were routed (each takes them in from the
-    /// log), else only those that got frames of their own.
-    pub(super) fn flush_dirty(&mut self, now: Instant) {
-        let mut dirty = std::mem::take(&mut self.dirty);
-        if self.log.end() != self.log_flushed {
-            dirty.clear();
-            dirty.extend(
-                self.slab
-                    .iter()
-                    .filter(|(_, c)| c.is_live())
-                    .map(|(key, _)| key),
-            );
-            self.log_flushed = self.log.end();
-        }
-        for &key in &dirty {
-            if self.slab.get(key).is_some_and(|c| c.closing.is_none()) {
-                self.flush(key, now);
-            }
-        }
-        dirty.clear();
-        self.dirty = dirty;
-        self.turn_full = false;
-    }
-
-    /// Writes one client's outbox until it is empty or would block (unless
-    /// it is known to be blocked), and records its progress: a client that
-    /// owes bytes afterwards goes on the owing list.
-    fn flush(&mut self, key: ConnKey, now: Instant) {
-        let Some(client) = self.slab.get_mut(key) else {
-            return;
-        };
-        let own_before = client.outbox.own_bytes();
-        let mut written = 0;
-        // A blocked client takes nothing in: the broadcasts it owes stay in
-        // the log, held once for everyone, until it can be written.
-        if !client.write_blocked {
-            match client.outbox.write_to(&mut client.stream, &self.log) {
-                Ok(n) => written = n,
-                Err(err) => {
-                    debug!("client {} write error: {err}", client.peer);
-                    client.mark(key, &mut self.closing, CloseReason::WriteError);
-                }
-            }
-        }
-        self.own_bytes = self.own_bytes + client.outbox.own_bytes() - own_before;
-        self.queued_bytes_peak = self.queued_bytes_peak.max(self.own_bytes + self.log.len());
-        self.counters.bytes_out += written as u64;
-        if client.closing.is_some() {
-            return;
-        }
-        let pending = client.outbox.pending(&self.log);
-        if written > 0 || pending == 0 {
-            client.last_progress = now;
-        }
-        if pending > 0 {
-            // `write_to` stops early only when the stream would block.
-            client.write_blocked = true;
-            if !client.owes {
-                // It owed nothing until now: its clock starts now.
-                client.owes = true;
-                client.last_progress = now;
-                self.owing.push((key, client.serial));
-            }
-        } else {
-            client.outbox.shrink_if_idle(OUTBOX_KEEP_BYTES, written);
-        }
-        self.judge(key, now);
-    }
-
-    /// Judges every owing client when one can be due (or the list holds
-    /// many stale entries): with 10,000 clients owing, a pass every turn
-    /// would cost more than the turn.
-    pub(super) fn judge_owing(&mut self, now: Instant) {
-        let due = self.next_judgement.is_some_and(|due| due <= now);
-        if !due && self.owing.len() <= 2 * self.slab.len() + 64 {
-            return;
-        }
-        self.next_judgement = None;
-        let mut index = 0;
-        while index < self.owing.len() {
-            let (key, serial) = self.owing[index];
-            let current = self
-                .slab
-                .get(key)
-                .is_some_and(|c| c.serial == serial && c.owes);
-            if current && self.judge(key, now) {
-                index += 1;
-            } else {
-                self.owing.swap_remove(index);
-            }
-        }
-    }
-
-    /// Applies the slow-consumer rule's [`Fate`] to one client; true while
-    /// it stays on the owing list.
-    fn judge(&mut self, key: ConnKey, now: Instant) -> bool {
-        let Some(client) = self.slab.get_mut(key).filter(|c| c.closing.is_none()) else {
-            return false;
-        };
-        let state = client.consumer_state(&self.log);
-        match self.limits.fate(&state, now) {
-            Fate::Keep {
-                holds_source,
-                next_check,
-            } => {
-                set_hold(client, holds_source, &mut self.holders);
-                client.owes = state.owes();
-                if let Some(due) = next_check {
-                    self.next_judgement =
-                        Some(self.next_judgement.map_or(due, |next| next.min(due)));
-                }
-                client.owes
-            }
-            Fate::Cut(cut) => {
-                let limits = &self.limits;
-                let detail = match cut {
-                    Cut::WriteDeadline => format!(
-                        "no byte written for {:?} while owing {} (write deadline {:?})",
-                        now.saturating_duration_since(state.last_progress),
-                        state.pending,
-                        limits.write_deadline
-                    ),
-                    Cut::OutputLimit => format!(
-                        "{} bytes queued for it alone (limit {})",
-                        state.own_bytes, limits.output_limit
-                    ),
-                    Cut::Lag => format!(
-                        "the oldest of the {} bytes it owes was routed {:?} ago (lag bound {:?})",
-                        state.pending,
-                        state
-                            .oldest_owed_at
-                            .map(|at| now.saturating_duration_since(at))
-                            .unwrap_or_default(),
-                        limits.max_lag
-                    ),
-                };
-                self.cut(key, cut, &detail);
-                false
-            }
-        }
-    }
-
-    /// Cuts a client that does not keep up: logs why, counts it by reason,
-    /// and marks it for closing.
-    pub(super) fn cut(&mut self, key: ConnKey, cut: Cut, detail: &str) {
-        let Some(client) = self.slab.get_mut(key) else {
-            return;
-        };
-        if client.mark(key, &mut self.closing, CloseReason::Cut(cut)) {
-            self.counters.cuts[cut as usize] += 1;
-            let who: &dyn std::fmt::Display = match &client.state {
-                ClientState::Registered(user) => user,
-                ClientState::AwaitingId(_) => &"without id",
-            };
-            warn!(
-                "disconnecting user {who} ({}): slow consumer ({}): {detail}",
-                client.peer,
-                cut.name()
-            );
         }
     }
 
@@ -598,43 +320,6 @@ fn set_hold<S, P>(client: &mut Client<S, P>, hold: bool, holders: &mut usize) {
             *holders += 1;
         } else {
             *holders -= 1;
-        }
-    }
-}
-
-/// Outcome of reading a client's id line.
-enum IdRead {
-    /// No complete line yet.
-    Pending,
-    /// A valid id.
-    Id(UserId),
-    /// The peer closed (or failed) first.
-    Closed,
-    /// Not a valid id line.
-    Bad(protocol::ParseError),
-}
-
-/// Reads from `stream` until a complete id line, the peer closing, an error
-/// or `WouldBlock`.
-fn read_id(inbox: &mut Inbox, stream: &mut impl Read) -> IdRead {
-    loop {
-        match inbox.next_line() {
-            Some(Line::Frame { start, end }) => {
-                let line = protocol::strip_terminator(inbox.frame(start, end));
-                return match protocol::parse_user_id(line) {
-                    Ok(user) => IdRead::Id(user),
-                    Err(reason) => IdRead::Bad(reason),
-                };
-            }
-            Some(Line::Overlong) => return IdRead::Bad(protocol::ParseError::TooLong),
-            None => inbox.compact(),
-        }
-        match inbox.read_from(stream, usize::MAX) {
-            Ok(0) => return IdRead::Closed,
-            Ok(_) => {}
-            Err(err) if would_block(&err) => return IdRead::Pending,
-            Err(err) if interrupted(&err) => {}
-            Err(_) => return IdRead::Closed,
         }
     }
 }

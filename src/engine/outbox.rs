@@ -187,7 +187,7 @@ impl Outbox {
     }
 
     /// When the oldest byte the client owes was routed (within two
-    /// [`crate::engine::timeline::RESOLUTION`]s, never later), or `None` if it owes
+    /// timeline resolutions, never later), or `None` if it owes
     /// nothing: how far it lags the stream.
     pub fn oldest_owed_at(&self, log: &BroadcastLog) -> Option<Instant> {
         match self.segments.front() {

@@ -2,7 +2,7 @@
 //!
 //! The [`Engine`](super::Engine) owns its connections as plain
 //! `Read + Write` streams and never creates, registers or closes a socket:
-//! a [`Transport`] does. The mio shell ([`crate::server`]) implements it
+//! a [`Transport`] does. The mio shell ([`crate::Server`]) implements it
 //! over real sockets; the core's tests implement it over in-memory pipes.
 
 use std::fmt;

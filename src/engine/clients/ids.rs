@@ -1,0 +1,179 @@
+//! Client ids: reading the id line (and, after it, dropping whatever else
+//! a client sends), the id deadline, and half-closes.
+
+use std::io::Read;
+use std::time::Instant;
+
+use log::{debug, warn};
+
+use super::{ClientState, Clients};
+use crate::engine::consumer::CloseReason;
+use crate::engine::inbox::{Inbox, interrupted, would_block};
+use crate::engine::outbox::Outbox;
+use crate::engine::pipeline::Pipeline;
+use crate::engine::protocol::{self, Line, UserId};
+use crate::engine::router::ConnKey;
+use crate::engine::transport::Transport;
+
+/// Bytes read and dropped per call from a registered client, which has
+/// nothing more to say: a stack buffer, so a chatty client costs reads, not
+/// memory.
+const DISCARD_BYTES: usize = 4096;
+
+impl<T: Transport> Clients<T> {
+    /// Reads the id line of every client still awaiting one, oldest first.
+    pub(in crate::engine) fn read_ids(
+        &mut self,
+        now: Instant,
+        pipeline: &mut Pipeline,
+        net: &mut T,
+    ) {
+        for index in 0..self.id_deadlines.len() {
+            let (_, key, serial) = self.id_deadlines[index];
+            let awaiting = self.slab.get(key).is_some_and(|client| {
+                client.serial == serial
+                    && client.closing.is_none()
+                    && matches!(client.state, ClientState::AwaitingId(_))
+            });
+            if awaiting {
+                self.read(key, now, pipeline, net);
+            }
+        }
+    }
+
+    /// Reads what a client sent: its id line, or (once registered) anything
+    /// else, which is dropped, until it would block. End-of-file after the
+    /// id is a half-close: the client stays and keeps receiving. Registers
+    /// a client whose id arrived with `pipeline`.
+    pub(in crate::engine) fn read(
+        &mut self,
+        key: ConnKey,
+        now: Instant,
+        pipeline: &mut Pipeline,
+        net: &mut T,
+    ) {
+        let Some(client) = self.slab.get_mut(key) else {
+            return;
+        };
+        if client.closing.is_some() || client.read_closed {
+            return;
+        }
+        if let ClientState::AwaitingId(inbox) = &mut client.state {
+            let reason = match read_id(inbox, &mut client.stream) {
+                IdRead::Pending => return,
+                IdRead::Id(user) => {
+                    debug!("client {} registered as user {user}", client.peer);
+                    client.state = ClientState::Registered(user);
+                    // Owed the broadcasts from now on, not earlier ones.
+                    client.outbox = Outbox::new(&self.log);
+                    client.last_progress = now;
+                    pipeline.register(user, key);
+                    None
+                }
+                IdRead::Closed => Some(CloseReason::ClosedBeforeId),
+                IdRead::Bad(why) => {
+                    self.counters.bad_ids += 1;
+                    if self.log_limit.allow(now) {
+                        warn!("closing client {}: bad id line: {why}", client.peer);
+                    }
+                    Some(CloseReason::BadId)
+                }
+            };
+            if let Some(reason) = reason {
+                client.mark(key, &mut self.closing, reason);
+                return;
+            }
+        }
+        let mut discard = [0u8; DISCARD_BYTES];
+        loop {
+            match client.stream.read(&mut discard) {
+                Ok(0) => {
+                    debug!(
+                        "client {} ended its sending side; it keeps receiving",
+                        client.peer
+                    );
+                    client.read_closed = true;
+                    net.read_closed(&client.stream);
+                    return;
+                }
+                Ok(_) => continue,
+                Err(err) if would_block(&err) => return,
+                Err(err) if interrupted(&err) => continue,
+                Err(err) => {
+                    debug!("client {} read error: {err}", client.peer);
+                    client.mark(key, &mut self.closing, CloseReason::ReadError);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Marks the clients that sent no id in time for closing.
+    pub(in crate::engine) fn expire_id_deadlines(&mut self, now: Instant) {
+        while let Some(&(deadline, key, serial)) = self.id_deadlines.front() {
+            if deadline > now {
+                break;
+            }
+            self.id_deadlines.pop_front();
+            let Some(client) = self.slab.get_mut(key) else {
+                continue;
+            };
+            if client.serial == serial && matches!(client.state, ClientState::AwaitingId(_)) {
+                self.counters.bad_ids += 1;
+                if self.log_limit.allow(now) {
+                    warn!(
+                        "closing client {}: no id within {:?}",
+                        client.peer, self.id_timeout
+                    );
+                }
+                client.mark(key, &mut self.closing, CloseReason::NoIdInTime);
+            }
+        }
+    }
+
+    /// Marks every client still awaiting its id for closing (shutdown).
+    pub(in crate::engine) fn close_awaiting_id(&mut self) {
+        for (key, client) in &mut self.slab {
+            if matches!(client.state, ClientState::AwaitingId(_)) {
+                client.mark(key, &mut self.closing, CloseReason::Shutdown);
+            }
+        }
+    }
+}
+
+/// Outcome of reading a client's id line.
+enum IdRead {
+    /// No complete line yet.
+    Pending,
+    /// A valid id.
+    Id(UserId),
+    /// The peer closed (or failed) first.
+    Closed,
+    /// Not a valid id line.
+    Bad(protocol::ParseError),
+}
+
+/// Reads from `stream` until a complete id line, the peer closing, an error
+/// or `WouldBlock`.
+fn read_id(inbox: &mut Inbox, stream: &mut impl Read) -> IdRead {
+    loop {
+        match inbox.next_line() {
+            Some(Line::Frame { start, end }) => {
+                let line = protocol::strip_terminator(inbox.frame(start, end));
+                return match protocol::parse_user_id(line) {
+                    Ok(user) => IdRead::Id(user),
+                    Err(reason) => IdRead::Bad(reason),
+                };
+            }
+            Some(Line::Overlong) => return IdRead::Bad(protocol::ParseError::TooLong),
+            None => inbox.compact(),
+        }
+        match inbox.read_from(stream, usize::MAX) {
+            Ok(0) => return IdRead::Closed,
+            Ok(_) => {}
+            Err(err) if would_block(&err) => return IdRead::Pending,
+            Err(err) if interrupted(&err) => {}
+            Err(_) => return IdRead::Closed,
+        }
+    }
+}
