@@ -115,7 +115,7 @@ pub fn measure(config: &SimConfig, total_bytes: u64, writer: Writer) -> io::Resu
     let per_connection = total_bytes
         .div_ceil(connections as u64)
         .max(MIN_BYTES_PER_CONNECTION);
-    crate::limits::raise_fd_limit();
+    connect::raise_open_file_limit();
     let timeout = config.timeout;
     let (addr, running) = match writer {
         Writer::Thread => {
@@ -230,7 +230,7 @@ pub fn writer_main(
     per_connection: u64,
     timeout: Duration,
 ) -> io::Result<()> {
-    crate::limits::raise_fd_limit();
+    connect::raise_open_file_limit();
     let listener = TcpListener::bind((host, 0))?;
     let mut out = io::stdout().lock();
     writeln!(out, "{}", listener.local_addr()?)?;

@@ -46,6 +46,15 @@ pub use mix::{Kind, Mix};
 pub use report::{GenerateReport, Report};
 pub use run::run;
 
+/// A user id as it appears on the wire: an unsigned decimal integer.
+///
+/// The simulator's own, like everything here: it shares no type with the
+/// server, so the model and verifier stay independent of the server's code.
+pub type UserId = u64;
+
+/// An event sequence number; the stream starts at 1.
+pub type Seq = u64;
+
 /// Generates every event of `config`'s run through the model, with the
 /// run's verified clients, and discards the bytes: the generator's speed
 /// against a sink, with no network.
