@@ -14,6 +14,8 @@
 //! - [`plan`]: which ids the client connections claim.
 //! - [`verify`]: per-connection expectations checked line by line.
 //! - [`connect`]: opening the source and client sockets.
+//! - [`demo_server`]: the `follower-maze` binary as a child process, for
+//!   `--demo`.
 //! - [`run`](mod@run): the single-threaded mio loop that drives one run.
 //! - [`failure`] and [`report`]: the verdict, as data and as text or JSON.
 //! - [`baseline`]: the loopback bandwidth measured the way a run reads, to
@@ -24,6 +26,7 @@
 pub mod baseline;
 pub mod config;
 pub mod connect;
+pub mod demo_server;
 pub mod failure;
 pub mod generator;
 pub mod line;
