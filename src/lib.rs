@@ -31,7 +31,6 @@
 //! - [`limits`]: raising the open-file limit.
 //! - [`log_limit`]: rate limiting for log lines peers can trigger.
 //! - [`config`]: every knob, with its flag and environment variable.
-//! - [`sim`]: the load generator and verifier behind `follower-maze-sim`.
 //!
 //! # Running it
 //!
@@ -90,7 +89,6 @@ pub mod limits;
 pub mod log_limit;
 pub mod runner;
 pub mod server;
-pub mod sim;
 pub mod stats;
 
 pub use config::Config;

@@ -7,9 +7,9 @@
 //! kind and ids for every event, and a refusal for every garbage line.
 
 use follower_maze::engine::protocol::{EventKind, parse_event, strip_terminator};
-use follower_maze::sim::generator::GARBAGE;
-use follower_maze::sim::line::{EventLine, read_event};
-use follower_maze::sim::{CountingSink, Generator, GeneratorConfig, Kind, LineEnding};
+use follower_maze_sim::generator::GARBAGE;
+use follower_maze_sim::line::{EventLine, read_event};
+use follower_maze_sim::{CountingSink, Generator, GeneratorConfig, Kind, LineEnding};
 
 /// Events in each stream, holes included.
 const EVENTS: u64 = 20_000;

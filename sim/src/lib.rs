@@ -1,5 +1,19 @@
-//! The simulator: a load generator, reference model and verifier that replace
-//! the original challenge's test client.
+//! # follower-maze-sim
+//!
+//! The simulator for the follower-maze server (the package at the root of
+//! this workspace): a load generator, a reference model and a verifier,
+//! which replace the original challenge's test client. It plays the event
+//! source and every user client against a server over TCP, and checks every
+//! notification each client receives, byte for byte and in order, against
+//! what the model says that client is owed.
+//!
+//! It is independent of the server by construction: this crate does not
+//! depend on `follower-maze` (not even for its tests), so the model, the
+//! verifier and the parsing they need cannot use the server's code, and a bug
+//! in the server cannot be copied into the check that should catch it. The
+//! compiler enforces that. The only link is the wire protocol, and the
+//! `follower-maze` binary that `--demo` starts as a child process
+//! ([`demo_server`]).
 //!
 //! # Layout
 //!
@@ -22,6 +36,8 @@
 //!   put a run's delivered bytes per second in proportion.
 //!
 //! [`run()`] drives a whole run; [`Generator`] works alone for benches.
+
+#![warn(missing_docs)]
 
 pub mod baseline;
 pub mod config;

@@ -15,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use follower_maze::sim::line::{EventLine, read_event};
-use follower_maze::sim::{self, Failure, FailureReason, Kind, SimConfig, UserId};
+use follower_maze_sim::line::{EventLine, read_event};
+use follower_maze_sim::{self as sim, Failure, FailureReason, Kind, SimConfig, UserId};
 
 /// The one thing a fixture does wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

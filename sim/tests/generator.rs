@@ -1,8 +1,8 @@
 //! The generator through the public API, as benches use it: the same seed
 //! makes the same bytes, and the batch size changes only the order.
 
-use follower_maze::sim::line::{digest, read_event};
-use follower_maze::sim::{CountingSink, Generator, GeneratorConfig, SimConfig};
+use follower_maze_sim::line::{digest, read_event};
+use follower_maze_sim::{CountingSink, Generator, GeneratorConfig, SimConfig};
 
 /// The whole stream of `config` with the claims of a default-shaped run.
 fn stream(config: &GeneratorConfig) -> (Vec<u8>, u64) {

@@ -321,7 +321,7 @@ fn draw_garbage_positions(config: &GeneratorConfig) -> Vec<Seq> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sim::line::read_event;
+    use crate::line::read_event;
 
     /// Splits `bytes` into lines, terminators included.
     fn lines(bytes: &[u8]) -> Vec<&[u8]> {

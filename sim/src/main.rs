@@ -13,9 +13,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use follower_maze::sim::baseline::{self, Writer};
-use follower_maze::sim::demo_server::{self, DemoServer, DemoSettings};
-use follower_maze::sim::{self, BaselineReport, Failure, FailureReason, Report, SimConfig};
+use follower_maze_sim::baseline::{self, Writer};
+use follower_maze_sim::demo_server::{self, DemoServer, DemoSettings};
+use follower_maze_sim::{self as sim, BaselineReport, Failure, FailureReason, Report, SimConfig};
 
 /// What the original client printed when every notification arrived.
 const BANNER: &str = r"\o/ ALL NOTIFICATIONS RECEIVED \o/";
