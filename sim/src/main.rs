@@ -4,7 +4,8 @@
 //!
 //! Knobs keep the original client's environment variables (`totalEvents`,
 //! `concurrencyLevel`, ...); `--help` lists them all. `--demo` starts the
-//! server in-process on free ports, so one command shows the whole thing.
+//! `follower-maze` binary on free ports and stops it after the run, so one
+//! command shows the whole thing.
 //! `--loopback-baseline` and `--ratio` measure the loopback bandwidth the
 //! same way, to say what fraction of it the server delivers.
 
