@@ -234,12 +234,30 @@ fn terminate(child: &Child) -> io::Result<()> {
 mod tests {
     use super::*;
 
-    /// A fresh directory under the system's temporary one.
-    fn scratch_dir(name: &str) -> PathBuf {
-        let dir = env::temp_dir().join(format!("follower-maze-sim-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("a scratch directory");
-        dir
+    /// A fresh directory under the system's temporary one for one test,
+    /// removed with everything in it when dropped.
+    struct Scratch(PathBuf);
+
+    impl Scratch {
+        fn new(test: &str) -> Scratch {
+            let root =
+                env::temp_dir().join(format!("follower-maze-sim-{test}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&root);
+            Scratch(root)
+        }
+
+        /// A new, empty directory `name` in it.
+        fn dir(&self, name: &str) -> PathBuf {
+            let dir = self.0.join(name);
+            std::fs::create_dir_all(&dir).expect("a scratch directory");
+            dir
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 
     /// `dir` with an empty file named like the server in it.
@@ -251,8 +269,8 @@ mod tests {
 
     #[test]
     fn the_server_next_to_this_executable_comes_before_path() {
-        let beside = scratch_dir("beside");
-        let on_path = scratch_dir("on-path");
+        let scratch = Scratch::new("beside-first");
+        let (beside, on_path) = (scratch.dir("beside"), scratch.dir("on-path"));
         let expected = with_server(&beside);
         with_server(&on_path);
         let path = env::join_paths([&on_path]).unwrap();
@@ -262,8 +280,9 @@ mod tests {
 
     #[test]
     fn path_is_searched_in_order_when_nothing_is_beside() {
-        let beside = scratch_dir("empty-beside");
-        let (first, second) = (scratch_dir("path-1"), scratch_dir("path-2"));
+        let scratch = Scratch::new("path-order");
+        let beside = scratch.dir("beside");
+        let (first, second) = (scratch.dir("path-1"), scratch.dir("path-2"));
         let expected = with_server(&second);
         let path = env::join_paths([&first, &second]).unwrap();
         let found = find_server_in(None, Some(&beside), Some(&path));
@@ -272,9 +291,10 @@ mod tests {
 
     #[test]
     fn an_explicit_binary_wins_and_must_exist() {
-        let beside = scratch_dir("beside-explicit");
+        let scratch = Scratch::new("explicit");
+        let beside = scratch.dir("beside");
         with_server(&beside);
-        let elsewhere = scratch_dir("explicit");
+        let elsewhere = scratch.dir("elsewhere");
         let explicit = elsewhere.join("my-server");
         std::fs::write(&explicit, b"").unwrap();
         let found = find_server_in(Some(&explicit), Some(&beside), None);
@@ -289,7 +309,8 @@ mod tests {
 
     #[test]
     fn when_nothing_is_found_the_error_says_how_to_build_it() {
-        let beside = scratch_dir("nothing");
+        let scratch = Scratch::new("nothing");
+        let beside = scratch.dir("beside");
         let err = find_server_in(None, Some(&beside), None).unwrap_err();
         assert!(err.contains(&beside.display().to_string()), "{err}");
         assert!(err.contains("cargo build --release"), "{err}");
