@@ -11,8 +11,8 @@
 use std::time::Duration;
 
 use criterion::{Criterion, SamplingMode, Throughput, criterion_group, criterion_main};
-use follower_maze::sim::{self, SimConfig};
 use follower_maze::{BackgroundServer, Config};
+use follower_maze_sim::{self as sim, SimConfig};
 
 /// Events per run.
 const EVENTS: u64 = 1_000_000;

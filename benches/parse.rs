@@ -14,7 +14,7 @@ use std::time::Duration;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use follower_maze::engine::inbox::Inbox;
 use follower_maze::engine::protocol::{Line, parse_event, strip_terminator};
-use follower_maze::sim::{CountingSink, Generator, GeneratorConfig};
+use follower_maze_sim::{CountingSink, Generator, GeneratorConfig};
 
 /// Events in the pre-generated stream.
 const EVENTS: u64 = 1_000_000;

@@ -19,8 +19,8 @@ use std::time::Duration;
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use follower_maze::engine::inbox::Inbox;
 use follower_maze::engine::pipeline::Pipeline;
-use follower_maze::sim::plan::Plan;
-use follower_maze::sim::{CountingSink, Generator, SimConfig};
+use follower_maze_sim::plan::Plan;
+use follower_maze_sim::{CountingSink, Generator, SimConfig};
 
 /// Events per iteration.
 const EVENTS: u64 = 1_000_000;

@@ -16,7 +16,7 @@ use std::time::Duration;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use follower_maze::engine::protocol::{EventKind, Seq, parse_event, strip_terminator};
 use follower_maze::engine::window::{Push, ReorderWindow};
-use follower_maze::sim::{CountingSink, Generator, GeneratorConfig};
+use follower_maze_sim::{CountingSink, Generator, GeneratorConfig};
 
 /// Events per iteration.
 const EVENTS: u64 = 1_000_000;

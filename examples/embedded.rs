@@ -19,8 +19,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use follower_maze::sim::{self, SimConfig};
 use follower_maze::{Config, Server};
+use follower_maze_sim::{self as sim, SimConfig};
 use mio::net::TcpListener;
 use mio::{Events, Interest, Poll, Token, Waker};
 

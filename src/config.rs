@@ -147,7 +147,7 @@ pub struct Config {
 /// The built-in defaults of `T`'s flags: what no arguments parse to while
 /// the environment is ignored, so a library user's `T::default()` does not
 /// change with the variables (or arguments) of the process.
-pub(crate) fn defaults_ignoring_env<T: Parser>() -> T {
+fn defaults_ignoring_env<T: Parser>() -> T {
     let command = T::command()
         .no_binary_name(true)
         .mut_args(|arg| arg.env(None::<&str>));

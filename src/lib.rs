@@ -76,7 +76,6 @@ mod limits;
 mod log_limit;
 mod runner;
 mod server;
-pub mod sim;
 mod stats;
 
 pub use config::Config;

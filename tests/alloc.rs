@@ -26,8 +26,8 @@ use std::time::Duration;
 use follower_maze::engine::inbox::Inbox;
 use follower_maze::engine::pipeline::Pipeline;
 use follower_maze::engine::protocol::{EventKind, Seq, parse_event, strip_terminator};
-use follower_maze::sim::plan::Plan;
-use follower_maze::sim::{CountingSink, Generator, SimConfig};
+use follower_maze_sim::plan::Plan;
+use follower_maze_sim::{CountingSink, Generator, SimConfig};
 
 /// Counts the allocations made on threads that asked for it.
 struct CountingAllocator;

@@ -376,7 +376,7 @@ fn connections_past_the_client_limit_are_closed_at_once() {
 
 #[test]
 fn a_new_run_after_a_short_run_is_recognised_whatever_its_first_line() {
-    use follower_maze::sim::{self, SimConfig};
+    use follower_maze_sim::{self as sim, SimConfig};
     let server = start(Config::ephemeral());
     let (event_port, client_port) = (server.event_addr().port(), server.client_addr().port());
     let short = SimConfig {

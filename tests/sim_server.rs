@@ -7,8 +7,8 @@ mod common;
 use std::time::Duration;
 
 use common::short_hole_timeout;
-use follower_maze::sim::{self, Mix, Report, SimConfig};
 use follower_maze::{BackgroundServer, Config, Stats};
+use follower_maze_sim::{self as sim, Mix, Report, SimConfig};
 
 /// Runs `tweak(small config)` against a fresh server started with
 /// `server`, and returns the simulator's report and the server's stats.

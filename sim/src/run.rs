@@ -28,7 +28,7 @@ use super::model::ClientIndex;
 use super::plan::Plan;
 use super::report::Report;
 use super::verify::Verifiers;
-use crate::engine::protocol::{Seq, UserId};
+use super::{Seq, UserId};
 
 /// The event source's token; clients use their [`ClientIndex`].
 const SOURCE: Token = Token(usize::MAX);
@@ -196,7 +196,7 @@ impl<'a> Run<'a> {
         started: Instant,
     ) -> Result<Self, FailureReason> {
         let wanted = 1 + plan.verified.len() + plan.silent.len();
-        let limit = crate::limits::raise_fd_limit();
+        let limit = connect::raise_open_file_limit();
         if limit != 0 && (limit as usize) < wanted + 16 {
             warn!(
                 "the open-file limit is {limit} but this run needs about {} descriptors; connects will fail past it (raise the hard limit: ulimit -Hn)",

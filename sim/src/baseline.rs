@@ -12,10 +12,11 @@
 //! `delivered notification bytes/s ÷ baseline bytes/s` charges the server
 //! *and* the simulator's verification for the gap.
 //!
-//! The writer runs where the server under test runs: on a thread for
-//! `--demo` (server in-process), as a child process otherwise (server in
-//! another process). A child also keeps the writer's descriptors out of the
-//! simulator's open-file limit: 10,000 clients need 10,000 on each side.
+//! The writer runs where the server under test runs: the binary's is a
+//! child process, as the server is (`--demo` starts the server as one too);
+//! a host that runs a server in its own process can use a thread. A child
+//! also keeps the writer's descriptors out of the simulator's open-file
+//! limit: 10,000 clients need 10,000 on each side.
 
 use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener};
@@ -115,7 +116,7 @@ pub fn measure(config: &SimConfig, total_bytes: u64, writer: Writer) -> io::Resu
     let per_connection = total_bytes
         .div_ceil(connections as u64)
         .max(MIN_BYTES_PER_CONNECTION);
-    crate::limits::raise_fd_limit();
+    connect::raise_open_file_limit();
     let timeout = config.timeout;
     let (addr, running) = match writer {
         Writer::Thread => {
@@ -230,7 +231,7 @@ pub fn writer_main(
     per_connection: u64,
     timeout: Duration,
 ) -> io::Result<()> {
-    crate::limits::raise_fd_limit();
+    connect::raise_open_file_limit();
     let listener = TcpListener::bind((host, 0))?;
     let mut out = io::stdout().lock();
     writeln!(out, "{}", listener.local_addr()?)?;

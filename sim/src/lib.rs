@@ -1,5 +1,19 @@
-//! The simulator: a load generator, reference model and verifier that replace
-//! the original challenge's test client.
+//! # follower-maze-sim
+//!
+//! The simulator for the follower-maze server (the package at the root of
+//! this workspace): a load generator, a reference model and a verifier,
+//! which replace the original challenge's test client. It plays the event
+//! source and every user client against a server over TCP, and checks every
+//! notification each client receives, byte for byte and in order, against
+//! what the model says that client is owed.
+//!
+//! It is independent of the server by construction: this crate does not
+//! depend on `follower-maze` (not even for its tests), so the model, the
+//! verifier and the parsing they need cannot use the server's code, and a bug
+//! in the server cannot be copied into the check that should catch it. The
+//! compiler enforces that. The only link is the wire protocol, and the
+//! `follower-maze` binary that `--demo` starts as a child process
+//! ([`demo_server`]).
 //!
 //! # Layout
 //!
@@ -14,6 +28,8 @@
 //! - [`plan`]: which ids the client connections claim.
 //! - [`verify`]: per-connection expectations checked line by line.
 //! - [`connect`]: opening the source and client sockets.
+//! - [`demo_server`]: the `follower-maze` binary as a child process, for
+//!   `--demo`.
 //! - [`run`](mod@run): the single-threaded mio loop that drives one run.
 //! - [`failure`] and [`report`]: the verdict, as data and as text or JSON.
 //! - [`baseline`]: the loopback bandwidth measured the way a run reads, to
@@ -21,9 +37,12 @@
 //!
 //! [`run()`] drives a whole run; [`Generator`] works alone for benches.
 
+#![warn(missing_docs)]
+
 pub mod baseline;
 pub mod config;
 pub mod connect;
+pub mod demo_server;
 pub mod failure;
 pub mod generator;
 pub mod line;
@@ -45,6 +64,15 @@ pub use line::LineEnding;
 pub use mix::{Kind, Mix};
 pub use report::{GenerateReport, Report};
 pub use run::run;
+
+/// A user id as it appears on the wire: an unsigned decimal integer.
+///
+/// The simulator's own, like everything here: it shares no type with the
+/// server, so the model and verifier stay independent of the server's code.
+pub type UserId = u64;
+
+/// An event sequence number; the stream starts at 1.
+pub type Seq = u64;
 
 /// Generates every event of `config`'s run through the model, with the
 /// run's verified clients, and discards the bytes: the generator's speed

@@ -4,7 +4,8 @@
 //!
 //! Knobs keep the original client's environment variables (`totalEvents`,
 //! `concurrencyLevel`, ...); `--help` lists them all. `--demo` starts the
-//! server in-process on free ports, so one command shows the whole thing.
+//! `follower-maze` binary on free ports and stops it after the run, so one
+//! command shows the whole thing.
 //! `--loopback-baseline` and `--ratio` measure the loopback bandwidth the
 //! same way, to say what fraction of it the server delivers.
 
@@ -13,9 +14,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use follower_maze::sim::baseline::{self, Writer};
-use follower_maze::sim::{self, BaselineReport, Failure, FailureReason, Report, SimConfig};
-use follower_maze::{BackgroundServer, Config, Stats};
+use follower_maze_sim::baseline::{self, Writer};
+use follower_maze_sim::demo_server::{self, DemoServer, DemoSettings};
+use follower_maze_sim::{self as sim, BaselineReport, Failure, FailureReason, Report, SimConfig};
 
 /// What the original client printed when every notification arrived.
 const BANNER: &str = r"\o/ ALL NOTIFICATIONS RECEIVED \o/";
@@ -49,9 +50,15 @@ struct Args {
     #[arg(long, value_name = "PATH")]
     json: Option<PathBuf>,
 
-    /// Start the server in-process on free ports and run against it.
+    /// Start the follower-maze server binary on free loopback ports, run
+    /// against it, then stop it (SIGTERM); it logs its own final counts.
     #[arg(long)]
     demo: bool,
+
+    /// The server binary --demo starts [default: follower-maze next to this
+    /// executable, else on PATH].
+    #[arg(long, env = "FOLLOWER_MAZE_BIN", value_name = "PATH")]
+    server_bin: Option<PathBuf>,
 
     /// Only generate every event through the model and discard the bytes;
     /// print the generator's events per second.
@@ -62,8 +69,8 @@ struct Args {
     /// --baseline-bytes of pre-made lines over as many connections as a run
     /// verifies (concurrencyLevel + --duplicate-ids), read by this
     /// simulator's client loop (same read size, same mio loop, bytes counted,
-    /// not checked); prints bytes/s. The writer is a child process, or a
-    /// thread with --demo, as the server would be.
+    /// not checked); prints bytes/s. The writer is a child process, as the
+    /// server is.
     #[arg(long)]
     loopback_baseline: bool,
 
@@ -156,20 +163,19 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs against a server started in-process, then stops it and reports
-/// what it counted too.
+/// Runs against the server binary started as a child process, then stops
+/// it; the server logs its own final counts as it exits.
 fn demo(args: &Args, baseline: Option<BaselineReport>) -> ExitCode {
-    let mut config = Config {
+    let settings = DemoSettings {
         log_level: args.sim.log_level,
-        ..Config::ephemeral()
+        hole_timeout: (args.sim.holes > 0).then_some(DEMO_HOLE_TIMEOUT),
     };
-    if args.sim.holes > 0 {
-        config.hole_timeout = DEMO_HOLE_TIMEOUT;
-    }
-    let server = match BackgroundServer::start(config) {
+    let started = demo_server::find_server(args.server_bin.as_deref())
+        .and_then(|binary| DemoServer::start(&binary, &settings));
+    let server = match started {
         Ok(server) => server,
-        Err(err) => {
-            say!("FAILED: cannot start the demo server: {err}");
+        Err(why) => {
+            say!("FAILED: cannot start the demo server: {why}");
             return ExitCode::FAILURE;
         }
     };
@@ -185,50 +191,38 @@ fn demo(args: &Args, baseline: Option<BaselineReport>) -> ExitCode {
         ..args.sim.clone()
     };
     let outcome = sim::run(&sim);
-    match server.stop() {
-        Ok(stats) => print_server_stats(&stats),
-        Err(err) => say!("server: stopping failed: {err}"),
-    }
-    finish(args, outcome, baseline)
+    let stopped = match server.stop() {
+        Ok(status) if status.success() => true,
+        Ok(status) => {
+            say!("FAILED: the demo server exited with {status}");
+            false
+        }
+        Err(err) => {
+            say!("FAILED: stopping the demo server: {err}");
+            false
+        }
+    };
+    let code = finish(args, outcome, baseline);
+    if stopped { code } else { ExitCode::FAILURE }
 }
 
 /// Measures the loopback baseline for `args`' connections, with the writer
-/// where the server would be; says why on failure.
+/// in a child process as the server is; says why on failure.
 fn measure_baseline(args: &Args) -> Option<BaselineReport> {
-    let writer = if args.demo {
-        Writer::Thread
-    } else {
-        match std::env::current_exe() {
-            Ok(exe) => Writer::Process(exe),
-            Err(err) => {
-                say!("FAILED: loopback baseline: cannot find this executable: {err}");
-                return None;
-            }
+    let exe = match std::env::current_exe() {
+        Ok(exe) => exe,
+        Err(err) => {
+            say!("FAILED: loopback baseline: cannot find this executable: {err}");
+            return None;
         }
     };
-    match baseline::measure(&args.sim, args.baseline_bytes, writer) {
+    match baseline::measure(&args.sim, args.baseline_bytes, Writer::Process(exe)) {
         Ok(report) => Some(report),
         Err(err) => {
             say!("FAILED: loopback baseline: {err}");
             None
         }
     }
-}
-
-/// Prints the demo server's own counts, to compare with the simulator's.
-fn print_server_stats(stats: &Stats) {
-    say!(
-        "server: {} events in, {} routed, {} notifications ({:.1} MB out); {} skipped, {} late, {} duplicate, {} malformed, {} slow consumers cut",
-        stats.events_in,
-        stats.events_routed,
-        stats.notifications,
-        stats.bytes_out as f64 / 1e6,
-        stats.skipped,
-        stats.late,
-        stats.duplicates,
-        stats.malformed,
-        stats.slow_consumers
-    );
 }
 
 /// Prints the summary, the ratio to the `baseline` if one was measured, and

@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::model::ClientIndex;
 use super::report::Report;
-use crate::engine::protocol::{Seq, UserId};
+use super::{Seq, UserId};
 
 /// One reason a run failed.
 ///

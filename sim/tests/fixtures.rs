@@ -4,7 +4,8 @@
 //! itself is a correct server.
 //!
 //! The fixtures are deliberately simple (std threads, blocking sockets, a
-//! `BTreeMap` for reordering) and share no code with the real server.
+//! `BTreeMap` for reordering) and share no code with the real server; they
+//! read events with the simulator's [`read_event`].
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
@@ -14,8 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use follower_maze::engine::protocol::{EventKind, UserId, parse_event, strip_terminator};
-use follower_maze::sim::{self, Failure, FailureReason, SimConfig};
+use follower_maze_sim::line::{EventLine, read_event};
+use follower_maze_sim::{self as sim, Failure, FailureReason, Kind, SimConfig, UserId};
 
 /// The one thing a fixture does wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +111,7 @@ fn accept_clients(listener: &TcpListener, stop: &AtomicBool, registry: &Registry
                 while !id.ends_with(b"\n") && stream.read_exact(&mut byte).is_ok() {
                     id.push(byte[0]);
                 }
-                let id = String::from_utf8_lossy(strip_terminator(&id)).parse::<UserId>();
+                let id = String::from_utf8_lossy(&id).trim_end().parse::<UserId>();
                 if let Ok(id) = id {
                     let mut registry = registry.lock().expect("registry lock");
                     registry.entry(id).or_default().push(stream);
@@ -144,7 +145,7 @@ fn serve_source(listener: &TcpListener, stop: &AtomicBool, registry: &Registry, 
         held: None,
         stalled: None,
     };
-    let mut waiting: BTreeMap<u64, (EventKind, Vec<u8>)> = BTreeMap::new();
+    let mut waiting: BTreeMap<u64, (EventLine, Vec<u8>)> = BTreeMap::new();
     let mut next = 1;
     let mut line = Vec::new();
     loop {
@@ -153,12 +154,12 @@ fn serve_source(listener: &TcpListener, stop: &AtomicBool, registry: &Registry, 
             Ok(0) | Err(_) => break,
             Ok(_) => {}
         }
-        let Ok(event) = parse_event(strip_terminator(&line)) else {
+        let Some(event) = read_event(&line) else {
             continue;
         };
-        waiting.insert(event.seq, (event.kind, line.clone()));
-        while let Some((kind, frame)) = waiting.remove(&next) {
-            router.route(kind, &frame);
+        waiting.insert(event.seq, (event, line.clone()));
+        while let Some((event, frame)) = waiting.remove(&next) {
+            router.route(event, &frame);
             next += 1;
         }
     }
@@ -182,30 +183,31 @@ struct FixtureRouter {
 }
 
 impl FixtureRouter {
-    fn route(&mut self, kind: EventKind, frame: &[u8]) {
+    fn route(&mut self, event: EventLine, frame: &[u8]) {
+        let EventLine { kind, from, to, .. } = event;
         let recipients: Vec<UserId> = match kind {
-            EventKind::Follow { from, to } => {
+            Kind::Follow => {
                 self.followers.entry(to).or_default().insert(from);
                 vec![to]
             }
-            EventKind::Unfollow { from, to } => {
+            Kind::Unfollow => {
                 if let Some(set) = self.followers.get_mut(&to) {
                     set.remove(&from);
                 }
                 vec![]
             }
-            EventKind::Private { to, .. } => vec![to],
-            EventKind::Broadcast => {
+            Kind::Private => vec![to],
+            Kind::Broadcast => {
                 let registry = self.registry.lock().expect("registry lock");
                 registry.keys().copied().collect()
             }
-            EventKind::Status { from } => self
+            Kind::Status => self
                 .followers
                 .get(&from)
                 .map(|set| set.iter().copied().collect())
                 .unwrap_or_default(),
         };
-        let single = matches!(kind, EventKind::Follow { .. } | EventKind::Private { .. });
+        let single = matches!(kind, Kind::Follow | Kind::Private);
         for user in recipients {
             self.deliver(user, frame, single);
         }
@@ -241,7 +243,7 @@ impl FixtureRouter {
                     // The last byte before the terminator is the last digit
                     // of `to`; the seq stays intact.
                     let mut altered = frame.to_vec();
-                    let at = strip_terminator(frame).len() - 1;
+                    let at = frame.trim_ascii_end().len() - 1;
                     altered[at] = b'x';
                     self.write(user, &altered);
                     return;

@@ -1,9 +1,8 @@
 //! The generator through the public API, as benches use it: the same seed
 //! makes the same bytes, and the batch size changes only the order.
 
-use follower_maze::engine::protocol::{parse_event, strip_terminator};
-use follower_maze::sim::line::digest;
-use follower_maze::sim::{CountingSink, Generator, GeneratorConfig, SimConfig};
+use follower_maze_sim::line::{digest, read_event};
+use follower_maze_sim::{CountingSink, Generator, GeneratorConfig, SimConfig};
 
 /// The whole stream of `config` with the claims of a default-shaped run.
 fn stream(config: &GeneratorConfig) -> (Vec<u8>, u64) {
@@ -42,7 +41,7 @@ fn the_batch_size_changes_the_order_only() {
         let mut lines: Vec<(u64, Vec<u8>)> = bytes
             .split_inclusive(|&b| b == b'\n')
             .map(|l| {
-                let seq = parse_event(strip_terminator(l)).expect("valid").seq;
+                let seq = read_event(l).expect("valid").seq;
                 (seq, l.to_vec())
             })
             .collect();

@@ -6,13 +6,18 @@
 
 use std::time::Duration;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 
 use super::generator::GeneratorConfig;
 use super::line::LineEnding;
 use super::mix::Mix;
 use super::model::User;
-use crate::config::{defaults_ignoring_env, parse_millis};
+
+/// Parses a whole number of milliseconds, the original client's unit for
+/// every time it takes.
+fn parse_millis(text: &str) -> Result<Duration, std::num::ParseIntError> {
+    text.parse().map(Duration::from_millis)
+}
 
 /// How the simulator runs.
 ///
@@ -129,9 +134,15 @@ pub struct SimConfig {
 
 impl Default for SimConfig {
     /// The original client's defaults, ignoring the environment and
-    /// arguments of the process.
+    /// arguments of the process: a library user's (or a test's) defaults
+    /// must not change with `totalEvents` or `timeout` set in the shell.
     fn default() -> Self {
-        defaults_ignoring_env()
+        // No environment variables, and a command line of the name alone.
+        let built_in_only = SimConfig::command().mut_args(|arg| arg.env(None::<&str>));
+        let parsed = built_in_only
+            .try_get_matches_from(["follower-maze-sim"])
+            .and_then(|matches| SimConfig::from_arg_matches(&matches));
+        parsed.expect("the built-in defaults parse")
     }
 }
 
@@ -251,6 +262,14 @@ mod tests {
         assert_eq!(config.mix, Mix::fanout());
         assert_eq!(config.ending(), LineEnding::Lf);
         assert_eq!(config.timeout, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn times_are_whole_milliseconds() {
+        assert_eq!(parse_millis("1500"), Ok(Duration::from_millis(1500)));
+        assert!(parse_millis("1.5").is_err());
+        assert!(parse_millis("-1").is_err());
+        assert!(SimConfig::try_parse_from(["sim", "--timeout", "soon"]).is_err());
     }
 
     #[test]

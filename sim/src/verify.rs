@@ -26,7 +26,7 @@ use super::failure::{FailureReason, show_line};
 use super::generator::ExpectSink;
 use super::line::{digest, leading_seq};
 use super::model::ClientIndex;
-use crate::engine::protocol::{Seq, UserId};
+use super::{Seq, UserId};
 
 /// Missing candidates kept per connection; past this only the count grows
 /// (the first divergence is already known by then).

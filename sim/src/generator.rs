@@ -7,16 +7,17 @@
 //! is the batch shuffled into the output. Nothing is allocated per event:
 //! lines are formatted into a scratch buffer reused by every batch.
 
+use super::Seq;
 use super::line::{LineEnding, digest, push_u64};
 use super::mix::{Kind, Mix};
 use super::model::{ClientIndex, Model, User};
 use super::rng::{Rng, stream};
-use crate::engine::protocol::Seq;
 
 /// Lines that are not valid events, mixed into the stream by `--malformed`.
 ///
 /// Each breaks a different rule, and none may parse as an event (a unit test
-/// checks that against the server's own parser), so the server must skip
+/// checks that with [`read_event`](super::line::read_event), and the
+/// server's tests with the server's own parser), so the server must skip
 /// them without any effect on what clients receive.
 pub const GARBAGE: &[&[u8]] = &[
     b"garbage",
@@ -320,7 +321,7 @@ fn draw_garbage_positions(config: &GeneratorConfig) -> Vec<Seq> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::engine::protocol::{EventKind, parse_event, strip_terminator};
+    use crate::line::read_event;
 
     /// Splits `bytes` into lines, terminators included.
     fn lines(bytes: &[u8]) -> Vec<&[u8]> {
@@ -347,10 +348,10 @@ mod tests {
         let mut seqs = Vec::new();
         for line in lines(&out) {
             assert!(line.ends_with(b"\r\n"));
-            let event = parse_event(strip_terminator(line)).expect("a valid event");
+            let event = read_event(line).expect("a valid event");
             seqs.push(event.seq);
-            if let EventKind::Private { from, to } = event.kind {
-                assert!((1..=50).contains(&from) && (1..=50).contains(&to));
+            if event.kind == Kind::Private {
+                assert!((1..=50).contains(&event.from) && (1..=50).contains(&event.to));
             }
         }
         seqs.sort_unstable();
@@ -368,7 +369,7 @@ mod tests {
             assert!(batch.last >= batch.first && batch.last - batch.first < 50);
             let seqs: Vec<Seq> = lines(&out)
                 .iter()
-                .map(|l| parse_event(strip_terminator(l)).expect("valid").seq)
+                .map(|l| read_event(l).expect("valid").seq)
                 .collect();
             let mut sorted = seqs.clone();
             sorted.sort_unstable();
@@ -397,7 +398,7 @@ mod tests {
             .iter()
             .map(|l| {
                 assert!(l.ends_with(b"\n") && !l.ends_with(b"\r\n"));
-                parse_event(strip_terminator(l)).expect("valid").seq
+                read_event(l).expect("valid").seq
             })
             .collect();
         assert_eq!(seqs, (1..=200).collect::<Vec<_>>());
@@ -413,13 +414,8 @@ mod tests {
         {}
         let mut counts = [0u32; 5];
         for line in lines(&out) {
-            let at = match parse_event(strip_terminator(line)).expect("valid").kind {
-                EventKind::Broadcast => 0,
-                EventKind::Follow { .. } => 1,
-                EventKind::Unfollow { .. } => 2,
-                EventKind::Private { .. } => 3,
-                EventKind::Status { .. } => 4,
-            };
+            let kind = read_event(line).expect("valid").kind;
+            let at = Kind::ALL.iter().position(|&k| k == kind).expect("a kind");
             counts[at] += 1;
         }
         let share = |at: usize| f64::from(counts[at]) / 100_000.0;
@@ -443,12 +439,16 @@ mod tests {
             .is_some()
         {}
         for line in lines(&out) {
-            match parse_event(strip_terminator(line)).expect("valid").kind {
-                EventKind::Follow { from, to } => {
-                    live.insert((from, to));
+            let event = read_event(line).expect("valid");
+            match event.kind {
+                Kind::Follow => {
+                    live.insert((event.from, event.to));
                 }
-                EventKind::Unfollow { from, to } => {
-                    assert!(live.remove(&(from, to)), "unfollow of a live edge");
+                Kind::Unfollow => {
+                    assert!(
+                        live.remove(&(event.from, event.to)),
+                        "unfollow of a live edge"
+                    );
                 }
                 _ => {}
             }
@@ -474,9 +474,9 @@ mod tests {
         let mut seqs = Vec::new();
         let mut garbage = 0;
         for line in lines(&out) {
-            match parse_event(strip_terminator(line)) {
-                Ok(event) => seqs.push(event.seq),
-                Err(_) => garbage += 1,
+            match read_event(line) {
+                Some(event) => seqs.push(event.seq),
+                None => garbage += 1,
             }
         }
         assert_eq!(garbage, 20);
@@ -488,11 +488,7 @@ mod tests {
     #[test]
     fn no_garbage_line_is_a_valid_event() {
         for line in GARBAGE {
-            assert!(
-                parse_event(line).is_err(),
-                "{:?}",
-                String::from_utf8_lossy(line)
-            );
+            assert_eq!(read_event(line), None, "{}", line.escape_ascii());
         }
     }
 
@@ -515,12 +511,7 @@ mod tests {
         assert!(sink.0.len() > 100);
         let by_seq: std::collections::HashMap<Seq, u64> = lines(&out)
             .iter()
-            .map(|l| {
-                (
-                    parse_event(strip_terminator(l)).expect("valid").seq,
-                    digest(l),
-                )
-            })
+            .map(|l| (read_event(l).expect("valid").seq, digest(l)))
             .collect();
         for pair in sink.0.windows(2) {
             assert!(pair[0].1 <= pair[1].1, "expectations in seq order");

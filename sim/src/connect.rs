@@ -14,6 +14,23 @@ use super::failure::FailureReason;
 use super::line::{LineEnding, push_u64};
 use super::model::User;
 
+/// Raises the soft limit on open files as far as the hard limit allows, so
+/// a run with thousands of clients needs no `ulimit -n` first; returns the
+/// soft limit in force afterwards, or 0 when it cannot be read (say why in
+/// the log).
+///
+/// The `rlimit` crate makes the system calls, so the simulator needs no
+/// unsafe code of its own for it.
+pub fn raise_open_file_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(err) => {
+            log::warn!("cannot raise the open-file limit: {err}");
+            0
+        }
+    }
+}
+
 /// The first address `host:port` resolves to.
 pub fn resolve(host: &str, port: u16) -> Result<SocketAddr, FailureReason> {
     let failed = |error: String| FailureReason::Connect {

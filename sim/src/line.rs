@@ -3,6 +3,12 @@
 //!
 //! The generator and the verifier both use [`digest`], so an expectation is a
 //! seq plus 8 bytes instead of a copy of the line.
+//!
+//! [`read_event`] reads an event line back, for tests and fixture servers:
+//! the simulator's own reading, so they check it without the server's parser.
+
+use super::mix::Kind;
+use super::{Seq, UserId};
 
 /// How the simulator ends every line it sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -106,6 +112,70 @@ pub fn leading_seq(line: &[u8]) -> Option<u64> {
         value = value.checked_mul(10)?.checked_add(u64::from(digit))?;
     }
     None
+}
+
+/// An event line read back by [`read_event`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EventLine {
+    /// Its sequence number (at least 1).
+    pub seq: Seq,
+    /// Its kind, from the letter.
+    pub kind: Kind,
+    /// The first user id (`from`): 0 for a broadcast.
+    pub from: UserId,
+    /// The second user id (`to`): 0 for a broadcast or a status update.
+    pub to: UserId,
+}
+
+/// Reads one event line, terminator (`\r\n` or `\n`) included or not:
+/// `seq|B`, `seq|S|from`, or `seq|F|from|to` (likewise `U` and `P`), with
+/// plain decimal numbers and a seq of at least 1. Anything else is `None`.
+///
+/// The run never needs it (the verifier reads only the seq, and checks the
+/// rest by digest). It is here so that the generator's tests and the
+/// verifier's fixture servers can read the stream without the server's
+/// parser: this crate does not depend on the server, so they could not use
+/// it, and a check made with the code under test would prove little. The
+/// server's side checks that its parser reads the generator's stream the
+/// same way.
+pub fn read_event(line: &[u8]) -> Option<EventLine> {
+    let line = match line.strip_suffix(b"\n") {
+        Some(line) => line.strip_suffix(b"\r").unwrap_or(line),
+        None => line,
+    };
+    let mut fields = line.split(|&byte| byte == b'|');
+    let seq = decimal(fields.next()?).filter(|&seq| seq >= 1)?;
+    let kind = match fields.next()? {
+        &[letter] => *Kind::ALL.iter().find(|kind| kind.letter() == letter)?,
+        _ => return None,
+    };
+    let ids = match kind {
+        Kind::Broadcast => 0,
+        Kind::Status => 1,
+        Kind::Follow | Kind::Unfollow | Kind::Private => 2,
+    };
+    let mut users: [UserId; 2] = [0; 2];
+    for user in &mut users[..ids] {
+        *user = decimal(fields.next()?)?;
+    }
+    if fields.next().is_some() {
+        return None;
+    }
+    Some(EventLine {
+        seq,
+        kind,
+        from: users[0],
+        to: users[1],
+    })
+}
+
+/// A field of ASCII digits only (no sign, no spaces) as a number that fits
+/// in 64 bits.
+fn decimal(field: &[u8]) -> Option<u64> {
+    if field.is_empty() || !field.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(field).ok()?.parse().ok()
 }
 
 /// Calls `on_line` for every complete line (terminator included) in `data`,
@@ -237,6 +307,40 @@ mod tests {
         assert_eq!(split(&[b"12345678"], 4), Err(b"12345678".to_vec()));
         assert_eq!(split(&[b"12", b"345"], 4), Err(b"12345".to_vec()));
         assert!(split(&[b"1234\n"], 4).is_ok(), "only a tail is limited");
+    }
+
+    #[test]
+    fn read_event_reads_every_kind_with_either_ending() {
+        let event = |seq, kind, from, to| {
+            Some(EventLine {
+                seq,
+                kind,
+                from,
+                to,
+            })
+        };
+        assert_eq!(read_event(b"1|B\r\n"), event(1, Kind::Broadcast, 0, 0));
+        assert_eq!(read_event(b"22|S|7\n"), event(22, Kind::Status, 7, 0));
+        assert_eq!(read_event(b"3|F|4|5"), event(3, Kind::Follow, 4, 5));
+        assert_eq!(read_event(b"6|U|4|5\n"), event(6, Kind::Unfollow, 4, 5));
+        assert_eq!(
+            read_event(b"9|P|10|11\r\n"),
+            event(9, Kind::Private, 10, 11)
+        );
+    }
+
+    #[test]
+    fn read_event_refuses_what_the_protocol_does_not_write() {
+        // The generator's garbage lines are checked in its own tests.
+        assert_eq!(read_event(b"+5|B"), None);
+        assert_eq!(read_event(b"5|S|+3"), None);
+        assert_eq!(read_event(b"5|BB"), None);
+        assert_eq!(read_event(b"5|B\r\r\n"), None);
+        assert_eq!(
+            read_event(b"5|B\r"),
+            None,
+            "a CR ends a line only before LF"
+        );
     }
 
     #[test]
