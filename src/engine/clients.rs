@@ -4,6 +4,7 @@
 //! decides when in a turn each step runs.
 
 use std::collections::VecDeque;
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use log::{debug, warn};
@@ -81,16 +82,17 @@ impl<S, P> Client<S, P> {
             oldest_owed_at: self.outbox.oldest_owed_at(log),
         }
     }
+}
 
-    /// Marks it for closing at the end of the turn (once); true if it was
-    /// not already.
-    fn mark(&mut self, key: ConnKey, closing: &mut Vec<ConnKey>, reason: CloseReason) -> bool {
-        if self.closing.is_some() {
-            return false;
+/// Names a client for log lines: its user id once it has one, and its peer.
+struct Who<'a, S, P>(&'a Client<S, P>);
+
+impl<S, P: fmt::Display> fmt::Display for Who<'_, S, P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.0.state {
+            ClientState::Registered(user) => write!(f, "user {user} ({})", self.0.peer),
+            ClientState::AwaitingId(_) => write!(f, "a client without id ({})", self.0.peer),
         }
-        self.closing = Some(reason);
-        closing.push(key);
-        true
     }
 }
 
@@ -105,6 +107,53 @@ pub(super) struct ClientCounters {
     pub(super) bad_ids: u64,
     /// Connections refused at the client limit.
     pub(super) refused: u64,
+}
+
+/// The clients to close at the end of the turn, and the counters and log
+/// lines their [`CloseReason`]s drive.
+#[derive(Debug)]
+pub(super) struct Endings {
+    /// Clients to close at the end of this turn.
+    marked: Vec<ConnKey>,
+    /// Counters, some of them by reason.
+    pub(super) counters: ClientCounters,
+    /// Limits log lines about clients breaking rules (a flood of bad ids
+    /// must not flood the log).
+    log_limit: LogLimit,
+}
+
+impl Endings {
+    /// Marks `client` to be closed at the end of the turn for `reason`,
+    /// once: counts it by its reason and logs it, with `detail` if given.
+    /// False if it was already marked.
+    pub(super) fn end<S, P: fmt::Display>(
+        &mut self,
+        key: ConnKey,
+        client: &mut Client<S, P>,
+        reason: CloseReason,
+        detail: Option<&dyn fmt::Display>,
+        now: Instant,
+    ) -> bool {
+        if client.closing.is_some() {
+            return false;
+        }
+        client.closing = Some(reason);
+        self.marked.push(key);
+        match reason {
+            CloseReason::Cut(cut) => self.counters.cuts[cut as usize] += 1,
+            CloseReason::BadId | CloseReason::NoIdInTime => self.counters.bad_ids += 1,
+            _ => {}
+        }
+        let detail = detail
+            .map(|detail| format!(": {detail}"))
+            .unwrap_or_default();
+        if !reason.is_warning() {
+            debug!("closing {}: {reason}{detail}", Who(client));
+        } else if self.log_limit.allow(now) {
+            warn!("closing {}: {reason}{detail}", Who(client));
+        }
+        true
+    }
 }
 
 /// Every client connection, and the output held for them.
@@ -124,8 +173,8 @@ pub(super) struct Clients<T: Transport> {
     pub(super) max_queued_bytes: usize,
     /// Clients whose outbox gained frames this turn and may be written.
     pub(super) dirty: Vec<ConnKey>,
-    /// Clients to close at the end of this turn.
-    pub(super) closing: Vec<ConnKey>,
+    /// Clients to close at the end of this turn, and why.
+    pub(super) endings: Endings,
     /// Clients that owed bytes after their last write, with serials: judged
     /// when one can be due (`next_judgement`).
     owing: Vec<(ConnKey, u64)>,
@@ -149,9 +198,7 @@ pub(super) struct Clients<T: Transport> {
     pub(super) turn_full: bool,
     /// Serial for the next connection.
     next_serial: u64,
-    /// Counters.
-    pub(super) counters: ClientCounters,
-    /// Limits log lines about misbehaving clients.
+    /// Limits log lines about refused connections.
     log_limit: LogLimit,
 }
 
@@ -170,7 +217,11 @@ impl<T: Transport> Clients<T> {
             max_id_line: config.max_id_line,
             max_queued_bytes: config.max_queued_bytes,
             dirty: Vec::new(),
-            closing: Vec::new(),
+            endings: Endings {
+                marked: Vec::new(),
+                counters: ClientCounters::default(),
+                log_limit: LogLimit::new(now),
+            },
             owing: Vec::new(),
             holders: 0,
             next_judgement: None,
@@ -181,7 +232,6 @@ impl<T: Transport> Clients<T> {
             queued_bytes_peak: 0,
             turn_full: false,
             next_serial: 0,
-            counters: ClientCounters::default(),
             log_limit: LogLimit::new(now),
         }
     }
@@ -213,7 +263,7 @@ impl<T: Transport> Clients<T> {
         net: &mut T,
     ) -> Option<ConnKey> {
         if self.slab.len() >= self.max_clients {
-            self.counters.refused += 1;
+            self.endings.counters.refused += 1;
             if self.log_limit.allow(now) {
                 warn!(
                     "refusing client {peer}: {} clients connected (limit {})",
@@ -252,10 +302,9 @@ impl<T: Transport> Clients<T> {
     }
 
     /// The connection was reset or hung up.
-    pub(super) fn gone(&mut self, key: ConnKey) {
+    pub(super) fn gone(&mut self, key: ConnKey, now: Instant) {
         if let Some(client) = self.slab.get_mut(key) {
-            debug!("client {} is gone", client.peer);
-            client.mark(key, &mut self.closing, CloseReason::Gone);
+            self.endings.end(key, client, CloseReason::Gone, None, now);
         }
     }
 
@@ -275,7 +324,7 @@ impl<T: Transport> Clients<T> {
     /// Closes every client marked this turn; one cut for not keeping up is
     /// reset, so what the transport still holds for it is dropped.
     pub(super) fn close_marked(&mut self, pipeline: &mut Pipeline, net: &mut T) {
-        for key in std::mem::take(&mut self.closing) {
+        for key in std::mem::take(&mut self.endings.marked) {
             let Some(mut client) = self.slab.try_remove(key) else {
                 continue;
             };

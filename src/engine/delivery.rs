@@ -56,7 +56,7 @@ impl<T: Transport> Deliver for Fanout<'_, T> {
                     clients.limits.output_limit
                 );
                 debug_assert_eq!(cut, Cut::OutputLimit);
-                clients.cut(conn, cut, &detail);
+                clients.cut(conn, cut, &detail, self.now);
                 return;
             }
         };

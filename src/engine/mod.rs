@@ -137,7 +137,7 @@ impl<T: Transport> Engine<T> {
         if readiness.gone {
             // A client that closed after reading everything is told from
             // one that half-closed only this way, after a write to it.
-            return self.clients.gone(key);
+            return self.clients.gone(key, now);
         }
         if readiness.writable {
             self.clients.writable(key, now);
@@ -246,7 +246,7 @@ impl<T: Transport> Engine<T> {
             now,
         };
         self.pipeline.release_ready(now, &mut fanout);
-        self.clients.close_awaiting_id();
+        self.clients.close_awaiting_id(now);
         self.clients.flush_dirty(now);
         self.end_turn(net);
     }
@@ -263,7 +263,7 @@ impl<T: Transport> Engine<T> {
         let pipeline = self.pipeline.counters();
         let (window_depth, window_bytes) = self.pipeline.window_depth();
         let clients = self.pipeline.router().connections();
-        let counters = self.clients.counters;
+        let counters = self.clients.endings.counters;
         let cuts = counters.cuts;
         Stats {
             events_in: pipeline.events_in,

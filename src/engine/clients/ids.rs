@@ -4,7 +4,7 @@
 use std::io::Read;
 use std::time::Instant;
 
-use log::{debug, warn};
+use log::debug;
 
 use super::{ClientState, Clients};
 use crate::engine::consumer::CloseReason;
@@ -70,17 +70,12 @@ impl<T: Transport> Clients<T> {
                     pipeline.register(user, key);
                     None
                 }
-                IdRead::Closed => Some(CloseReason::ClosedBeforeId),
-                IdRead::Bad(why) => {
-                    self.counters.bad_ids += 1;
-                    if self.log_limit.allow(now) {
-                        warn!("closing client {}: bad id line: {why}", client.peer);
-                    }
-                    Some(CloseReason::BadId)
-                }
+                IdRead::Closed => Some((CloseReason::ClosedBeforeId, None)),
+                IdRead::Bad(why) => Some((CloseReason::BadId, Some(why))),
             };
-            if let Some(reason) = reason {
-                client.mark(key, &mut self.closing, reason);
+            if let Some((reason, why)) = reason {
+                let why = why.as_ref().map(|why| why as &dyn std::fmt::Display);
+                self.endings.end(key, client, reason, why, now);
                 return;
             }
         }
@@ -100,8 +95,8 @@ impl<T: Transport> Clients<T> {
                 Err(err) if would_block(&err) => return,
                 Err(err) if interrupted(&err) => continue,
                 Err(err) => {
-                    debug!("client {} read error: {err}", client.peer);
-                    client.mark(key, &mut self.closing, CloseReason::ReadError);
+                    let reason = CloseReason::ReadError;
+                    self.endings.end(key, client, reason, Some(&err), now);
                     return;
                 }
             }
@@ -119,23 +114,19 @@ impl<T: Transport> Clients<T> {
                 continue;
             };
             if client.serial == serial && matches!(client.state, ClientState::AwaitingId(_)) {
-                self.counters.bad_ids += 1;
-                if self.log_limit.allow(now) {
-                    warn!(
-                        "closing client {}: no id within {:?}",
-                        client.peer, self.id_timeout
-                    );
-                }
-                client.mark(key, &mut self.closing, CloseReason::NoIdInTime);
+                let within = format_args!("none within {:?}", self.id_timeout);
+                let reason = CloseReason::NoIdInTime;
+                self.endings.end(key, client, reason, Some(&within), now);
             }
         }
     }
 
     /// Marks every client still awaiting its id for closing (shutdown).
-    pub(in crate::engine) fn close_awaiting_id(&mut self) {
+    pub(in crate::engine) fn close_awaiting_id(&mut self, now: Instant) {
         for (key, client) in &mut self.slab {
             if matches!(client.state, ClientState::AwaitingId(_)) {
-                client.mark(key, &mut self.closing, CloseReason::Shutdown);
+                self.endings
+                    .end(key, client, CloseReason::Shutdown, None, now);
             }
         }
     }

@@ -3,9 +3,7 @@
 
 use std::time::Instant;
 
-use log::{debug, warn};
-
-use super::{ClientState, Clients, OUTBOX_KEEP_BYTES, set_hold};
+use super::{Clients, OUTBOX_KEEP_BYTES, set_hold};
 use crate::engine::consumer::{CloseReason, Cut, Fate};
 use crate::engine::router::ConnKey;
 use crate::engine::transport::Transport;
@@ -51,14 +49,14 @@ impl<T: Transport> Clients<T> {
             match client.outbox.write_to(&mut client.stream, &self.log) {
                 Ok(n) => written = n,
                 Err(err) => {
-                    debug!("client {} write error: {err}", client.peer);
-                    client.mark(key, &mut self.closing, CloseReason::WriteError);
+                    let reason = CloseReason::WriteError;
+                    self.endings.end(key, client, reason, Some(&err), now);
                 }
             }
         }
         self.own_bytes = self.own_bytes + client.outbox.own_bytes() - own_before;
         self.queued_bytes_peak = self.queued_bytes_peak.max(self.own_bytes + self.log.len());
-        self.counters.bytes_out += written as u64;
+        self.endings.counters.bytes_out += written as u64;
         if client.closing.is_some() {
             return;
         }
@@ -148,29 +146,18 @@ impl<T: Transport> Clients<T> {
                         limits.max_lag
                     ),
                 };
-                self.cut(key, cut, &detail);
+                self.cut(key, cut, &detail, now);
                 false
             }
         }
     }
 
-    /// Cuts a client that does not keep up: logs why, counts it by reason,
-    /// and marks it for closing.
-    pub(in crate::engine) fn cut(&mut self, key: ConnKey, cut: Cut, detail: &str) {
-        let Some(client) = self.slab.get_mut(key) else {
-            return;
-        };
-        if client.mark(key, &mut self.closing, CloseReason::Cut(cut)) {
-            self.counters.cuts[cut as usize] += 1;
-            let who: &dyn std::fmt::Display = match &client.state {
-                ClientState::Registered(user) => user,
-                ClientState::AwaitingId(_) => &"without id",
-            };
-            warn!(
-                "disconnecting user {who} ({}): slow consumer ({}): {detail}",
-                client.peer,
-                cut.name()
-            );
+    /// Cuts a client that does not keep up, for `cut`, with `detail` for
+    /// the log.
+    pub(in crate::engine) fn cut(&mut self, key: ConnKey, cut: Cut, detail: &str, now: Instant) {
+        if let Some(client) = self.slab.get_mut(key) {
+            let reason = CloseReason::Cut(cut);
+            self.endings.end(key, client, reason, Some(&detail), now);
         }
     }
 }
