@@ -2,12 +2,15 @@
 //! back-pressure, holes, late and duplicate events, malformed input, bad
 //! client ids, source reconnects and the client limit.
 
+#[path = "support/bad_lines.rs"]
+mod bad_lines;
 mod common;
 
 use std::io::Write;
 use std::net::TcpStream;
 use std::time::Duration;
 
+use bad_lines::{bad_source_lines, between_good_lines};
 use common::*;
 use follower_maze::{BackgroundServer, Config, Stats};
 
@@ -222,40 +225,9 @@ fn duplicate_and_late_events_are_dropped_and_counted() {
 
 #[test]
 fn malformed_source_lines_are_skipped_and_counted() {
-    let mut bad: Vec<Vec<u8>> = [
-        "",
-        "abc",
-        "1|X|2|3",
-        "1|F|2",
-        "1|B|3",
-        "0|B",
-        "-1|B",
-        "99999999999999999999|B",
-        "1|F|2|3|4",
-        " 1|B",
-        "1 |B",
-        "1|P| 2|3",
-    ]
-    .iter()
-    .map(|line| line.as_bytes().to_vec())
-    .collect();
-    bad.push(b"1|B\x00".to_vec());
-    bad.push(b"\xff\xfe|B".to_vec());
-    bad.push(b"1|P|\xc3\x28|2".to_vec());
-    bad.push(vec![b'7'; 1 << 20]); // 1 MiB, terminated only at its end
+    let bad = bad_source_lines();
+    let (stream, expected) = between_good_lines(&bad);
     let (server, mut source, mut clients) = start_with_clients(Config::ephemeral(), &[1]);
-    let mut stream = Vec::new();
-    let mut expected = Vec::new();
-    for (i, line) in bad.iter().enumerate() {
-        let good = format!("{}|P|0|1\r\n", i + 1);
-        stream.extend_from_slice(good.as_bytes());
-        expected.extend_from_slice(good.as_bytes());
-        stream.extend_from_slice(line);
-        stream.extend_from_slice(b"\r\n");
-    }
-    let last = format!("{}|P|0|1\r\n", bad.len() + 1);
-    stream.extend_from_slice(last.as_bytes());
-    expected.extend_from_slice(last.as_bytes());
     source.write_all(&stream).unwrap();
     assert_receives(&mut clients[0], &expected);
     let stats = wait_for(&server, "every bad line counted", |s| {
