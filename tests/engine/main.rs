@@ -4,6 +4,11 @@
 //!
 //! [`Engine`]: follower_maze::engine::Engine
 
+#[path = "../support/bad_lines.rs"]
+mod bad_lines;
 mod clients;
+mod limits;
+mod routing;
 mod sources;
 mod support;
+mod window;

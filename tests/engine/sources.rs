@@ -1,50 +1,13 @@
-//! The event source: holes and their timer, hand-over between sources,
-//! refusing a second concurrent source, new runs.
+//! The event source: hand-over between sources, refusing a second
+//! concurrent source, carrying on or starting a new run, malformed and
+//! overlong lines.
 
 use follower_maze::engine::Ending;
 use follower_maze::engine::Port;
 use follower_maze::engine::memory::Harness;
 
-use crate::support::{config, ms, private_messages, with_source};
-
-#[test]
-fn a_hole_is_skipped_only_after_the_hole_timeout() {
-    let (mut harness, source) = with_source(config());
-    let client = harness.client("2");
-    harness.settle();
-    source.send(b"2|P|1|2\n3|P|1|2\n");
-    harness.settle();
-    harness.run_for(ms(900), ms(100));
-    assert!(client.take_received().is_empty(), "seq 1 may still come");
-    harness.run_for(ms(200), ms(100));
-    assert_eq!(client.take_received(), b"2|P|1|2\n3|P|1|2\n");
-    assert_eq!(harness.engine.stats().skipped, 1);
-}
-
-#[test]
-fn the_hole_timer_waits_while_the_source_is_paused() {
-    // The missing seq may be sitting unread behind a paused source: the
-    // hole's wait does not run while it is paused.
-    let (mut harness, source) = with_source(follower_maze::Config {
-        max_queued_bytes: 1024,
-        ..config()
-    });
-    let client = harness.client("2");
-    harness.settle();
-    client.set_room(Some(0));
-    // Seq 502 first: held in the window while 1.. go out until the budget
-    // is full; the rest, up to 501, stays unread behind the paused source.
-    let mut stream = b"502|P|1|2\n".to_vec();
-    stream.extend(private_messages(1, 501, 2));
-    source.send(&stream);
-    harness.run_for(ms(3000), ms(100));
-    assert!(harness.engine.stats().source_pauses > 0);
-    assert_eq!(harness.engine.stats().skipped, 0, "no hole given up on");
-    client.set_room(None);
-    harness.run_for(ms(500), ms(10));
-    assert_eq!(client.take_received(), private_messages(1, 502, 2));
-    assert_eq!(harness.engine.stats().skipped, 0);
-}
+use crate::bad_lines::{bad_source_lines, between_good_lines};
+use crate::support::{config, ms, private_messages, shuffled, with_clients, with_source};
 
 #[test]
 fn a_source_that_reconnects_at_once_hands_over_and_loses_nothing() {
@@ -86,22 +49,6 @@ fn a_second_source_while_the_first_is_open_is_refused() {
 }
 
 #[test]
-fn a_source_that_starts_over_at_seq_1_starts_a_new_run() {
-    let (mut harness, first) = with_source(config());
-    let client = harness.client("2");
-    harness.settle();
-    first.send(b"1|F|2|3\n2|P|1|2\n");
-    first.close_sending();
-    harness.settle();
-    let second = harness.connect(Port::Events);
-    second.send(b"1|P|1|2\n");
-    harness.run_for(ms(200), ms(50));
-    assert_eq!(client.take_received(), b"2|P|1|2\n1|P|1|2\n");
-    let stats = harness.engine.stats();
-    assert_eq!((stats.runs, stats.follow_edges), (1, 0), "graph reset");
-}
-
-#[test]
 fn an_overlong_source_line_is_dropped_and_the_next_one_routed() {
     let mut harness = Harness::new(follower_maze::Config {
         max_line: 64,
@@ -116,4 +63,86 @@ fn an_overlong_source_line_is_dropped_and_the_next_one_routed() {
     harness.settle();
     assert_eq!(client.take_received(), b"1|P|1|2\n");
     assert_eq!(harness.engine.stats().malformed, 1);
+}
+
+#[test]
+fn a_new_source_carries_on_or_starts_a_new_run() {
+    let mut harness = Harness::new(config());
+    let clients = [harness.client("1"), harness.client("2")];
+    harness.settle();
+    // Run one, in two connections: 1 follows 2, then 2's status reaches 1.
+    let source = harness.connect(Port::Events);
+    source.send(b"1|F|1|2\n2|P|2|1\n");
+    source.close_sending();
+    harness.settle();
+    let source = harness.connect(Port::Events);
+    source.send(b"3|S|2\n");
+    harness.run_for(ms(200), ms(50)); // its run is known after 100 ms
+    assert_eq!(clients[0].take_received(), b"2|P|2|1\n3|S|2\n");
+    source.close_sending();
+    harness.settle();
+    // Run two starts over at 1 (shuffled): the old follow is gone.
+    let source = harness.connect(Port::Events);
+    source.send(b"2|S|2\n1|P|1|2\n3|B\n");
+    harness.settle();
+    assert_eq!(clients[0].take_received(), b"3|B\n");
+    assert_eq!(clients[1].take_received(), b"1|F|1|2\n1|P|1|2\n3|B\n");
+    let stats = harness.engine.stats();
+    assert_eq!((stats.runs, stats.late, stats.skipped), (1, 0, 0));
+    assert_eq!(stats.follow_edges, 0, "the graph was emptied");
+}
+
+#[test]
+fn a_new_run_after_a_short_run_is_recognised_whatever_its_first_line() {
+    let (mut harness, first, clients) = with_clients(config(), &[2]);
+    let short = private_messages(1, 10, 2);
+    first.send(&short);
+    first.close_sending();
+    harness.settle();
+    assert_eq!(clients[0].take_received(), short);
+    // One shuffled batch of 1000 whose first line is far above 11, the old
+    // run's next seq: taken into the old run, it would misorder the new one.
+    let seqs = shuffled(1..=1000);
+    assert!(seqs[0] > 11, "the first line is {}", seqs[0]);
+    let second = harness.connect(Port::Events);
+    for seq in seqs {
+        second.send(format!("{seq}|P|1|2\n").as_bytes());
+    }
+    harness.settle();
+    assert_eq!(clients[0].take_received(), private_messages(1, 1000, 2));
+    let stats = harness.engine.stats();
+    assert_eq!((stats.runs, stats.late), (1, 0));
+}
+
+#[test]
+fn an_endless_unterminated_line_at_the_end_is_dropped_and_the_next_source_is_served() {
+    let (mut harness, source, clients) = with_clients(config(), &[1]);
+    source.send(b"1|P|0|1\n");
+    source.send(&vec![b'9'; 1 << 20]);
+    source.close_sending();
+    harness.settle();
+    assert_eq!(clients[0].take_received(), b"1|P|0|1\n");
+    assert_eq!(source.ended(), Some(Ending::Close));
+    let stats = harness.engine.stats();
+    assert_eq!((stats.source_connected, stats.malformed), (false, 1));
+    let next = harness.connect(Port::Events);
+    next.send(b"2|P|0|1\n");
+    harness.run_for(ms(200), ms(50));
+    assert_eq!(clients[0].take_received(), b"2|P|0|1\n");
+}
+
+#[test]
+fn malformed_source_lines_are_skipped_and_counted() {
+    let bad = bad_source_lines();
+    let (stream, expected) = between_good_lines(&bad);
+    let (mut harness, source, clients) = with_clients(config(), &[1]);
+    source.send(&stream);
+    harness.settle();
+    assert_eq!(
+        clients[0].take_received().escape_ascii().to_string(),
+        expected.escape_ascii().to_string()
+    );
+    let stats = harness.engine.stats();
+    assert_eq!(stats.malformed, bad.len() as u64);
+    assert_eq!(stats.events_routed, bad.len() as u64 + 1);
 }

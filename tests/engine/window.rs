@@ -1,0 +1,157 @@
+//! The reorder window: holes and their timer, a full window, duplicates
+//! and late events, and releasing a long run once its hole fills or is
+//! given up on.
+
+use follower_maze::Config;
+use follower_maze::engine::memory::{Harness, Peer};
+
+use crate::support::{
+    BUDGET_BROADCASTS, BUDGET_READERS, Reader, after_sending, assert_all_got, assert_within_budget,
+    budgeted, config, ms, output_limit, padded_broadcasts, private_messages, read_until_done,
+    with_clients, with_source,
+};
+
+#[test]
+fn a_hole_is_skipped_only_after_the_hole_timeout_then_events_flow() {
+    let (mut harness, source, clients) = with_clients(config(), &[1]);
+    let client = &clients[0];
+    source.send(b"1|P|0|1\r\n3|P|0|1\r\n4|P|0|1\r\n");
+    harness.settle();
+    assert_eq!(client.take_received(), b"1|P|0|1\r\n");
+    harness.run_for(ms(900), ms(100));
+    assert!(client.take_received().is_empty(), "seq 2 may still come");
+    harness.run_for(ms(200), ms(100));
+    assert_eq!(client.take_received(), b"3|P|0|1\r\n4|P|0|1\r\n");
+    // Seq 2 comes after all: late, dropped; the stream goes on.
+    source.send(b"2|P|0|1\r\n5|P|0|1\r\n");
+    harness.settle();
+    assert_eq!(client.take_received(), b"5|P|0|1\r\n");
+    let stats = harness.engine.stats();
+    assert_eq!((stats.skipped, stats.late), (1, 1));
+}
+
+#[test]
+fn the_hole_timer_waits_while_the_source_is_paused() {
+    // The missing seq may be sitting unread behind a paused source: the
+    // hole's wait does not run while it is paused.
+    let (mut harness, source) = with_source(Config {
+        max_queued_bytes: 1024,
+        ..config()
+    });
+    let client = harness.client("2");
+    harness.settle();
+    client.set_room(Some(0));
+    // Seq 502 first: held in the window while 1.. go out until the budget
+    // is full; the rest, up to 501, stays unread behind the paused source.
+    let mut stream = b"502|P|1|2\n".to_vec();
+    stream.extend(private_messages(1, 501, 2));
+    source.send(&stream);
+    harness.run_for(ms(3000), ms(100));
+    assert!(harness.engine.stats().source_pauses > 0);
+    assert_eq!(harness.engine.stats().skipped, 0, "no hole given up on");
+    client.set_room(None);
+    harness.run_for(ms(500), ms(10));
+    assert_eq!(client.take_received(), private_messages(1, 502, 2));
+    assert_eq!(harness.engine.stats().skipped, 0);
+}
+
+/// [`config`] with a hole timer too long to fire in these tests: only a
+/// full window gives up on a hole.
+fn no_hole_timer() -> Config {
+    Config {
+        hole_timeout: ms(60_000),
+        ..config()
+    }
+}
+
+#[test]
+fn a_full_window_skips_the_hole_without_waiting() {
+    let config = Config {
+        window_capacity: 16,
+        ..no_hole_timer()
+    };
+    let (mut harness, source, clients) = with_clients(config, &[1]);
+    let events = private_messages(2, 19, 1);
+    source.send(&events);
+    harness.settle();
+    // 17 does not fit while 1 is missing, so 1 is given up on; 2..=17 flow,
+    // and 18..=20 follow in order. No time has passed.
+    assert_eq!(clients[0].take_received(), events);
+    assert_eq!(harness.engine.stats().skipped, 1);
+}
+
+#[test]
+fn duplicate_and_late_events_are_dropped_and_counted() {
+    let (harness, clients) = after_sending(
+        &[1],
+        b"1|P|0|1\n3|P|0|1\n3|P|0|1\n2|P|0|1\n1|P|0|1\n4|P|0|1\n",
+    );
+    assert_eq!(
+        clients[0].take_received(),
+        b"1|P|0|1\n2|P|0|1\n3|P|0|1\n4|P|0|1\n"
+    );
+    let stats = harness.engine.stats();
+    assert_eq!((stats.duplicates, stats.late), (1, 1));
+}
+
+#[test]
+fn a_full_window_releases_its_run_without_cutting_a_reader() {
+    // Seq 1 never comes; the window's byte budget (not the hole timer)
+    // makes it give up, and the run behind the hole goes out as the
+    // reader takes it.
+    // The socket test's bytes over eight.
+    let stream = padded_broadcasts(2, 11_999, 120);
+    let config = Config {
+        window_bytes: 1_000_000,
+        ..no_hole_timer()
+    };
+    let (mut harness, source, clients) = with_clients(config, &[1]);
+    source.send(&stream);
+    let mut readers = Reader::all(clients, Some(128 * 1024)); // 12.5 MiB/s
+    read_until_done(&mut harness, &mut readers, ms(10), ms(10_000), stream.len());
+    assert_all_got(&readers, &stream);
+    let stats = harness.engine.stats();
+    assert_eq!((stats.slow_consumers, stats.skipped), (0, 1), "{stats:?}");
+}
+
+/// Sends `padded_broadcasts(2..=count)` first, checks the window holds them
+/// all behind the missing seq 1, then sends seq 1. Returns the whole run.
+fn fill_a_long_hole(harness: &mut Harness, source: &Peer, count: u64, width: usize) -> Vec<u8> {
+    source.send(&padded_broadcasts(2, count - 1, width));
+    harness.settle();
+    let depth = harness.engine.stats().window_depth;
+    assert_eq!(depth, count as usize - 1, "the run is held behind the hole");
+    source.send(&padded_broadcasts(1, 1, width));
+    padded_broadcasts(1, count, width)
+}
+
+#[test]
+fn filling_a_long_hole_respects_the_queued_output_budget() {
+    let (mut harness, source, clients) = with_clients(budgeted(), &BUDGET_READERS);
+    let (count, width) = BUDGET_BROADCASTS; // all released by one event
+    let stream = fill_a_long_hole(&mut harness, &source, count, width);
+    let mut readers = Reader::all(clients, Some(1024));
+    read_until_done(&mut harness, &mut readers, ms(1), ms(10_000), stream.len());
+    assert_all_got(&readers, &stream);
+    assert_within_budget(&harness.engine.stats());
+}
+
+#[test]
+fn filling_a_long_hole_does_not_cut_clients_that_read() {
+    // 2 MB to each client released by one event: sixteen times the output
+    // limit (the socket test's bytes over eight). Readers that take 100 kB/s
+    // would lag the stream by 20 s, past the lag bound, if it were all
+    // released at once; it goes out as they take it instead.
+    let (mut harness, source, clients) = with_clients(output_limit(128 * 1024), &[1, 2, 3]);
+    let stream = fill_a_long_hole(&mut harness, &source, 16_000, 128);
+    let mut readers = Reader::all(clients, Some(10_000));
+    read_until_done(
+        &mut harness,
+        &mut readers,
+        ms(100),
+        ms(60_000),
+        stream.len(),
+    );
+    assert_all_got(&readers, &stream);
+    assert_eq!(harness.engine.stats().slow_consumers, 0);
+}
