@@ -58,7 +58,7 @@ pub fn check(data: &[u8]) {
     // The source goes away: everything received is released, holes given
     // up on, as the server's shutdown does.
     pipeline.source_disconnected(now, &mut deliver);
-    pipeline.end_of_stream();
+    pipeline.end_of_stream(now);
     for _ in 0..1000 {
         if !pipeline.has_ready() {
             break;

@@ -240,7 +240,7 @@ impl<T: Transport> Engine<T> {
         // window, when the outboxes are full) before the source goes.
         self.route_source_lines(now, false);
         self.close_source("shutdown", now, net);
-        self.pipeline.end_of_stream();
+        self.pipeline.end_of_stream(now);
         let mut fanout = Fanout {
             clients: &mut self.clients,
             now,

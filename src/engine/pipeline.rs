@@ -169,7 +169,7 @@ impl Pipeline {
     /// The event source has gone: an undecided run is taken as carried on.
     pub fn source_disconnected(&mut self, now: Instant, out: &mut impl Deliver) {
         if matches!(self.probation, Probation::Pending(_)) {
-            self.decide(false);
+            self.decide(false, now);
         }
         self.drain_backlog(now, out);
     }
@@ -214,9 +214,9 @@ impl Pipeline {
         if let Probation::Pending(since) = &mut self.probation {
             since.get_or_insert(now);
             if event.seq == 1 {
-                self.decide(true);
+                self.decide(true, now);
             } else if self.backlog.len() >= PROBATION_EVENTS {
-                self.decide(false);
+                self.decide(false, now);
             }
         }
         self.drain_backlog(now, out);
@@ -232,6 +232,14 @@ impl Pipeline {
             route(&mut self.router, &mut self.counters, event.kind, frame, out);
             self.progress(now);
             return true;
+        }
+        if self.window.is_ready() && !self.window.has_room_for(frame.len()) {
+            // In-order frames fill the window's byte budget: they leave
+            // first, and this one waits its turn outside the window.
+            self.release(now, out);
+            if self.window.is_ready() && !self.window.has_room_for(frame.len()) {
+                return false;
+            }
         }
         loop {
             match self.window.push(event.seq, event.kind, frame) {
@@ -275,8 +283,11 @@ impl Pipeline {
         true
     }
 
-    /// Records the probation's outcome.
-    fn decide(&mut self, new_run: bool) {
+    /// Records the probation's outcome. A hole's wait starts over at `now`:
+    /// while the source's first events were held aside, the seq it waits
+    /// for may have been among them.
+    fn decide(&mut self, new_run: bool, now: Instant) {
+        self.restart_hole_timer(now);
         self.probation = if new_run {
             Probation::NewRun
         } else {
@@ -316,19 +327,29 @@ impl Pipeline {
             backlog.taken = 0;
         }
         self.backlog = backlog;
-        if self.ending {
+        if self.ending && self.backlog.is_empty() {
+            // Every event received is in the window: no hole can fill now.
             self.window.release_all();
         }
     }
 
     /// When the pipeline next needs [`Pipeline::on_timer`], if ever.
     pub fn deadline(&self) -> Option<Instant> {
-        let hole = self.waiting_since.map(|since| since + self.hole_timeout);
+        let hole = self.hole_deadline();
         let probation = match self.probation {
             Probation::Pending(Some(since)) => Some(since + PROBATION_TIME),
             _ => None,
         };
         hole.into_iter().chain(probation).min()
+    }
+
+    /// When the current hole is given up on. Never during a probation: the
+    /// seq it waits for may be among the events held aside.
+    fn hole_deadline(&self) -> Option<Instant> {
+        if matches!(self.probation, Probation::Pending(_)) {
+            return None;
+        }
+        self.waiting_since.map(|since| since + self.hole_timeout)
     }
 
     /// Ends a probation that has waited long enough, and skips the hole
@@ -337,11 +358,10 @@ impl Pipeline {
         if let Probation::Pending(Some(since)) = self.probation
             && since + PROBATION_TIME <= now
         {
-            self.decide(false);
+            self.decide(false, now);
             self.drain_backlog(now, out);
         }
-        let hole_deadline = self.waiting_since.map(|since| since + self.hole_timeout);
-        if hole_deadline.is_some_and(|deadline| deadline <= now) {
+        if self.hole_deadline().is_some_and(|deadline| deadline <= now) {
             let skipped_before = self.window.counters().skipped;
             let next = self.window.next_seq();
             self.window.skip_hole();
@@ -369,12 +389,15 @@ impl Pipeline {
     /// The stream has ended for good (shutdown): every hole is given up on,
     /// so [`Pipeline::release_ready`] delivers everything received, as fast
     /// as the outboxes take it.
-    pub fn end_of_stream(&mut self) {
+    pub fn end_of_stream(&mut self, now: Instant) {
         if matches!(self.probation, Probation::Pending(_)) {
-            self.decide(false);
+            self.decide(false, now);
         }
         self.ending = true;
-        self.window.release_all();
+        if self.backlog.is_empty() {
+            // Otherwise once the events held aside are in the window.
+            self.window.release_all();
+        }
     }
 
     /// Routes the in-order frames the window holds, and the backlog behind

@@ -171,6 +171,12 @@ impl<M: Copy> ReorderWindow<M> {
         next_and_empty
     }
 
+    /// True when a frame of `len` bytes fits the byte budget (an empty
+    /// window takes any frame).
+    pub fn has_room_for(&self, len: usize) -> bool {
+        self.held == 0 || self.held_bytes + len <= self.max_bytes
+    }
+
     /// Stores `frame` (the exact bytes to forward) and `meta` (what the
     /// caller needs to act on it, e.g. the parsed event) under `seq`, which
     /// must be below `u64::MAX` (the parser refuses that one).

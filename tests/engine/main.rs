@@ -8,6 +8,7 @@
 mod bad_lines;
 mod clients;
 mod limits;
+mod probation;
 mod routing;
 mod sources;
 mod support;
