@@ -14,7 +14,7 @@
 //! `tests/support/sink_path.rs`). Throughput is notifications: frames
 //! owed to a connection, whether copied into its outbox or shared.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use follower_maze::engine::inbox::Inbox;
@@ -58,7 +58,12 @@ impl Case {
     /// A pipeline of the server's default size with every connection
     /// registered.
     fn pipeline(&self) -> Pipeline {
-        let mut pipeline = Pipeline::new(1 << 20, 64 * 1024 * 1024, Duration::from_secs(1));
+        let mut pipeline = Pipeline::new(
+            1 << 20,
+            64 * 1024 * 1024,
+            Duration::from_secs(1),
+            Instant::now(),
+        );
         for (key, &user) in self.users.iter().enumerate() {
             pipeline.register(user, key);
         }

@@ -21,7 +21,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use follower_maze::engine::inbox::Inbox;
 use follower_maze::engine::pipeline::Pipeline;
@@ -140,7 +140,12 @@ impl Path {
     /// A path of the server's default sizes with connection `i` claiming
     /// `users[i]`, its outboxes warm.
     fn new(users: &[u32]) -> Path {
-        let mut pipeline = Pipeline::new(1 << 20, 64 * 1024 * 1024, Duration::from_secs(1));
+        let mut pipeline = Pipeline::new(
+            1 << 20,
+            64 * 1024 * 1024,
+            Duration::from_secs(1),
+            Instant::now(),
+        );
         for (key, &user) in users.iter().enumerate() {
             pipeline.register(u64::from(user), key);
         }

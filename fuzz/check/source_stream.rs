@@ -22,7 +22,7 @@ pub fn check(data: &[u8]) {
         return;
     };
     let mut inbox = Inbox::new(256, MAX_LINE);
-    let mut pipeline = Pipeline::new(16, 256, Duration::from_millis(10));
+    let mut pipeline = Pipeline::new(16, 256, Duration::from_millis(10), Instant::now());
     // Users 0..4 online, one connection each.
     for user in 0..4 {
         pipeline.register(user, user as usize);
@@ -58,7 +58,7 @@ pub fn check(data: &[u8]) {
     // The source goes away: everything received is released, holes given
     // up on, as the server's shutdown does.
     pipeline.source_disconnected(now, &mut deliver);
-    pipeline.end_of_stream(now);
+    pipeline.end_of_stream();
     for _ in 0..1000 {
         if !pipeline.has_ready() {
             break;

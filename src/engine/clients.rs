@@ -12,6 +12,8 @@ use slab::Slab;
 
 mod ids;
 mod output;
+#[cfg(test)]
+mod tests;
 
 use super::consumer::{CloseReason, ConsumerLimits, ConsumerState, Cut};
 use super::inbox::Inbox;

@@ -92,6 +92,7 @@ impl<T: Transport> Engine<T> {
                 config.window_capacity,
                 config.window_bytes,
                 config.hole_timeout,
+                now,
             ),
             clients: Clients::new(&config, now),
             sources: Sources::new(),
@@ -240,7 +241,7 @@ impl<T: Transport> Engine<T> {
         // window, when the outboxes are full) before the source goes.
         self.route_source_lines(now, false);
         self.close_source("shutdown", now, net);
-        self.pipeline.end_of_stream(now);
+        self.pipeline.end_of_stream();
         let mut fanout = Fanout {
             clients: &mut self.clients,
             now,

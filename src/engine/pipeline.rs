@@ -114,7 +114,12 @@ pub struct Pipeline {
 impl Pipeline {
     /// A pipeline whose window spans `window_capacity` seqs and
     /// `window_bytes` bytes, and that skips a hole after `hole_timeout`.
-    pub fn new(window_capacity: usize, window_bytes: usize, hole_timeout: Duration) -> Self {
+    pub fn new(
+        window_capacity: usize,
+        window_bytes: usize,
+        hole_timeout: Duration,
+        now: Instant,
+    ) -> Self {
         Pipeline {
             window: ReorderWindow::new(window_capacity, window_bytes),
             router: Router::new(),
@@ -123,8 +128,8 @@ impl Pipeline {
             probation: Probation::Off,
             backlog: Backlog::default(),
             ending: false,
-            skip_log: LogLimit::new(Instant::now()),
-            drop_log: LogLimit::new(Instant::now()),
+            skip_log: LogLimit::new(now),
+            drop_log: LogLimit::new(now),
             counters: PipelineCounters::default(),
         }
     }
@@ -169,7 +174,7 @@ impl Pipeline {
     /// The event source has gone: an undecided run is taken as carried on.
     pub fn source_disconnected(&mut self, now: Instant, out: &mut impl Deliver) {
         if matches!(self.probation, Probation::Pending(_)) {
-            self.decide(false, now);
+            self.decide(false);
         }
         self.drain_backlog(now, out);
     }
@@ -214,9 +219,9 @@ impl Pipeline {
         if let Probation::Pending(since) = &mut self.probation {
             since.get_or_insert(now);
             if event.seq == 1 {
-                self.decide(true, now);
+                self.decide(true);
             } else if self.backlog.len() >= PROBATION_EVENTS {
-                self.decide(false, now);
+                self.decide(false);
             }
         }
         self.drain_backlog(now, out);
@@ -233,11 +238,15 @@ impl Pipeline {
             self.progress(now);
             return true;
         }
-        if self.window.is_ready() && !self.window.has_room_for(frame.len()) {
+        let fits = |window: &ReorderWindow<EventKind>| {
+            !window.is_ready() || window.has_room_for(frame.len())
+        };
+        if event.seq >= self.window.next_seq() && !fits(&self.window) {
             // In-order frames fill the window's byte budget: they leave
-            // first, and this one waits its turn outside the window.
+            // first, and this one waits its turn outside the window (a late
+            // one is dropped at once below).
             self.release(now, out);
-            if self.window.is_ready() && !self.window.has_room_for(frame.len()) {
+            if !fits(&self.window) {
                 return false;
             }
         }
@@ -283,11 +292,8 @@ impl Pipeline {
         true
     }
 
-    /// Records the probation's outcome. A hole's wait starts over at `now`:
-    /// while the source's first events were held aside, the seq it waits
-    /// for may have been among them.
-    fn decide(&mut self, new_run: bool, now: Instant) {
-        self.restart_hole_timer(now);
+    /// Records the probation's outcome.
+    fn decide(&mut self, new_run: bool) {
         self.probation = if new_run {
             Probation::NewRun
         } else {
@@ -306,6 +312,11 @@ impl Pipeline {
         match self.probation {
             Probation::Pending(_) => return,
             Probation::NewRun => {
+                if self.ending {
+                    // The old run ends here for good: no hole of it can
+                    // fill, and what it holds is delivered, not dropped.
+                    self.window.release_all();
+                }
                 self.release(now, out);
                 if self.window.is_ready() {
                     return;
@@ -343,10 +354,11 @@ impl Pipeline {
         hole.into_iter().chain(probation).min()
     }
 
-    /// When the current hole is given up on. Never during a probation: the
-    /// seq it waits for may be among the events held aside.
+    /// When the current hole is given up on. Never while a new source's
+    /// first events are held aside (at most [`PROBATION_TIME`]): the seq it
+    /// waits for may be among them.
     fn hole_deadline(&self) -> Option<Instant> {
-        if matches!(self.probation, Probation::Pending(_)) {
+        if matches!(self.probation, Probation::Pending(Some(_))) {
             return None;
         }
         self.waiting_since.map(|since| since + self.hole_timeout)
@@ -358,7 +370,7 @@ impl Pipeline {
         if let Probation::Pending(Some(since)) = self.probation
             && since + PROBATION_TIME <= now
         {
-            self.decide(false, now);
+            self.decide(false);
             self.drain_backlog(now, out);
         }
         if self.hole_deadline().is_some_and(|deadline| deadline <= now) {
@@ -389,13 +401,14 @@ impl Pipeline {
     /// The stream has ended for good (shutdown): every hole is given up on,
     /// so [`Pipeline::release_ready`] delivers everything received, as fast
     /// as the outboxes take it.
-    pub fn end_of_stream(&mut self, now: Instant) {
+    pub fn end_of_stream(&mut self) {
         if matches!(self.probation, Probation::Pending(_)) {
-            self.decide(false, now);
+            self.decide(false);
         }
         self.ending = true;
-        if self.backlog.is_empty() {
-            // Otherwise once the events held aside are in the window.
+        if self.backlog.is_empty() || self.probation == Probation::NewRun {
+            // Otherwise once the events held aside are in the window (a new
+            // run's never fill the old run's holes).
             self.window.release_all();
         }
     }

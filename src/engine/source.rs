@@ -165,7 +165,7 @@ impl<T: Transport> Engine<T> {
     }
 
     /// Reads and routes up to [`SOURCE_BYTES_PER_TURN`] bytes from the
-    /// source (step 5 of [`Engine::tick`]), taking in the client port after
+    /// source (step 4 of [`Engine::tick`]), taking in the client port after
     /// each read, ending the turn early when a client needs writing first,
     /// and pausing the source when queued output passes its budget.
     pub(super) fn read_source(&mut self, now: Instant, net: &mut T) {

@@ -64,3 +64,20 @@ fn events_let_in_after_a_probation_stay_within_the_window_budget() {
     assert_eq!(reader.take_received(), private_messages(1, 205, 2));
     assert_eq!(harness.engine.stats().skipped, 0);
 }
+
+#[test]
+fn a_new_source_that_sends_nothing_does_not_keep_a_hole_open() {
+    let (mut harness, first, clients) = with_clients(config(), &[2]);
+    first.send(&messages_in_order([1, 2, 3, 5, 6], 2));
+    first.close_sending();
+    harness.settle();
+    // Connected and silent (a health check, say): nothing is held aside,
+    // so the hole's timer runs as before.
+    let _idle = harness.connect(Port::Events);
+    harness.run_for(ms(1100), ms(50));
+    assert_eq!(
+        clients[0].take_received(),
+        messages_in_order([1, 2, 3, 5, 6], 2)
+    );
+    assert_eq!(harness.engine.stats().skipped, 1);
+}

@@ -76,7 +76,24 @@ impl<T: Transport> Clients<T> {
         } else {
             client.outbox.shrink_if_idle(OUTBOX_KEEP_BYTES, written);
         }
-        self.judge(key, now);
+        // Whether it holds the source, and when it can next be due, change
+        // with every write; a verdict waits for the judging step of the turn
+        // (`owes` and the owing list change only there, so a client is on
+        // the list once).
+        let state = client.consumer_state(&self.log);
+        let due = match self.limits.fate(&state, now) {
+            Fate::Keep {
+                holds_source,
+                next_check,
+            } => {
+                set_hold(client, holds_source, &mut self.holders);
+                next_check
+            }
+            Fate::Cut(_) => Some(now),
+        };
+        if let Some(due) = due {
+            self.next_judgement = Some(self.next_judgement.map_or(due, |next| next.min(due)));
+        }
     }
 
     /// Judges every owing client when one can be due (or the list holds
@@ -97,14 +114,17 @@ impl<T: Transport> Clients<T> {
                 .is_some_and(|c| c.serial == serial && c.owes);
             if current && self.judge(key, now) {
                 index += 1;
-            } else {
-                self.owing.swap_remove(index);
+                continue;
             }
+            if current && let Some(client) = self.slab.get_mut(key) {
+                client.owes = false;
+            }
+            self.owing.swap_remove(index);
         }
     }
 
-    /// Applies the slow-consumer rule's [`Fate`] to one client; true while
-    /// it stays on the owing list.
+    /// Applies the slow-consumer rule's [`Fate`] to one client on the owing
+    /// list; true while it stays there (it was not cut and still owes).
     fn judge(&mut self, key: ConnKey, now: Instant) -> bool {
         let Some(client) = self.slab.get_mut(key).filter(|c| c.closing.is_none()) else {
             return false;
@@ -116,12 +136,11 @@ impl<T: Transport> Clients<T> {
                 next_check,
             } => {
                 set_hold(client, holds_source, &mut self.holders);
-                client.owes = state.owes();
                 if let Some(due) = next_check {
                     self.next_judgement =
                         Some(self.next_judgement.map_or(due, |next| next.min(due)));
                 }
-                client.owes
+                state.owes()
             }
             Fate::Cut(cut) => {
                 let limits = &self.limits;

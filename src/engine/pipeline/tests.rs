@@ -2,7 +2,7 @@ use super::*;
 
 /// Connection keys used in these tests: user N is on connection N.
 fn pipeline_with_users(users: &[UserId]) -> Pipeline {
-    let mut pipeline = Pipeline::new(64, 1 << 20, Duration::from_secs(1));
+    let mut pipeline = Pipeline::new(64, 1 << 20, Duration::from_secs(1), Instant::now());
     for &user in users {
         pipeline.register(user, user as ConnKey);
     }
@@ -181,6 +181,31 @@ fn a_new_run_waits_for_the_old_runs_ready_frames_then_drops_only_stuck_ones() {
     assert_eq!(pipeline.counters().runs, 1);
     assert_eq!(pipeline.counters().window.skipped, 1, "the stuck 3");
     assert!(!pipeline.is_blocked());
+}
+
+#[test]
+fn shutdown_during_a_new_run_delivers_the_old_runs_stuck_frames() {
+    let mut pipeline = pipeline_with_users(&[1]);
+    let now = Instant::now();
+    let mut sink = Limited {
+        room: 0,
+        got: Vec::new(),
+    };
+    // As above, but the server shuts down before the outboxes drain: the
+    // old run ends for good, so its hole is given up and 3 delivered.
+    for frame in [&b"1|B\n"[..], b"3|B\n"] {
+        pipeline.on_frame(frame, now, &mut sink).unwrap();
+    }
+    pipeline.source_connected();
+    pipeline.on_frame(b"1|P|0|1\n", now, &mut sink).unwrap();
+    pipeline.source_disconnected(now, &mut sink);
+    pipeline.end_of_stream();
+    sink.room = 100;
+    pipeline.release_ready(now, &mut sink);
+    assert_eq!(sink.got, ["1|B\n", "3|B\n", "1|P|0|1\n"]);
+    assert_eq!(pipeline.counters().runs, 1);
+    assert_eq!(pipeline.counters().window.skipped, 1, "the missing 2");
+    assert!(!pipeline.has_ready());
 }
 
 #[test]
