@@ -312,11 +312,6 @@ impl Pipeline {
         match self.probation {
             Probation::Pending(_) => return,
             Probation::NewRun => {
-                if self.ending {
-                    // The old run ends here for good: no hole of it can
-                    // fill, and what it holds is delivered, not dropped.
-                    self.window.release_all();
-                }
                 self.release(now, out);
                 if self.window.is_ready() {
                     return;
@@ -407,8 +402,9 @@ impl Pipeline {
         }
         self.ending = true;
         if self.backlog.is_empty() || self.probation == Probation::NewRun {
-            // Otherwise once the events held aside are in the window (a new
-            // run's never fill the old run's holes).
+            // Otherwise once the events held aside are in the window. A new
+            // run's never fill the old run's holes: the old run's frames are
+            // all delivered, then the new run starts.
             self.window.release_all();
         }
     }
