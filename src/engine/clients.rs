@@ -119,12 +119,24 @@ pub(super) struct Endings {
     marked: Vec<ConnKey>,
     /// Counters, some of them by reason.
     pub(super) counters: ClientCounters,
-    /// Limits log lines about clients breaking rules (a flood of bad ids
-    /// must not flood the log).
-    log_limit: LogLimit,
+    /// Limits warnings about bad or missing ids (a flood of bad ids must
+    /// not flood the log).
+    id_log: LogLimit,
+    /// Limits warnings about cuts, apart, so bad ids cannot hide them.
+    cut_log: LogLimit,
 }
 
 impl Endings {
+    /// No client marked yet.
+    fn new(now: Instant) -> Self {
+        Endings {
+            marked: Vec::new(),
+            counters: ClientCounters::default(),
+            id_log: LogLimit::new(now),
+            cut_log: LogLimit::new(now),
+        }
+    }
+
     /// Marks `client` to be closed at the end of the turn for `reason`,
     /// once: counts it by its reason and logs it, with `detail` if given.
     /// False if it was already marked.
@@ -141,18 +153,25 @@ impl Endings {
         }
         client.closing = Some(reason);
         self.marked.push(key);
-        match reason {
-            CloseReason::Cut(cut) => self.counters.cuts[cut as usize] += 1,
-            CloseReason::BadId | CloseReason::NoIdInTime => self.counters.bad_ids += 1,
-            _ => {}
-        }
-        let detail = detail
-            .map(|detail| format!(": {detail}"))
-            .unwrap_or_default();
-        if !reason.is_warning() {
-            debug!("closing {}: {reason}{detail}", Who(client));
-        } else if self.log_limit.allow(now) {
-            warn!("closing {}: {reason}{detail}", Who(client));
+        let limit = match reason {
+            CloseReason::Cut(cut) => {
+                self.counters.cuts[cut as usize] += 1;
+                Some(&mut self.cut_log)
+            }
+            CloseReason::BadId | CloseReason::NoIdInTime => {
+                self.counters.bad_ids += 1;
+                Some(&mut self.id_log)
+            }
+            _ => None,
+        };
+        let level = match limit.map(|limit| limit.allow(now)) {
+            Some(true) => log::Level::Warn,
+            Some(false) => return true,
+            None => log::Level::Debug,
+        };
+        match detail {
+            Some(detail) => log::log!(level, "closing {}: {reason}: {detail}", Who(client)),
+            None => log::log!(level, "closing {}: {reason}", Who(client)),
         }
         true
     }
@@ -219,11 +238,7 @@ impl<T: Transport> Clients<T> {
             max_id_line: config.max_id_line,
             max_queued_bytes: config.max_queued_bytes,
             dirty: Vec::new(),
-            endings: Endings {
-                marked: Vec::new(),
-                counters: ClientCounters::default(),
-                log_limit: LogLimit::new(now),
-            },
+            endings: Endings::new(now),
             owing: Vec::new(),
             holders: 0,
             next_judgement: None,

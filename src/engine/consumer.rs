@@ -79,17 +79,6 @@ pub enum CloseReason {
     Shutdown,
 }
 
-impl CloseReason {
-    /// True when the client broke a rule (it was cut, or sent a bad id or
-    /// none in time): worth a warning in the log. Other ends are ordinary.
-    pub fn is_warning(self) -> bool {
-        matches!(
-            self,
-            CloseReason::Cut(_) | CloseReason::BadId | CloseReason::NoIdInTime
-        )
-    }
-}
-
 impl fmt::Display for CloseReason {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {

@@ -8,12 +8,12 @@ use std::io::{self, Read};
 use crate::engine::protocol::{Line, LineSplitter};
 
 /// True for the error that means "no more right now".
-pub fn would_block(err: &io::Error) -> bool {
+pub(crate) fn would_block(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::WouldBlock
 }
 
 /// True for the error that means "a signal interrupted the call; retry".
-pub fn interrupted(err: &io::Error) -> bool {
+pub(crate) fn interrupted(err: &io::Error) -> bool {
     err.kind() == io::ErrorKind::Interrupted
 }
 

@@ -14,7 +14,7 @@
 //! [`Engine::tick`] → `read_source` → `Inbox::read_from` (the source's
 //! `Read`) → `route_source_lines` → [`pipeline::Pipeline::on_frame`] →
 //! the reorder window → the router → `Fanout::deliver` (admitted by
-//! [`consumer::ConsumerLimits::admit`]) → [`outbox::Outbox::push`] →
+//! `ConsumerLimits::admit`) → [`outbox::Outbox::push`] →
 //! `flush_dirty` → [`outbox::Outbox::write_to`] (the client's `Write`,
 //! one `write_vectored` per batch).
 //!
@@ -30,7 +30,7 @@
 //!   runs.
 //! - [`outbox`]: what each client is owed: its own frames, and ranges of
 //!   the broadcast log, which holds each broadcast once for every client.
-//! - [`consumer`]: why a connection closes, and the rules that tell a slow
+//! - `consumer`: why a connection closes, and the rules that tell a slow
 //!   client (left alone, or holding the source) from a stuck or crawling
 //!   one (cut), as tables.
 //! - [`transport`]: what the core needs from the network.
@@ -38,7 +38,7 @@
 //!   the fuzzer.
 
 mod clients;
-pub mod consumer;
+pub(crate) mod consumer;
 mod delivery;
 mod graph;
 pub mod inbox;
@@ -183,7 +183,7 @@ impl<T: Transport> Engine<T> {
     /// 6. Clients that sent no id in time are marked for closing.
     /// 7. Outboxes that gained frames are written.
     /// 8. Clients that still owe bytes are judged by the slow-consumer rule
-    ///    ([`consumer`]) when one can be due: cut, or let go of the source
+    ///    (`consumer`) when one can be due: cut, or let go of the source
     ///    if they stopped reading.
     /// 9. Marked clients are closed (never in the middle of a fan-out),
     ///    the broadcast log lets go of what all have written, and the

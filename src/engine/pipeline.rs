@@ -135,7 +135,7 @@ impl Pipeline {
     }
 
     /// The router, to register and unregister client connections.
-    pub fn router_mut(&mut self) -> &mut Router {
+    pub(crate) fn router_mut(&mut self) -> &mut Router {
         &mut self.router
     }
 

@@ -20,7 +20,7 @@ const EMPTY: u32 = u32::MAX;
 
 /// Largest ring the window accepts: slot indices must stay below the
 /// empty-slot marker, `u32::MAX`.
-pub const MAX_CAPACITY: usize = 1 << 30;
+const MAX_CAPACITY: usize = 1 << 30;
 
 /// What happened to a pushed frame.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
