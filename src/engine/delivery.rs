@@ -19,7 +19,12 @@ pub(super) struct Fanout<'a, T: Transport> {
     pub(super) now: Instant,
 }
 
-impl<T: Transport> Fanout<'_, T> {
+impl<'a, T: Transport> Fanout<'a, T> {
+    /// The clients as the delivery target of frames routed at `now`.
+    pub(super) fn new(clients: &'a mut Clients<T>, now: Instant) -> Self {
+        Fanout { clients, now }
+    }
+
     /// True when queued output is over its budget or a client that still
     /// reads is far behind: the source pauses.
     pub(super) fn over_budget(&self) -> bool {

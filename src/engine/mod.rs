@@ -190,11 +190,8 @@ impl<T: Transport> Engine<T> {
     ///    source resumes if that drained enough.
     pub fn tick(&mut self, now: Instant, net: &mut T) {
         self.resume_source_if_drained(now);
-        let mut fanout = Fanout {
-            clients: &mut self.clients,
-            now,
-        };
-        self.pipeline.release_ready(now, &mut fanout);
+        self.pipeline
+            .release_ready(now, &mut Fanout::new(&mut self.clients, now));
         self.take_over_source(net);
         self.read_source(now, net);
         if self.sources.left_in_queue && self.sources.waiting.len() < MAX_WAITING_SOURCES {
@@ -202,11 +199,8 @@ impl<T: Transport> Engine<T> {
         }
         if !self.sources.has_unread_bytes() && !self.sources.paused {
             // The missing seq cannot be sitting unread in the source.
-            let mut fanout = Fanout {
-                clients: &mut self.clients,
-                now,
-            };
-            self.pipeline.on_timer(now, &mut fanout);
+            self.pipeline
+                .on_timer(now, &mut Fanout::new(&mut self.clients, now));
         }
         self.clients.expire_id_deadlines(now);
         self.clients.flush_dirty(now);
@@ -242,11 +236,8 @@ impl<T: Transport> Engine<T> {
         self.route_source_lines(now, false);
         self.close_source("shutdown", now, net);
         self.pipeline.end_of_stream();
-        let mut fanout = Fanout {
-            clients: &mut self.clients,
-            now,
-        };
-        self.pipeline.release_ready(now, &mut fanout);
+        self.pipeline
+            .release_ready(now, &mut Fanout::new(&mut self.clients, now));
         self.clients.close_awaiting_id(now);
         self.clients.flush_dirty(now);
         self.end_turn(net);

@@ -261,10 +261,7 @@ impl<T: Transport> Engine<T> {
         let Some(source) = self.sources.current.as_mut() else {
             return Routed::All;
         };
-        let mut fanout = Fanout {
-            clients: &mut self.clients,
-            now,
-        };
+        let mut fanout = Fanout::new(&mut self.clients, now);
         let mut routed = Routed::All;
         loop {
             if stop_when_full {
@@ -308,11 +305,8 @@ impl<T: Transport> Engine<T> {
         let Some(source) = self.sources.current.take() else {
             return;
         };
-        let mut fanout = Fanout {
-            clients: &mut self.clients,
-            now,
-        };
-        self.pipeline.source_disconnected(now, &mut fanout);
+        self.pipeline
+            .source_disconnected(now, &mut Fanout::new(&mut self.clients, now));
         net.close(source.stream, Ending::Close);
         self.sources.paused = false;
         info!(

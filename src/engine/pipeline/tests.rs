@@ -159,20 +159,27 @@ fn a_reconnecting_source_that_resends_recent_events_carries_on() {
     assert_eq!(pipeline.counters().window.late, 1);
 }
 
-#[test]
-fn a_new_run_waits_for_the_old_runs_ready_frames_then_drops_only_stuck_ones() {
+/// An old run whose 1 is in order but waits for room in a full receiver,
+/// and whose 3 is stuck behind 2; then a new source starts over with
+/// `1|P|0|1`.
+fn new_run_behind_a_full_receiver(now: Instant) -> (Pipeline, Limited) {
     let mut pipeline = pipeline_with_users(&[1]);
-    let now = Instant::now();
     let mut sink = Limited {
         room: 0,
         got: Vec::new(),
     };
-    // Old run: 1 is in order but waits for room; 3 is stuck behind 2.
     for frame in [&b"1|B\n"[..], b"3|B\n"] {
         pipeline.on_frame(frame, now, &mut sink).unwrap();
     }
     pipeline.source_connected();
     pipeline.on_frame(b"1|P|0|1\n", now, &mut sink).unwrap();
+    (pipeline, sink)
+}
+
+#[test]
+fn a_new_run_waits_for_the_old_runs_ready_frames_then_drops_only_stuck_ones() {
+    let now = Instant::now();
+    let (mut pipeline, mut sink) = new_run_behind_a_full_receiver(now);
     assert!(pipeline.is_blocked(), "the new run waits for the old 1");
     assert_eq!(pipeline.counters().runs, 0);
     sink.room = 100;
@@ -185,19 +192,10 @@ fn a_new_run_waits_for_the_old_runs_ready_frames_then_drops_only_stuck_ones() {
 
 #[test]
 fn shutdown_during_a_new_run_delivers_the_old_runs_stuck_frames() {
-    let mut pipeline = pipeline_with_users(&[1]);
     let now = Instant::now();
-    let mut sink = Limited {
-        room: 0,
-        got: Vec::new(),
-    };
-    // As above, but the server shuts down before the outboxes drain: the
-    // old run ends for good, so its hole is given up and 3 delivered.
-    for frame in [&b"1|B\n"[..], b"3|B\n"] {
-        pipeline.on_frame(frame, now, &mut sink).unwrap();
-    }
-    pipeline.source_connected();
-    pipeline.on_frame(b"1|P|0|1\n", now, &mut sink).unwrap();
+    let (mut pipeline, mut sink) = new_run_behind_a_full_receiver(now);
+    // The server shuts down before the receiver has room: the old run ends
+    // for good, so its hole is given up and 3 delivered.
     pipeline.source_disconnected(now, &mut sink);
     pipeline.end_of_stream();
     sink.room = 100;
