@@ -5,7 +5,6 @@
 //! timer) and when a new event source is starting a new run rather than
 //! carrying on.
 
-use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use crate::engine::protocol::{self, Event, EventKind, ParseError, Seq, UserId};
@@ -13,7 +12,9 @@ use crate::engine::router::{ConnKey, Router};
 use crate::engine::window::{Push, ReorderWindow, WindowCounters};
 use crate::log_limit::LogLimit;
 
+mod backlog;
 mod deliver;
+use backlog::Backlog;
 pub use deliver::Deliver;
 
 /// Counts of everything the pipeline has seen, for stats and logs.
@@ -38,35 +39,6 @@ pub struct PipelineCounters {
 const PROBATION_EVENTS: usize = 1024;
 /// How long a new source's first events wait for that decision at most.
 const PROBATION_TIME: Duration = Duration::from_millis(100);
-
-/// Source events not yet put into the window, in arrival order: a new
-/// source's first events while its run is undecided, or an event that could
-/// not be stored while the outboxes were full.
-#[derive(Debug, Default)]
-struct Backlog {
-    /// The frames' bytes, back to back.
-    bytes: Vec<u8>,
-    /// Each event and where its frame lies in `bytes`.
-    events: Vec<(Event, Range<usize>)>,
-    /// Events before this index have been taken out.
-    taken: usize,
-}
-
-impl Backlog {
-    fn push(&mut self, event: Event, frame: &[u8]) {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(frame);
-        self.events.push((event, start..self.bytes.len()));
-    }
-
-    fn len(&self) -> usize {
-        self.events.len() - self.taken
-    }
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-}
 
 /// Whether a new source's run is known yet.
 ///

@@ -1,0 +1,214 @@
+use super::*;
+
+/// Pops every frame available now, as (seq, text) pairs.
+type Window = ReorderWindow<()>;
+
+fn drain(window: &mut Window) -> Vec<(Seq, String)> {
+    let mut out = Vec::new();
+    while let Some((seq, (), frame)) = window.pop() {
+        out.push((seq, String::from_utf8(frame.to_vec()).unwrap()));
+    }
+    out
+}
+
+/// Pushes like a server does: on `NeedsRoom`, drain and push again.
+fn push_and_drain(window: &mut Window, seq: Seq, frame: &str) -> Vec<(Seq, String)> {
+    let mut released = Vec::new();
+    loop {
+        match window.push(seq, (), frame.as_bytes()) {
+            Push::NeedsRoom => released.extend(drain(window)),
+            _ => {
+                released.extend(drain(window));
+                return released;
+            }
+        }
+    }
+}
+
+fn line(seq: Seq) -> String {
+    format!("{seq}|B\n")
+}
+
+#[test]
+fn releases_in_order_whatever_the_arrival_order() {
+    let mut window = Window::new(16, 1 << 20);
+    let mut released = Vec::new();
+    for seq in [3, 1, 2, 6, 5, 4] {
+        released.extend(push_and_drain(&mut window, seq, &line(seq)));
+    }
+    let seqs: Vec<Seq> = released.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(released[3].1, "4|B\n");
+    assert_eq!(window.held(), 0);
+    assert_eq!(window.held_bytes(), 0);
+}
+
+#[test]
+fn bypass_takes_only_the_next_seq_with_nothing_held() {
+    let mut window = Window::new(16, 1 << 20);
+    assert!(window.bypass(1));
+    assert!(!window.bypass(3));
+    assert_eq!(window.push(3, (), b"3|B\n"), Push::Held);
+    assert!(
+        !window.bypass(2),
+        "3 is held, so 2 must go through the window"
+    );
+    assert_eq!(window.push(2, (), b"2|B\n"), Push::Held);
+    let seqs: Vec<Seq> = drain(&mut window).iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, vec![2, 3]);
+    assert_eq!(window.push(1, (), b"1|B\n"), Push::Late);
+}
+
+#[test]
+fn late_and_duplicate_frames_are_dropped_and_counted() {
+    let mut window = Window::new(16, 1 << 20);
+    assert_eq!(window.push(1, (), b"1|B\n"), Push::Held);
+    assert_eq!(drain(&mut window).len(), 1);
+    assert_eq!(window.push(1, (), b"1|B\n"), Push::Late);
+    assert_eq!(window.push(3, (), b"3|B\n"), Push::Held);
+    assert_eq!(window.push(3, (), b"3|B\n"), Push::Duplicate);
+    assert_eq!(
+        window.counters(),
+        WindowCounters {
+            skipped: 0,
+            late: 1,
+            duplicates: 1
+        }
+    );
+}
+
+#[test]
+fn a_hole_waits_until_skipped_then_the_run_after_it_flows() {
+    let mut window = Window::new(16, 1 << 20);
+    assert!(push_and_drain(&mut window, 1, "1|B\n").len() == 1);
+    for seq in [4, 5, 7] {
+        assert!(push_and_drain(&mut window, seq, &line(seq)).is_empty());
+    }
+    assert!(window.is_waiting());
+    window.skip_hole();
+    let seqs: Vec<Seq> = drain(&mut window).iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, vec![4, 5], "only the first hole (2, 3) is skipped");
+    assert_eq!(window.counters().skipped, 2);
+    window.skip_hole();
+    assert_eq!(drain(&mut window)[0].0, 7);
+    assert_eq!(window.counters().skipped, 3);
+    assert!(!window.is_waiting());
+    // The skipped seq, arriving now, is late.
+    assert_eq!(window.push(2, (), b"2|B\n"), Push::Late);
+}
+
+#[test]
+fn skipping_with_nothing_held_does_nothing() {
+    let mut window = Window::new(16, 1 << 20);
+    window.skip_hole();
+    assert_eq!(window.next_seq(), 1);
+    assert_eq!(window.counters().skipped, 0);
+}
+
+#[test]
+fn a_frame_too_far_ahead_pushes_the_window_forward() {
+    let mut window = Window::new(8, 1 << 20);
+    assert!(push_and_drain(&mut window, 3, "3|B\n").is_empty());
+    // 20 needs seqs 13..=20 in the ring: 3 is released, 1, 2 and 4..=12
+    // are skipped.
+    let released = push_and_drain(&mut window, 20, "20|B\n");
+    assert_eq!(released, vec![(3, "3|B\n".to_string())]);
+    assert_eq!(window.next_seq(), 13);
+    assert_eq!(window.counters().skipped, 11);
+    assert_eq!(window.held(), 1);
+}
+
+#[test]
+fn a_seq_near_u64_max_does_not_overflow_or_scan_forever() {
+    let mut window = Window::new(8, 1 << 20);
+    push_and_drain(&mut window, 2, "2|B\n");
+    // The largest seq the parser accepts is u64::MAX - 1.
+    let last = u64::MAX - 1;
+    let released = push_and_drain(&mut window, last, "x\n");
+    assert_eq!(released, vec![(2, "2|B\n".to_string())]);
+    assert_eq!(window.next_seq(), last - 7);
+    window.release_all();
+    assert_eq!(drain(&mut window), vec![(last, "x\n".to_string())]);
+    assert_eq!(window.next_seq(), u64::MAX);
+}
+
+#[test]
+fn the_byte_budget_skips_the_oldest_hole() {
+    // Room for two 4-byte frames.
+    let mut window = Window::new(64, 8);
+    for seq in [3, 4] {
+        assert!(push_and_drain(&mut window, seq, &line(seq)).is_empty());
+    }
+    let released = push_and_drain(&mut window, 6, &line(6));
+    let seqs: Vec<Seq> = released.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, vec![3, 4]);
+    assert_eq!(window.counters().skipped, 2);
+    assert_eq!(window.held(), 1);
+    assert!(window.held_bytes() <= 8);
+}
+
+#[test]
+fn at_the_byte_budget_the_frame_filling_the_hole_is_kept() {
+    let mut window = Window::new(64, 8);
+    for seq in [3, 4] {
+        push_and_drain(&mut window, seq, &line(seq));
+    }
+    // 2 lies in the hole (1, 2): only 1 is given up on.
+    let released = push_and_drain(&mut window, 2, &line(2));
+    let seqs: Vec<Seq> = released.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, vec![2, 3, 4]);
+    assert_eq!(window.counters().skipped, 1);
+    assert_eq!(window.counters().late, 0);
+}
+
+#[test]
+fn a_buffer_that_held_a_huge_frame_gives_its_memory_back() {
+    let mut window = Window::new(64, 1 << 20);
+    push_and_drain(&mut window, 2, &"x".repeat(100_000));
+    push_and_drain(&mut window, 1, "1|B\n");
+    push_and_drain(&mut window, 4, "4|B\n");
+    assert!(
+        window
+            .pool
+            .iter()
+            .all(|(_, buffer)| buffer.capacity() < 1000)
+    );
+}
+
+#[test]
+fn release_all_delivers_what_is_held_and_counts_only_the_holes() {
+    let mut window = Window::new(16, 1 << 20);
+    for seq in [2, 5, 4] {
+        push_and_drain(&mut window, seq, &line(seq));
+    }
+    window.release_all();
+    let seqs: Vec<Seq> = drain(&mut window).iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, vec![2, 4, 5]);
+    assert_eq!(window.counters().skipped, 2, "1 and 3");
+    assert_eq!(window.next_seq(), 6);
+}
+
+#[test]
+fn reset_starts_over_at_one() {
+    let mut window = Window::new(16, 1 << 20);
+    push_and_drain(&mut window, 1, "1|B\n");
+    push_and_drain(&mut window, 5, "5|B\n");
+    window.reset();
+    assert_eq!(window.counters().skipped, 1, "the dropped frame 5");
+    assert_eq!(window.next_seq(), 1);
+    assert_eq!(window.held(), 0);
+    assert_eq!(push_and_drain(&mut window, 1, "1|B\n").len(), 1);
+}
+
+#[test]
+fn buffers_are_reused_once_the_pool_has_grown() {
+    let mut window = Window::new(1024, 1 << 20);
+    for batch in 0..50u64 {
+        let base = batch * 10 + 1;
+        for seq in (base..base + 10).rev() {
+            push_and_drain(&mut window, seq, &line(seq));
+        }
+    }
+    assert_eq!(window.next_seq(), 501);
+    assert_eq!(window.pool.len(), 10, "pool grows only to the most held");
+}
