@@ -1,19 +1,512 @@
-//! The fuzz target's check (`fuzz/check/source_stream.rs`) run over every
-//! committed seed, so the target cannot rot while the fuzzer is not run (it
-//! needs nightly flags; see the README).
+//! The fuzz targets' checks (`fuzz/check/*.rs`) run over every committed
+//! seed, so the targets cannot rot while the fuzzer is not run (it needs
+//! nightly flags; see the README).
+//!
+//! The named seeds of the `engine` target are written from the op lists in
+//! [`engine_seeds`]: `cargo test --test fuzz_seeds -- --ignored` rewrites
+//! them after a change, and a test checks that each still takes the path it
+//! is there for. Other files in `fuzz/seeds/engine/` (inputs the fuzzer
+//! found) are run as they are.
+//!
+//! `fuzz/seeds/engine_bugs/` holds inputs that show core bugs the check
+//! found (see [`Steer`]); they are kept out of the fuzzer's corpus, and a
+//! test checks that each still fails, and passes when the generator steers
+//! around its bug alone.
 
+#[path = "../fuzz/check/engine.rs"]
+mod engine;
 #[path = "../fuzz/check/source_stream.rs"]
 mod source_stream;
 
-#[test]
-fn every_fuzz_seed_passes_the_fuzz_check() {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds/source_stream");
+use std::path::PathBuf;
+
+use engine::{Op, Outcome, Owed, Steer, check_received, encode};
+
+/// The seed directory of a fuzz target.
+fn seed_dir(target: &str) -> PathBuf {
+    [env!("CARGO_MANIFEST_DIR"), "fuzz", "seeds", target]
+        .iter()
+        .collect()
+}
+
+/// Runs `check` over every seed of `target`, with its file name; returns
+/// how many there were.
+fn for_each_seed(target: &str, check: impl Fn(&str, &[u8])) -> usize {
+    let dir = seed_dir(target);
     let mut seeds = 0;
-    for entry in std::fs::read_dir(dir).expect("the seed directory") {
+    for entry in std::fs::read_dir(&dir).expect("the seed directory") {
         let path = entry.expect("a seed").path();
         let data = std::fs::read(&path).expect("a readable seed");
-        source_stream::check(&data);
+        let name = path.file_name().and_then(|n| n.to_str()).expect("a name");
+        eprintln!("{}", path.display());
+        check(name, &data);
         seeds += 1;
     }
-    assert!(seeds >= 3, "only {seeds} seeds in {dir}");
+    seeds
+}
+
+#[test]
+fn every_source_stream_seed_passes_the_fuzz_check() {
+    let seeds = for_each_seed("source_stream", |_, data| source_stream::check(data));
+    assert!(seeds >= 3, "only {seeds} source_stream seeds");
+}
+
+#[test]
+fn every_engine_seed_passes_the_fuzz_check() {
+    let seeds = for_each_seed("engine", |_, data| engine::check(data));
+    assert!(seeds >= 5, "only {seeds} engine seeds");
+}
+
+#[test]
+fn the_named_engine_seeds_match_their_ops_and_take_their_paths() {
+    for (name, ops, took_its_path) in engine_seeds() {
+        assert_committed("engine", name, &ops);
+        let outcome = engine::run(&ops, Steer::AROUND_ALL);
+        assert!(took_its_path(&outcome), "{name}: {outcome:?}");
+    }
+    for (name, ops) in engine_bug_seeds() {
+        assert_committed("engine_bugs", name, &ops);
+    }
+}
+
+/// Checks that the seed `name` of `target` is `ops` encoded.
+fn assert_committed(target: &str, name: &str, ops: &[Op]) {
+    let path = seed_dir(target).join(name);
+    let committed = std::fs::read(&path).expect("a committed seed");
+    assert!(
+        committed == encode(ops),
+        "{} differs from its ops: rewrite it with `cargo test --test fuzz_seeds -- --ignored`",
+        path.display()
+    );
+}
+
+#[test]
+#[ignore = "rewrites the named seeds from their op lists; run by hand after changing them"]
+fn write_the_named_engine_seeds() {
+    let named = engine_seeds()
+        .into_iter()
+        .map(|(name, ops, _)| ("engine", name, ops));
+    let bugs = engine_bug_seeds()
+        .into_iter()
+        .map(|(name, ops)| ("engine_bugs", name, ops));
+    for (target, name, ops) in named.chain(bugs) {
+        std::fs::write(seed_dir(target).join(name), encode(&ops)).expect("a writable seed");
+    }
+}
+
+#[test]
+fn each_known_bug_seed_fails_and_passes_steered_around_its_bug() {
+    let seeds = for_each_seed("engine_bugs", |name, data| {
+        let ops = engine::decode(data);
+        let around_its_bug = match name.split('-').next() {
+            Some("hole_filled_during_probation") => Steer {
+                hole_filled_during_probation: true,
+                ..Steer::NONE
+            },
+            Some("shutdown_during_probation") => Steer {
+                shutdown_during_probation: true,
+                ..Steer::NONE
+            },
+            Some("window_over_budget_after_probation") => Steer {
+                window_over_budget_after_probation: true,
+                ..Steer::NONE
+            },
+            _ => panic!("{name}: named after no known bug"),
+        };
+        engine::run(&ops, around_its_bug);
+        let unsteered = std::panic::catch_unwind(|| engine::run(&ops, Steer::NONE));
+        assert!(
+            unsteered.is_err(),
+            "{name} passes: fixed in the core? Move it to fuzz/seeds/engine/ and drop its steering"
+        );
+    });
+    assert!(seeds >= 3, "only {seeds} bug seeds");
+}
+
+/// Kind and users as [`Op::Event`]'s `what` byte: kind 0 F, 1 U, 2 B, 3 P,
+/// 4 S.
+fn what(kind: u8, from: u8, to: u8) -> u8 {
+    kind + 5 * from + 25 * to
+}
+
+/// An event: `pick` among the block's remaining seqs, kind and users,
+/// formatting (bit 0 CRLF, bits 1-2 zeros on the seq, bit 3 zeros on the
+/// users, bit 7 padded to the line limit).
+fn event(pick: u8, kind: u8, from: u8, to: u8, style: u8) -> Op {
+    Op::Event {
+        pick,
+        what: what(kind, from, to),
+        style,
+    }
+}
+
+/// A client of `user` whose id line (`form`, see `connect_client`) is sent
+/// at once.
+fn client(user: u8, form: u8) -> Op {
+    Op::Connect {
+        id: user + 5 * (form + 8),
+    }
+}
+
+/// The index into the check's clock steps of `millis`.
+fn step(millis: u64) -> Op {
+    let steps = [
+        1, 10, 50, 99, 100, 101, 200, 249, 250, 299, 300, 999, 1000, 1500, 2500, 5000,
+    ];
+    let at = steps.iter().position(|&s| s == millis).expect("a step");
+    Op::Advance { step: at as u8 }
+}
+
+/// Clients of `(user, form)` that send their id lines at once, then a
+/// settle.
+fn settled(clients: &[(u8, u8)]) -> Vec<Op> {
+    let connect = clients.iter().map(|&(user, form)| client(user, form));
+    connect.chain([Op::Settle]).collect()
+}
+
+/// `ops`, then everything composed sent and a settle.
+fn sent(ops: &[Op]) -> Vec<Op> {
+    let send = [Op::Send { bytes: 0 }, Op::Settle];
+    ops.iter().copied().chain(send).collect()
+}
+
+/// A path predicate on a seed's outcome.
+type TookItsPath = fn(&Outcome) -> bool;
+
+/// The named engine seeds, each with the path it is there for.
+fn engine_seeds() -> Vec<(&'static str, Vec<Op>, TookItsPath)> {
+    use Op::*;
+    vec![
+        (
+            // Three clients; a block of follows, unfollows and status
+            // updates out of order, in every format, sent in small pieces
+            // with turns between; then in-order bursts.
+            "follow_status_split",
+            [
+                settled(&[(1, 0), (2, 1), (3, 2)]),
+                vec![
+                    event(3, 0, 2, 1, 0),
+                    event(0, 0, 3, 1, 1),
+                    event(5, 4, 1, 0, 2),
+                    event(1, 3, 1, 2, 8),
+                    event(0, 2, 0, 0, 0x80),
+                    event(2, 1, 2, 1, 9),
+                    event(0, 4, 1, 0, 0x81),
+                    event(0, 0, 1, 3, 6),
+                    Send { bytes: 5 },
+                    Turn,
+                    Send { bytes: 7 },
+                    Turn,
+                    Send { bytes: 3 },
+                    Settle,
+                ],
+                sent(&[Burst { count: 20 }]),
+            ]
+            .concat(),
+            |o| o.complete_clients == 3 && o.stats.notifications > 10,
+        ),
+        (
+            // A hole waits 200 ms (under the hole timeout) while a second
+            // source, connected while the first is open, is refused; the
+            // line that fills it is split across the first source's close;
+            // the next source carries on once its probation is over.
+            "handover_carry_on",
+            [
+                settled(&[(1, 0), (2, 0)]),
+                sent(&[
+                    event(0, 0, 2, 1, 0),
+                    event(1, 4, 1, 0, 0),
+                    event(1, 2, 0, 0, 1),
+                ]),
+                vec![
+                    Intruder { style: 3 },
+                    Settle,
+                    step(200),
+                    event(0, 3, 2, 1, 0),
+                    Send { bytes: 4 },
+                    CloseSource { restart: 0 },
+                ],
+                sent(&[event(0, 3, 1, 2, 0), event(0, 4, 1, 0, 0)]),
+                sent(&[step(101), Burst { count: 9 }]),
+            ]
+            .concat(),
+            |o| o.stats.sources_refused == 1 && o.complete_clients == 2 && o.window_bytes_peak > 0,
+        ),
+        (
+            // A run, then a source that starts over with seq 1 not first:
+            // the graph is emptied and the seqs start again.
+            "restart",
+            [
+                settled(&[(1, 0), (2, 3)]),
+                sent(&[
+                    event(0, 0, 2, 1, 0),
+                    event(0, 4, 1, 0, 0),
+                    event(0, 2, 0, 0, 0),
+                ]),
+                vec![CloseSource { restart: 1 }],
+                sent(&[event(2, 4, 1, 0, 1), event(1, 0, 1, 2, 1)]),
+                sent(&[event(0, 2, 0, 0, 1)]),
+                sent(&[event(0, 4, 1, 0, 0), step(99)]),
+            ]
+            .concat(),
+            |o| o.stats.runs == 1 && o.complete_clients == 2,
+        ),
+        (
+            // A stuck reader, a slow one and a full one, under floods:
+            // the source pauses for back-pressure, is held by the slow
+            // reader, and the stuck one is cut.
+            "slow_readers",
+            [
+                settled(&[(1, 0), (2, 0), (3, 0)]),
+                vec![
+                    Room { client: 0, room: 1 },
+                    Room {
+                        client: 1,
+                        room: 2 + 4 * 2,
+                    },
+                    Burst { count: 31 },
+                    Turn,
+                    Room {
+                        client: 1,
+                        room: 2 + 4 * 7,
+                    },
+                    Turn,
+                    Burst { count: 31 },
+                    Settle,
+                    step(1000),
+                    Room {
+                        client: 1,
+                        room: 3 + 4 * 30,
+                    },
+                    Burst { count: 31 },
+                    step(1000),
+                    Burst { count: 31 },
+                    step(1000),
+                    Settle,
+                ],
+            ]
+            .concat(),
+            |o| o.cut_clients >= 1 && o.stats.source_pauses >= 1 && o.complete_clients >= 2,
+        ),
+        (
+            // Ids: split across sends with events between, bad, empty,
+            // one byte too long, never sent (timed out), half-closed before
+            // and after, a reset, and two clients of one user.
+            "ids_and_lifecycle",
+            [
+                vec![
+                    Connect { id: 1 },
+                    SendId {
+                        client: 0,
+                        bytes: 1,
+                    },
+                ],
+                settled(&[(2, 4), (3, 5), (4, 6)]),
+                vec![Connect { id: 2 + 5 * 7 }, Connect { id: 3 + 5 }, Settle],
+                vec![event(0, 2, 0, 0, 0), Send { bytes: 0 }, Turn],
+                vec![SendId {
+                    client: 0,
+                    bytes: 0,
+                }],
+                sent(&[event(0, 3, 2, 1, 0)]),
+                vec![
+                    SendId {
+                        client: 5,
+                        bytes: 2,
+                    },
+                    HalfClose { client: 5 },
+                    client(1, 3),
+                    HalfClose { client: 6 },
+                    client(1, 1),
+                    Reset { client: 7 },
+                ],
+                sent(&[event(0, 2, 0, 0, 0)]),
+                sent(&[step(300), Burst { count: 5 }]),
+            ]
+            .concat(),
+            |o| o.stats.bad_ids >= 4 && o.complete_clients == 2,
+        ),
+        (
+            // Junk of every kind between events, overlong lines, lines of
+            // exactly the limit, and a source that closes in the middle of
+            // a junk line.
+            "junk",
+            [
+                settled(&[(1, 0)]),
+                vec![
+                    Junk { style: 0 },
+                    event(1, 3, 0, 1, 0x80),
+                    Junk { style: 11 },
+                    Junk { style: 64 },
+                    event(0, 2, 0, 0, 0x81),
+                    Junk { style: 200 },
+                    Junk { style: 12 },
+                    Send { bytes: 9 },
+                    Turn,
+                    Send { bytes: 30 },
+                    Turn,
+                ],
+                sent(&[]),
+                vec![
+                    Junk { style: 160 },
+                    Send { bytes: 20 },
+                    CloseSource { restart: 0 },
+                    Junk { style: 8 },
+                    Junk { style: 9 },
+                ],
+                sent(&[event(0, 3, 0, 1, 6), step(101)]),
+            ]
+            .concat(),
+            |o| o.stats.malformed >= 7 && o.complete_clients == 1,
+        ),
+        (
+            // A block of lines of the longest length sent in reverse order:
+            // it waits in the window, near its byte budget, just under the
+            // hole timeout; then seq 1 fills it.
+            "hole_waits",
+            [
+                settled(&[(1, 0)]),
+                sent(
+                    &(1..8)
+                        .rev()
+                        .map(|pick| event(pick, 3, 0, 1, 0x80))
+                        .collect::<Vec<_>>(),
+                ),
+                sent(&[step(249), event(0, 3, 0, 1, 0x80)]),
+            ]
+            .concat(),
+            |o| o.window_bytes_peak == 7 * 32 && o.stats.skipped == 0 && o.complete_clients == 1,
+        ),
+        (
+            // Three clients that read nothing follow user 0, and take
+            // broadcasts and private messages; then status updates of the
+            // longest length fan out to all three: queued bytes pass the
+            // budget by the last event routed (and broadcasts copied into
+            // outboxes are held twice).
+            "budget_overshoot",
+            [
+                settled(&[(1, 0), (2, 0), (3, 0)]),
+                (0..3).map(|client| Room { client, room: 1 }).collect(),
+                vec![
+                    event(0, 0, 1, 0, 0),
+                    event(0, 0, 2, 0, 0),
+                    event(0, 0, 3, 0, 0),
+                    event(0, 2, 0, 0, 0),
+                    event(0, 2, 0, 0, 0),
+                    event(0, 3, 0, 1, 0),
+                    event(0, 2, 0, 0, 0),
+                    event(0, 3, 0, 2, 0),
+                    Send { bytes: 0 },
+                    Turn,
+                ],
+                sent(&[event(0, 4, 0, 0, 0x80); 8]),
+            ]
+            .concat(),
+            |o| {
+                let budget = engine::config().max_queued_bytes;
+                o.queued_bytes_peak > budget && o.stats.source_pauses > 0 && o.complete_clients == 3
+            },
+        ),
+    ]
+}
+
+/// Hand-written inputs that show a known core bug more plainly than the
+/// fuzzer's, each named after its [`Steer`] field.
+fn engine_bug_seeds() -> Vec<(&'static str, Vec<Op>)> {
+    use Op::*;
+    vec![
+        (
+            // Seqs 1 and 3 are sent; 200 ms later the source closes and the
+            // next one sends seq 2, well within the 250 ms hole timeout. At
+            // 250 ms seq 2 is still held aside (the new source's probation
+            // lasts 100 ms from its first event), the hole is given up on,
+            // and seq 2 is then dropped as late: client 1 never gets it.
+            "hole_filled_during_probation-in_time",
+            [
+                settled(&[(1, 0)]),
+                sent(&[event(0, 3, 0, 1, 0), event(1, 3, 0, 1, 0)]),
+                vec![step(200), CloseSource { restart: 0 }],
+                sent(&[event(0, 3, 0, 1, 0)]),
+                vec![step(50)],
+            ]
+            .concat(),
+        ),
+        (
+            // One client that reads everything. The first source sends seqs
+            // 1-8; the next one sends 9-40 (the last block as 36, 37, 33,
+            // ...) and no time passes, so they are all held aside
+            // (probation) when shutdown comes. Shutdown hands them to the
+            // window: 9-20 fill the 256-byte output budget, 21-36 wait in
+            // the window, 37 is too far ahead and waits with 33-35 behind
+            // it; then every seq below 37 is given up on, and 33-35 are
+            // dropped as late.
+            "shutdown_during_probation-outboxes_full",
+            held_aside_then(0, &[]),
+        ),
+        (
+            // The same stream with 21-40 at the longest length, and the
+            // probation over after 100 ms: 21-36 wait in the window while
+            // the outboxes are full, 416 bytes in a 256-byte window.
+            "window_over_budget_after_probation-outboxes_full",
+            held_aside_then(0x80, &[step(100)]),
+        ),
+    ]
+}
+
+/// A client of user 1; seqs 1-8 from a first source, then 9-40 from the
+/// next (the last block as 36, 37, 33, ...): 9-14 and 20 at the longest
+/// length, 21-40 in `style`; then `ops`, and a settle.
+fn held_aside_then(style: u8, ops: &[Op]) -> Vec<Op> {
+    let last_block = [3, 3, 0, 0, 0, 0, 0, 0].map(|pick| event(pick, 3, 0, 1, style));
+    [
+        settled(&[(1, 0)]),
+        sent(&[event(0, 3, 0, 1, 0); 8]),
+        vec![Op::CloseSource { restart: 0 }],
+        [event(0, 3, 0, 1, 0x80); 6].to_vec(),
+        [event(0, 3, 0, 1, 0); 5].to_vec(),
+        vec![event(0, 3, 0, 1, 0x80)],
+        [event(0, 3, 0, 1, style); 12].to_vec(),
+        last_block.to_vec(),
+        sent(ops),
+    ]
+    .concat()
+}
+
+/// Lines as the model lists them, each completed at send `i + 1`.
+fn owed<'a>(lines: &[&'a [u8]]) -> Vec<Owed<'a>> {
+    (1..)
+        .zip(lines)
+        .map(|(sent_at, &line)| Owed { sent_at, line })
+        .collect()
+}
+
+#[test]
+fn the_check_accepts_what_a_client_is_owed() {
+    let lines = owed(&[b"1|B\n", b"2|P|1|2\r\n", b"3|B\n"]);
+    check_received(b"1|B\n2|P|1|2\r\n3|B\n", &lines, Some(0));
+    check_received(b"2|P|1|2\r\n3|B\n", &lines, Some(1)); // registered after 1
+    // A cut client: a stretch, its last line cut short.
+    check_received(b"2|P|1|2\r\n3|", &lines, None);
+}
+
+#[test]
+fn the_check_refuses_what_a_client_is_not_owed() {
+    let lines = owed(&[b"1|B\n", b"2|P|1|2\r\n", b"3|B\n"]);
+    #[rustfmt::skip]
+    let table: [(&[u8], Option<u64>, &str); 5] = [
+        // (received, registered at send, still connected) → why it fails
+        (b"3|B\n", Some(1), "missing owed lines"),                        // 2 was sent after its id
+        (b"2|P|1|2\r\n1|B\n3|B\n", Some(0), "not the stream's last lines"), // out of order
+        (b"1|B\n2|P|1|2\n3|B\n", Some(0), "not the stream's last lines"),   // not byte for byte
+        (b"1|B\n2|", Some(0), "a partial line"),                           // connected: whole lines
+        (b"1|B\n3|", None, "not a stretch of the stream"),                 // a gap, even when cut
+    ];
+    for (received, live_since, why) in table {
+        let failure = std::panic::catch_unwind(|| check_received(received, &lines, live_since))
+            .expect_err("the check fails");
+        let message = failure
+            .downcast_ref::<String>()
+            .expect("a formatted message");
+        assert!(message.contains(why), "{message}");
+    }
 }
