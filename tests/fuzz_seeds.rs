@@ -8,10 +8,9 @@
 //! is there for. Other files in `fuzz/seeds/engine/` (inputs the fuzzer
 //! found) are run as they are.
 //!
-//! `fuzz/seeds/engine_bugs/` holds inputs that show core bugs the check
-//! found (see [`Steer`]); they are kept out of the fuzzer's corpus, and a
-//! test checks that each still fails, and passes when the generator steers
-//! around its bug alone.
+//! Among them are the inputs that showed the core bugs this check found
+//! (named after the bug, see [`fixed_bug_seeds`]): all fixed, each now a
+//! regression test.
 
 #[path = "../fuzz/check/engine.rs"]
 mod engine;
@@ -20,7 +19,7 @@ mod source_stream;
 
 use std::path::PathBuf;
 
-use engine::{Op, Outcome, Owed, Steer, check_received, encode};
+use engine::{Op, Outcome, Owed, check_received, encode};
 
 /// The seed directory of a fuzz target.
 fn seed_dir(target: &str) -> PathBuf {
@@ -61,11 +60,11 @@ fn every_engine_seed_passes_the_fuzz_check() {
 fn the_named_engine_seeds_match_their_ops_and_take_their_paths() {
     for (name, ops, took_its_path) in engine_seeds() {
         assert_committed("engine", name, &ops);
-        let outcome = engine::run(&ops, Steer::AROUND_ALL);
+        let outcome = engine::run(&ops);
         assert!(took_its_path(&outcome), "{name}: {outcome:?}");
     }
-    for (name, ops) in engine_bug_seeds() {
-        assert_committed("engine_bugs", name, &ops);
+    for (name, ops) in fixed_bug_seeds() {
+        assert_committed("engine", name, &ops);
     }
 }
 
@@ -86,41 +85,12 @@ fn write_the_named_engine_seeds() {
     let named = engine_seeds()
         .into_iter()
         .map(|(name, ops, _)| ("engine", name, ops));
-    let bugs = engine_bug_seeds()
+    let bugs = fixed_bug_seeds()
         .into_iter()
-        .map(|(name, ops)| ("engine_bugs", name, ops));
+        .map(|(name, ops)| ("engine", name, ops));
     for (target, name, ops) in named.chain(bugs) {
         std::fs::write(seed_dir(target).join(name), encode(&ops)).expect("a writable seed");
     }
-}
-
-#[test]
-fn each_known_bug_seed_fails_and_passes_steered_around_its_bug() {
-    let seeds = for_each_seed("engine_bugs", |name, data| {
-        let ops = engine::decode(data);
-        let around_its_bug = match name.split('-').next() {
-            Some("hole_filled_during_probation") => Steer {
-                hole_filled_during_probation: true,
-                ..Steer::NONE
-            },
-            Some("shutdown_during_probation") => Steer {
-                shutdown_during_probation: true,
-                ..Steer::NONE
-            },
-            Some("window_over_budget_after_probation") => Steer {
-                window_over_budget_after_probation: true,
-                ..Steer::NONE
-            },
-            _ => panic!("{name}: named after no known bug"),
-        };
-        engine::run(&ops, around_its_bug);
-        let unsteered = std::panic::catch_unwind(|| engine::run(&ops, Steer::NONE));
-        assert!(
-            unsteered.is_err(),
-            "{name} passes: fixed in the core? Move it to fuzz/seeds/engine/ and drop its steering"
-        );
-    });
-    assert!(seeds >= 3, "only {seeds} bug seeds");
 }
 
 /// Kind and users as [`Op::Event`]'s `what` byte: kind 0 F, 1 U, 2 B, 3 P,
@@ -410,9 +380,10 @@ fn engine_seeds() -> Vec<(&'static str, Vec<Op>, TookItsPath)> {
     ]
 }
 
-/// Hand-written inputs that show a known core bug more plainly than the
-/// fuzzer's, each named after its [`Steer`] field.
-fn engine_bug_seeds() -> Vec<(&'static str, Vec<Op>)> {
+/// Hand-written inputs that showed a core bug (since fixed) more plainly
+/// than the fuzzer's, each named after the bug; the comments say what went
+/// wrong before the fix.
+fn fixed_bug_seeds() -> Vec<(&'static str, Vec<Op>)> {
     use Op::*;
     vec![
         (

@@ -23,8 +23,6 @@
 //!   on never sends seq 1 (the core takes seq 1 from a new source as a new
 //!   run).
 //! - Lines go only to the source being fed; the second sources get junk.
-//! - The core bugs this check found are steered around (see [`Steer`]),
-//!   so the fuzzer looks for others.
 //! - A client is owed an event when its whole id line was sent before the
 //!   event's line was (the core reads ids sent before events first).
 //!
@@ -36,8 +34,8 @@
 //!    where it registered on; one still connected received whole lines only.
 //! 3. One still connected (not cut or closed, not reset by us) received
 //!    every event it was owed, and everything after.
-//! 4. After every turn, `window_bytes <= WINDOW_BYTES` (the budget; see
-//!    [`Steer`] for the one exception) and `queued_bytes` stays within
+//! 4. After every turn, `window_bytes <= WINDOW_BYTES` (the budget) and
+//!    `queued_bytes` stays within
 //!    [`queued_bound`] (the budget plus one turn's overshoot).
 //! 5. A client that always read everything is never cut, and the source
 //!    being fed is never closed by the engine.
@@ -280,53 +278,9 @@ pub fn encode(ops: &[Op]) -> Vec<u8> {
     out
 }
 
-/// Runs one input, steering around the core's known bugs; panics on any
-/// broken rule.
+/// Runs one input; panics on any broken rule.
 pub fn check(data: &[u8]) {
-    run(&decode(data), Steer::AROUND_ALL);
-}
-
-/// Core bugs this check found, which the generator can steer around so
-/// the fuzzer goes on looking for others. Each seed in
-/// `fuzz/seeds/engine_bugs/` is named after the one it shows: it fails
-/// with no steering and passes with that one alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Steer {
-    /// A seq missing when a source hands over and sent by the next one
-    /// while the core holds that one's first events aside (its probation)
-    /// is given up on when the hole's timer runs out first, then dropped
-    /// as late (`Pipeline::on_timer` skips the hole without looking at the
-    /// backlog). Steered around: no hole is left open across a hand-over.
-    pub hole_filled_during_probation: bool,
-    /// Shutdown gives up on every seq below the highest one in the window,
-    /// including seqs still held aside in the backlog (a new source's
-    /// first events), which are then dropped as late
-    /// (`Pipeline::end_of_stream` and `drain_backlog` call
-    /// `release_all` while the backlog is not empty). Steered around: the
-    /// probation runs out before shutdown.
-    pub shutdown_during_probation: bool,
-    /// The window's byte budget does not bound in-order frames: when a new
-    /// source's first events, held aside, are let into the window while
-    /// the outboxes are full, every one the ring spans is stored, whatever
-    /// the budget (`drain_backlog` stops only on `NeedsRoom`). Steered
-    /// around by a weaker bound once a second source has connected: what
-    /// the ring can hold, [`WINDOW_CAPACITY`] lines of [`MAX_LINE`].
-    pub window_over_budget_after_probation: bool,
-}
-
-impl Steer {
-    /// Around every known bug: what the fuzz target runs.
-    pub const AROUND_ALL: Steer = Steer {
-        hole_filled_during_probation: true,
-        shutdown_during_probation: true,
-        window_over_budget_after_probation: true,
-    };
-    /// Straight into them.
-    pub const NONE: Steer = Steer {
-        hole_filled_during_probation: false,
-        shutdown_during_probation: false,
-        window_over_budget_after_probation: false,
-    };
+    run(&decode(data));
 }
 
 /// What a run did, for the seed test to tell which paths a seed took.
@@ -345,9 +299,9 @@ pub struct Outcome {
 }
 
 /// Runs `ops`, then shuts down and checks every client; panics on any
-/// broken rule. `steer` says which known core bugs the generator avoids.
-pub fn run(ops: &[Op], steer: Steer) -> Outcome {
-    let mut session = Session::new(steer);
+/// broken rule.
+pub fn run(ops: &[Op]) -> Outcome {
+    let mut session = Session::new();
     for &op in ops {
         session.apply(op);
     }
@@ -564,18 +518,11 @@ struct Session {
     restart_clock: Option<Duration>,
     window_bytes_peak: usize,
     queued_bytes_peak: usize,
-    /// Which known core bugs to steer around.
-    steer: Steer,
-    /// Sources connected so far: past the first, each may be on
-    /// probation, its first events held aside.
-    sources: usize,
 }
 
 impl Session {
-    fn new(steer: Steer) -> Self {
+    fn new() -> Self {
         Session {
-            steer,
-            sources: 0,
             harness: Harness::new(config()),
             events: Vec::new(),
             outgoing: Outgoing::default(),
@@ -678,7 +625,6 @@ impl Session {
             self.hole_clock = Duration::ZERO;
             self.restart_clock = Some(Duration::ZERO);
         }
-        self.sources += 1;
         self.source = Some(self.harness.connect(Port::Events));
     }
 
@@ -731,19 +677,6 @@ impl Session {
         }
     }
 
-    /// Composes the rest of the block and sends everything composed, so
-    /// no sent seq is missing; nothing once the source closed (what comes
-    /// next belongs to the next source, maybe to a new run).
-    fn fill_block(&mut self) {
-        if self.source.is_none() {
-            return;
-        }
-        for seq in std::mem::take(&mut self.block_left) {
-            self.push_event(seq, Kind::Broadcast, 0);
-        }
-        self.send_source(usize::MAX);
-    }
-
     /// Makes sure seq 1 of the run is sent (composing it if need be), with
     /// everything composed before it.
     fn send_seq1(&mut self) {
@@ -769,9 +702,6 @@ impl Session {
             self.send_source(usize::MAX);
         } else if !self.outgoing.in_junk() {
             self.send_source(self.outgoing.rest_of_line());
-        }
-        if self.steer.hole_filled_during_probation && self.sent != self.max_sent {
-            self.fill_block();
         }
         if (self.sent > 0 && !self.seq1_sent) || self.restart_clock.is_some() {
             // A later source would send it, and the core would take that
@@ -908,13 +838,9 @@ impl Session {
         let stats = self.harness.engine.stats();
         self.window_bytes_peak = self.window_bytes_peak.max(stats.window_bytes);
         self.queued_bytes_peak = self.queued_bytes_peak.max(stats.queued_bytes);
-        let window_bound = match self.steer.window_over_budget_after_probation {
-            true if self.sources > 1 => WINDOW_CAPACITY * MAX_LINE,
-            _ => WINDOW_BYTES,
-        };
         assert!(
-            stats.window_bytes <= window_bound,
-            "the window holds {} bytes, over {window_bound}: {stats:?}",
+            stats.window_bytes <= WINDOW_BYTES,
+            "the window holds {} bytes, over {WINDOW_BYTES}: {stats:?}",
             stats.window_bytes
         );
         let bound = queued_bound(stats.clients);
@@ -957,13 +883,6 @@ impl Session {
         }
         for client in &self.clients {
             client.peer.set_room(None);
-        }
-        if self.steer.shutdown_during_probation && self.sources > 1 {
-            // The probation starts once the source is read, and waiting is
-            // safe once nothing sent is missing.
-            self.fill_block();
-            self.settle();
-            self.advance(PROBATION);
         }
         self.settle();
         let source = self.source.take();
