@@ -33,6 +33,10 @@
 //! - `consumer`: why a connection closes, and the rules that tell a slow
 //!   client (left alone, or holding the source) from a stuck or crawling
 //!   one (cut), as tables.
+//! - `clients`, `source`, `delivery`: the engine's own parts: the client
+//!   records (ids, writes, judging, closing), the event source (hand-over,
+//!   reading and routing, back-pressure), and the pipeline's delivery
+//!   target (admission to outboxes and the broadcast log).
 //! - [`transport`]: what the core needs from the network.
 //! - [`memory`]: an in-memory transport and a fake clock, for tests and
 //!   the fuzzer.
