@@ -168,6 +168,15 @@ fn sent(ops: &[Op]) -> Vec<Op> {
     ops.iter().copied().chain(send).collect()
 }
 
+/// Client `client` reads 8 bytes, `times` times, `millis` apart.
+fn reading(client: u8, millis: u64, times: usize) -> Vec<Op> {
+    let eight_bytes = Op::Room {
+        client,
+        room: 2 + 4 * 7,
+    };
+    [eight_bytes, step(millis)].repeat(times)
+}
+
 /// A path predicate on a seed's outcome.
 type TookItsPath = fn(&Outcome) -> bool;
 
@@ -259,23 +268,9 @@ fn engine_seeds() -> Vec<(&'static str, Vec<Op>, TookItsPath)> {
                 vec![Room { client: 0, room: 1 }, Room { client: 1, room: 1 }],
                 sent(&[event(0, 3, 0, 1, 0x80); 9]),
                 sent(&[event(0, 3, 0, 2, 0x80); 8]),
-                [
-                    Room {
-                        client: 1,
-                        room: 2 + 4 * 7,
-                    },
-                    step(50),
-                ]
-                .repeat(6),
+                reading(1, 50, 6),
                 sent(&[event(0, 2, 0, 0, 0); 8]),
-                [
-                    Room {
-                        client: 1,
-                        room: 2 + 4 * 7,
-                    },
-                    step(200),
-                ]
-                .repeat(6),
+                reading(1, 200, 6),
             ]
             .concat(),
             |o| o.stats.cut_output_limit == 1 && o.holding_peak == 1 && o.complete_clients == 2,
