@@ -422,7 +422,8 @@ fn engine_bug_seeds() -> Vec<(&'static str, Vec<Op>)> {
         (
             // The same stream with 14-32 at the longest length, and the
             // probation over after 100 ms: 14-29 wait in the window while
-            // the outboxes are full, 512 bytes in a 256-byte window.
+            // the outboxes are full: 448 bytes in a 256-byte window after
+            // that turn.
             "window_over_budget_after_probation-outboxes_full",
             held_aside_then(0x80, &[step(100)]),
         ),
