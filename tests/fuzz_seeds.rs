@@ -120,10 +120,8 @@ fn client(user: u8, form: u8) -> Op {
 
 /// The index into the check's clock steps of `millis`.
 fn step(millis: u64) -> Op {
-    let steps = [
-        1, 10, 50, 99, 100, 101, 200, 249, 250, 299, 300, 999, 1000, 1500, 2500, 5000,
-    ];
-    let at = steps.iter().position(|&s| s == millis).expect("a step");
+    let at = engine::STEPS_MS.iter().position(|&s| s == millis);
+    let at = at.expect("one of the steps");
     Op::Advance { step: at as u8 }
 }
 
@@ -138,6 +136,15 @@ fn settled(clients: &[(u8, u8)]) -> Vec<Op> {
 fn sent(ops: &[Op]) -> Vec<Op> {
     let send = [Op::Send { bytes: 0 }, Op::Settle];
     ops.iter().copied().chain(send).collect()
+}
+
+/// Client `client` reads 8 bytes, `times` times, `millis` apart.
+fn reading(client: u8, millis: u64, times: usize) -> Vec<Op> {
+    let eight_bytes = Op::Room {
+        client,
+        room: 2 + 4 * 7,
+    };
+    [eight_bytes, step(millis)].repeat(times)
 }
 
 /// A path predicate on a seed's outcome.
@@ -222,41 +229,21 @@ fn engine_seeds() -> Vec<(&'static str, Vec<Op>, TookItsPath)> {
             |o| o.stats.runs == 1 && o.complete_clients == 2,
         ),
         (
-            // A stuck reader, a slow one and a full one, under floods:
-            // the source pauses for back-pressure, is held by the slow
-            // reader, and the stuck one is cut.
+            // A stuck reader, a slow one and a full one: the stuck one is
+            // cut for its output limit; the slow one, far behind but still
+            // reading, holds the source until it catches up.
             "slow_readers",
             [
                 settled(&[(1, 0), (2, 0), (3, 0)]),
-                vec![
-                    Room { client: 0, room: 1 },
-                    Room {
-                        client: 1,
-                        room: 2 + 4 * 2,
-                    },
-                    Burst { count: 31 },
-                    Turn,
-                    Room {
-                        client: 1,
-                        room: 2 + 4 * 7,
-                    },
-                    Turn,
-                    Burst { count: 31 },
-                    Settle,
-                    step(1000),
-                    Room {
-                        client: 1,
-                        room: 3 + 4 * 30,
-                    },
-                    Burst { count: 31 },
-                    step(1000),
-                    Burst { count: 31 },
-                    step(1000),
-                    Settle,
-                ],
+                vec![Room { client: 0, room: 1 }, Room { client: 1, room: 1 }],
+                sent(&[event(0, 3, 0, 1, 0x80); 9]),
+                sent(&[event(0, 3, 0, 2, 0x80); 8]),
+                reading(1, 50, 6),
+                sent(&[event(0, 2, 0, 0, 0); 8]),
+                reading(1, 200, 6),
             ]
             .concat(),
-            |o| o.cut_clients >= 1 && o.stats.source_pauses >= 1 && o.complete_clients >= 2,
+            |o| o.stats.cut_output_limit == 1 && o.holding_peak == 1 && o.complete_clients == 2,
         ),
         (
             // Ids: split across sends with events between, bad, empty,
@@ -348,33 +335,22 @@ fn engine_seeds() -> Vec<(&'static str, Vec<Op>, TookItsPath)> {
             |o| o.window_bytes_peak == 7 * 32 && o.stats.skipped == 0 && o.complete_clients == 1,
         ),
         (
-            // Three clients that read nothing follow user 0, and take
-            // broadcasts and private messages; then status updates of the
-            // longest length fan out to all three: queued bytes pass the
-            // budget by the last event routed (and broadcasts copied into
-            // outboxes are held twice).
+            // Five connections that read nothing (users 1-4, and user 1
+            // again) follow user 0; its status updates, at the longest
+            // length, fan out to all five, each under half its output limit
+            // (so none holds the source): queued bytes pass the shared
+            // budget by the last event routed.
             "budget_overshoot",
             [
-                settled(&[(1, 0), (2, 0), (3, 0)]),
-                (0..3).map(|client| Room { client, room: 1 }).collect(),
-                vec![
-                    event(0, 0, 1, 0, 0),
-                    event(0, 0, 2, 0, 0),
-                    event(0, 0, 3, 0, 0),
-                    event(0, 2, 0, 0, 0),
-                    event(0, 2, 0, 0, 0),
-                    event(0, 3, 0, 1, 0),
-                    event(0, 2, 0, 0, 0),
-                    event(0, 3, 0, 2, 0),
-                    Send { bytes: 0 },
-                    Turn,
-                ],
+                settled(&[(1, 0), (2, 0), (3, 0), (4, 0), (1, 1)]),
+                (0..5).map(|client| Room { client, room: 1 }).collect(),
+                (1..5).map(|from| event(0, 0, from, 0, 0)).collect(),
                 sent(&[event(0, 4, 0, 0, 0x80); 8]),
             ]
             .concat(),
             |o| {
                 let budget = engine::config().max_queued_bytes;
-                o.queued_bytes_peak > budget && o.stats.source_pauses > 0 && o.complete_clients == 3
+                o.queued_bytes_peak > budget && o.stats.source_pauses > 0 && o.complete_clients == 5
             },
         ),
     ]
@@ -404,39 +380,38 @@ fn fixed_bug_seeds() -> Vec<(&'static str, Vec<Op>)> {
         ),
         (
             // One client that reads everything. The first source sends seqs
-            // 1-8; the next one sends 9-40 (the last block as 36, 37, 33,
+            // 1-8; the next one sends 9-32 (the last block as 29, 30, 25,
             // ...) and no time passes, so they are all held aside
-            // (probation) when shutdown comes. Shutdown hands them to the
-            // window: 9-20 fill the 256-byte output budget, 21-36 wait in
-            // the window, 37 is too far ahead and waits with 33-35 behind
-            // it; then every seq below 37 is given up on, and 33-35 are
-            // dropped as late.
+            // (probation) when shutdown comes. Shutdown lets them into the
+            // window: 9-13 fill a turn's output for the client (128 bytes),
+            // 14-29 wait in the window, 30 is too far ahead and waits with
+            // 25-28 behind it; then every seq below 30 is given up on, and
+            // 25-28 are dropped as late.
             "shutdown_during_probation-outboxes_full",
             held_aside_then(0, &[]),
         ),
         (
-            // The same stream with 21-40 at the longest length, and the
-            // probation over after 100 ms: 21-36 wait in the window while
-            // the outboxes are full, 416 bytes in a 256-byte window.
+            // The same stream with 14-32 at the longest length, and the
+            // probation over after 100 ms: 14-29 wait in the window while
+            // the outboxes are full: 448 bytes in a 256-byte window after
+            // that turn.
             "window_over_budget_after_probation-outboxes_full",
             held_aside_then(0x80, &[step(100)]),
         ),
     ]
 }
 
-/// A client of user 1; seqs 1-8 from a first source, then 9-40 from the
-/// next (the last block as 36, 37, 33, ...): 9-14 and 20 at the longest
-/// length, 21-40 in `style`; then `ops`, and a settle.
+/// A client of user 1; seqs 1-8 from a first source, then 9-32 from the
+/// next (the last block as 29, 30, 25, ...): 9-13 at the longest length,
+/// 14-32 in `style`; then `ops`, and a settle.
 fn held_aside_then(style: u8, ops: &[Op]) -> Vec<Op> {
-    let last_block = [3, 3, 0, 0, 0, 0, 0, 0].map(|pick| event(pick, 3, 0, 1, style));
+    let last_block = [4, 4, 0, 0, 0, 0, 0, 0].map(|pick| event(pick, 3, 0, 1, style));
     [
         settled(&[(1, 0)]),
         sent(&[event(0, 3, 0, 1, 0); 8]),
         vec![Op::CloseSource { restart: 0 }],
-        [event(0, 3, 0, 1, 0x80); 6].to_vec(),
-        [event(0, 3, 0, 1, 0); 5].to_vec(),
-        vec![event(0, 3, 0, 1, 0x80)],
-        [event(0, 3, 0, 1, style); 12].to_vec(),
+        [event(0, 3, 0, 1, 0x80); 5].to_vec(),
+        [event(0, 3, 0, 1, style); 11].to_vec(),
         last_block.to_vec(),
         sent(ops),
     ]

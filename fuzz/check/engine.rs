@@ -65,10 +65,14 @@ const WINDOW_CAPACITY: usize = 2 * BLOCK as usize;
 /// to be filled; in-order frames waiting for room in the outboxes can reach
 /// it (the capacity spans twice as many).
 const WINDOW_BYTES: usize = BLOCK as usize * MAX_LINE;
-/// Bytes queued for one client alone past which it is cut.
-const OUTPUT_LIMIT: usize = 1024;
+/// Bytes queued for one client alone past which it is cut; past half of
+/// it a client that still reads holds the source. Below the shared budget,
+/// so both are reached. A client that reads everything is never cut:
+/// frames stop once it owes a turn's output (half the limit), so it owes at
+/// most that and two lines, below the limit from `4 * MAX_LINE` on.
+const OUTPUT_LIMIT: usize = 8 * MAX_LINE;
 /// Bytes queued for all clients past which the source is not read.
-const MAX_QUEUED_BYTES: usize = 256;
+const MAX_QUEUED_BYTES: usize = 512;
 /// Client connections at once.
 const MAX_CLIENTS: usize = 6;
 /// How long a hole may stall the stream.
@@ -90,7 +94,7 @@ const MAX_EVENTS: usize = 2000;
 /// Turns a settle may take before it counts as a livelock.
 const SETTLE_TURNS: usize = 20_000;
 /// Clock steps, in milliseconds: around each timeout of [`config`].
-const STEPS_MS: [u64; 16] = [
+pub const STEPS_MS: [u64; 16] = [
     1, 10, 50, 99, 100, 101, 200, 249, 250, 299, 300, 999, 1000, 1500, 2500, 5000,
 ];
 
@@ -290,12 +294,12 @@ pub struct Outcome {
     pub stats: Stats,
     /// Clients checked for completeness (connected to the end, registered).
     pub complete_clients: usize,
-    /// Clients cut (reset by the engine).
-    pub cut_clients: usize,
     /// The most bytes the window held after a turn.
     pub window_bytes_peak: usize,
     /// The most queued bytes after a turn.
     pub queued_bytes_peak: usize,
+    /// The most clients holding the source after a turn.
+    pub holding_peak: usize,
 }
 
 /// Runs `ops`, then shuts down and checks every client; panics on any
@@ -518,6 +522,7 @@ struct Session {
     restart_clock: Option<Duration>,
     window_bytes_peak: usize,
     queued_bytes_peak: usize,
+    holding_peak: usize,
 }
 
 impl Session {
@@ -542,6 +547,7 @@ impl Session {
             restart_clock: None,
             window_bytes_peak: 0,
             queued_bytes_peak: 0,
+            holding_peak: 0,
         }
     }
 
@@ -838,6 +844,7 @@ impl Session {
         let stats = self.harness.engine.stats();
         self.window_bytes_peak = self.window_bytes_peak.max(stats.window_bytes);
         self.queued_bytes_peak = self.queued_bytes_peak.max(stats.queued_bytes);
+        self.holding_peak = self.holding_peak.max(stats.clients_holding_source);
         assert!(
             stats.window_bytes <= WINDOW_BYTES,
             "the window holds {} bytes, over {WINDOW_BYTES}: {stats:?}",
@@ -905,10 +912,8 @@ impl Session {
         );
         let owed = self.owed_by_user();
         let mut complete_clients = 0;
-        let mut cut_clients = 0;
         for client in &self.clients {
             let ended = client.peer.ended();
-            cut_clients += usize::from(ended == Some(Ending::Reset));
             let owed = match (client.user, client.registered_at) {
                 (Some(user), Some(_)) => &owed[user as usize][..],
                 _ => &[],
@@ -922,9 +927,9 @@ impl Session {
         Outcome {
             stats,
             complete_clients,
-            cut_clients,
             window_bytes_peak: self.window_bytes_peak,
             queued_bytes_peak: self.queued_bytes_peak,
+            holding_peak: self.holding_peak,
         }
     }
 
