@@ -259,6 +259,11 @@ impl<T: Transport> Clients<T> {
         self.own_bytes + self.log.len()
     }
 
+    /// Records a new high of queued bytes.
+    pub(super) fn note_peak(&mut self) {
+        self.queued_bytes_peak = self.queued_bytes_peak.max(self.queued_bytes());
+    }
+
     /// True when no more may be routed for now: queued output is over the
     /// budget, or a client that still reads is far behind.
     pub(super) fn output_full(&self) -> bool {

@@ -30,12 +30,6 @@ impl<'a, T: Transport> Fanout<'a, T> {
     pub(super) fn over_budget(&self) -> bool {
         self.clients.output_full()
     }
-
-    /// Records a new high of queued bytes.
-    fn note_peak(&mut self) {
-        let clients = &mut *self.clients;
-        clients.queued_bytes_peak = clients.queued_bytes_peak.max(clients.queued_bytes());
-    }
 }
 
 impl<T: Transport> Deliver for Fanout<'_, T> {
@@ -71,7 +65,7 @@ impl<T: Transport> Deliver for Fanout<'_, T> {
             clients.dirty.push(conn);
         }
         clients.turn_full |= end_turn;
-        self.note_peak();
+        self.clients.note_peak();
     }
 
     /// Stored once in the log; each client takes it in when it is written
@@ -86,7 +80,7 @@ impl<T: Transport> Deliver for Fanout<'_, T> {
         if unwritten > clients.limits.turn_output_bytes() {
             clients.turn_full = true;
         }
-        self.note_peak();
+        self.clients.note_peak();
     }
 
     fn is_full(&self) -> bool {
