@@ -45,6 +45,7 @@ mod clients;
 pub(crate) mod consumer;
 mod delivery;
 mod graph;
+pub mod records;
 pub mod inbox;
 pub mod memory;
 pub mod outbox;
