@@ -41,16 +41,18 @@
 //! - [`memory`]: an in-memory transport and a fake clock, for tests and
 //!   the fuzzer.
 
+pub mod batcher;
 mod clients;
 pub(crate) mod consumer;
 mod delivery;
+pub mod feed;
 mod graph;
-pub mod records;
 pub mod inbox;
 pub mod memory;
 pub mod outbox;
 pub mod pipeline;
 pub mod protocol;
+pub mod records;
 pub mod router;
 mod source;
 mod timeline;
@@ -59,15 +61,19 @@ pub mod window;
 
 use std::time::{Duration, Instant};
 
-use log::info;
+use log::{info, warn};
 
 use crate::config::Config;
 use crate::log_limit::LogLimit;
 use crate::stats::Stats;
+use batcher::Batcher;
 use clients::Clients;
 use consumer::Cut;
 use delivery::Fanout;
+use feed::{LogFeed, Next};
 use pipeline::Pipeline;
+use protocol::Seq;
+use records::Record;
 use source::{MAX_WAITING_SOURCES, Sources};
 pub use transport::{ConnId, Ending, Port, Readiness, Transport};
 
@@ -87,6 +93,12 @@ pub struct Engine<T: Transport> {
     shutting_down: bool,
     /// Limits log lines about malformed source lines.
     malformed_log: LogLimit,
+    /// A cluster ingest's output: the source's in-order events go here,
+    /// batched for the shared log, instead of to clients.
+    batcher: Option<Batcher>,
+    /// A cluster edge's input: records of the shared log, routed to the
+    /// clients in place of a source's events.
+    feed: LogFeed,
 }
 
 impl<T: Transport> Engine<T> {
@@ -103,8 +115,50 @@ impl<T: Transport> Engine<T> {
             sources: Sources::new(),
             shutting_down: false,
             malformed_log: LogLimit::new(now),
+            batcher: None,
+            feed: LogFeed::new(),
             config,
         }
+    }
+
+    /// A cluster's ingest: the event source is read as by a standalone
+    /// server, but its in-order events are batched into `batcher`'s records
+    /// for the shared log instead of routed. The log's run carries on from
+    /// seq `next_seq`; a source that starts over at seq 1 begins a new run.
+    pub fn new_ingest(config: Config, now: Instant, batcher: Batcher, next_seq: Seq) -> Self {
+        let mut engine = Engine::new(config, now);
+        engine.pipeline.resume_at(next_seq);
+        engine.batcher = Some(batcher);
+        engine
+    }
+
+    /// An ingest's next record for the log, closed and not yet handed over;
+    /// it counts against the bound on records not yet stored until
+    /// [`Engine::records_stored`].
+    pub fn take_record(&mut self) -> Option<Record> {
+        self.batcher.as_mut()?.take()
+    }
+
+    /// The log has stored `count` more of the records taken, in order:
+    /// reading the source may resume.
+    pub fn records_stored(&mut self, count: usize, now: Instant) {
+        if let Some(batcher) = self.batcher.as_mut() {
+            batcher.confirm(count);
+        }
+        self.resume_source_if_drained(now);
+    }
+
+    /// An edge's next record from the log, routed to its clients in the
+    /// next turns as their outboxes have room.
+    pub fn push_record(&mut self, record: Record) {
+        self.feed.push(record);
+    }
+
+    /// Records pushed and not yet fully routed: an edge takes more from the
+    /// log only while this is small, so the backlog of slow clients stays
+    /// in the log.
+    pub fn records_waiting(&self) -> usize {
+        self.feed.len()
     }
 
     /// The configuration.
@@ -156,13 +210,15 @@ impl<T: Transport> Engine<T> {
     /// How long the shell may wait for readiness before calling
     /// [`Engine::tick`] again; `None` means until readiness.
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
-        let can_release = self.pipeline.has_ready() && !self.clients.output_full();
+        let can_release =
+            (self.pipeline.has_ready() || !self.feed.is_empty()) && !self.output_full();
         if self.sources.has_unread_bytes() || can_release {
             return Some(Duration::ZERO); // Work is waiting.
         }
         // The pipeline's timers run only while the source is not paused.
         let pipeline = self.pipeline.deadline().filter(|_| !self.sources.paused);
-        [self.clients.deadline(), pipeline]
+        let batch = self.batcher.as_ref().and_then(Batcher::deadline);
+        [self.clients.deadline(), pipeline, batch]
             .into_iter()
             .flatten()
             .min()
@@ -183,7 +239,9 @@ impl<T: Transport> Engine<T> {
     ///    its end hands over to the next waiting one in the same turn; one
     ///    read to `WouldBlock` is open, and the sources waiting behind it
     ///    are refused. Sources left in the accept queue (too many waited)
-    ///    are accepted now that there may be room.
+    ///    are accepted now that there may be room. An edge routes the
+    ///    records of the shared log it was handed instead, while the
+    ///    clients' output has room.
     /// 5. Pipeline timers: a new source's probation, a hole's wait.
     /// 6. Clients that sent no id in time are marked for closing.
     /// 7. Outboxes that gained frames are written.
@@ -193,25 +251,34 @@ impl<T: Transport> Engine<T> {
     /// 9. Marked clients are closed (never in the middle of a fan-out),
     ///    the broadcast log lets go of what all have written, and the
     ///    source resumes if that drained enough.
+    /// 10. An ingest's open batch closes if it has been quiet long enough.
     pub fn tick(&mut self, now: Instant, net: &mut T) {
         self.resume_source_if_drained(now);
-        self.pipeline
-            .release_ready(now, &mut Fanout::new(&mut self.clients, now));
+        self.pipeline.release_ready(
+            now,
+            &mut Fanout::new(&mut self.clients, self.batcher.as_mut(), now),
+        );
         self.take_over_source(net);
         self.read_source(now, net);
+        self.route_feed(now);
         if self.sources.left_in_queue && self.sources.waiting.len() < MAX_WAITING_SOURCES {
             self.accept_sources(net);
         }
         if !self.sources.has_unread_bytes() && !self.sources.paused {
             // The missing seq cannot be sitting unread in the source.
-            self.pipeline
-                .on_timer(now, &mut Fanout::new(&mut self.clients, now));
+            self.pipeline.on_timer(
+                now,
+                &mut Fanout::new(&mut self.clients, self.batcher.as_mut(), now),
+            );
         }
         self.clients.expire_id_deadlines(now);
         self.clients.flush_dirty(now);
         self.clients.judge_owing(now);
         self.end_turn(net);
         self.resume_source_if_drained(now);
+        if let Some(batcher) = self.batcher.as_mut() {
+            batcher.close_if_quiet(now);
+        }
     }
 
     /// Starts a graceful shutdown: no accepting, no more reading the
@@ -241,17 +308,25 @@ impl<T: Transport> Engine<T> {
         self.route_source_lines(now, false);
         self.close_source("shutdown", now, net);
         self.pipeline.end_of_stream();
-        self.pipeline
-            .release_ready(now, &mut Fanout::new(&mut self.clients, now));
+        self.pipeline.release_ready(
+            now,
+            &mut Fanout::new(&mut self.clients, self.batcher.as_mut(), now),
+        );
         self.clients.close_awaiting_id(now);
         self.clients.flush_dirty(now);
         self.end_turn(net);
+        if let Some(batcher) = self.batcher.as_mut() {
+            batcher.close();
+        }
     }
 
-    /// True when nothing is queued for any client and nothing received is
-    /// waiting to be routed.
+    /// True when nothing is queued for any client, nothing received is
+    /// waiting to be routed, and (an ingest) every event is stored in the
+    /// log.
     pub fn is_flushed(&self) -> bool {
-        self.clients.queued_bytes() == 0 && !self.pipeline.has_ready()
+        self.clients.queued_bytes() == 0
+            && !self.pipeline.has_ready()
+            && self.batcher.as_ref().is_none_or(Batcher::is_flushed)
     }
 
     /// A snapshot of every counter and gauge (the transport's own, such as
@@ -290,6 +365,54 @@ impl<T: Transport> Engine<T> {
             window_bytes,
             queued_bytes: self.clients.queued_bytes(),
             queued_bytes_peak: self.clients.queued_bytes_peak,
+        }
+    }
+
+    /// True when no more events should be released for now: the clients'
+    /// output is over its budget or a client far behind holds the source,
+    /// or (an ingest) the log has too many records not yet stored.
+    fn output_full(&self) -> bool {
+        self.clients.output_full() || self.batcher.as_ref().is_some_and(Batcher::is_full)
+    }
+
+    /// True when the output has drained enough for the source to resume:
+    /// the clients' to half their budget with none holding it, and an
+    /// ingest's records not yet stored to half their bound.
+    fn output_drained(&self) -> bool {
+        self.clients.queued_bytes() <= self.clients.max_queued_bytes / 2
+            && self.clients.holders == 0
+            && self.batcher.as_ref().is_none_or(Batcher::is_drained)
+    }
+
+    /// Routes records from the log (an edge's input, step 4 of
+    /// [`Engine::tick`]) until none are left or the clients' output is
+    /// full; the rest wait in the feed for the next turn.
+    fn route_feed(&mut self, now: Instant) {
+        let mut fanout = Fanout::new(&mut self.clients, self.batcher.as_mut(), now);
+        while !pipeline::Deliver::is_full(&fanout) {
+            let Some(next) = self.feed.next() else {
+                return;
+            };
+            match next {
+                Next::NewRun => self.pipeline.on_ordered_new_run(&mut fanout),
+                Next::RunWithoutStart { run } => {
+                    warn!(
+                        "the log holds run {run} without its start (retention dropped it): \
+                         follows made before are unknown, so some status updates will miss followers"
+                    );
+                    self.pipeline.on_ordered_new_run(&mut fanout);
+                }
+                Next::Line { frame, .. } => {
+                    if let Err(reason) = self.pipeline.on_ordered(frame, &mut fanout)
+                        && self.malformed_log.allow(now)
+                    {
+                        warn!(
+                            "skipping malformed event line from the log \"{}\": {reason}",
+                            frame.escape_ascii()
+                        );
+                    }
+                }
+            }
         }
     }
 

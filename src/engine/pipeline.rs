@@ -15,7 +15,7 @@ use crate::log_limit::LogLimit;
 mod backlog;
 mod deliver;
 use backlog::Backlog;
-pub use deliver::Deliver;
+pub use deliver::{Deliver, route_event};
 
 /// Counts of everything the pipeline has seen, for stats and logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -151,6 +151,44 @@ impl Pipeline {
         self.drain_backlog(now, out);
     }
 
+    /// Carries on a run whose seqs below `next` are already done (an
+    /// ingest resuming the run its log holds): a source that connects next
+    /// is on probation, as after a reconnect. Call before any frame.
+    pub fn resume_at(&mut self, next: Seq) {
+        self.window.start_at(next.max(1));
+    }
+
+    /// Routes one event line that arrives already in order, as an edge
+    /// takes them from the log: no window, no hole timer; seqs the ingest
+    /// gave up on are simply absent. A malformed line is counted and its
+    /// reason returned; nothing else is affected.
+    pub fn on_ordered(&mut self, frame: &[u8], out: &mut impl Deliver) -> Result<(), ParseError> {
+        let event = match protocol::parse_event(protocol::strip_terminator(frame)) {
+            Ok(event) => event,
+            Err(reason) => {
+                self.counters.malformed += 1;
+                return Err(reason);
+            }
+        };
+        self.counters.events_in += 1;
+        route(
+            &mut self.router,
+            &mut self.counters,
+            event.seq,
+            event.kind,
+            frame,
+            out,
+        );
+        Ok(())
+    }
+
+    /// A run boundary that arrives in order, as an edge takes it from the
+    /// log: the follow graph is forgotten here.
+    pub fn on_ordered_new_run(&mut self, out: &mut impl Deliver) {
+        out.new_run(&mut self.router);
+        self.counters.runs += 1;
+    }
+
     /// Counts a line that was dropped for being too long.
     pub fn overlong_line(&mut self) {
         self.counters.malformed += 1;
@@ -206,7 +244,14 @@ impl Pipeline {
     /// while `out` is full.
     fn accept(&mut self, event: Event, frame: &[u8], now: Instant, out: &mut impl Deliver) -> bool {
         if !out.is_full() && self.window.bypass(event.seq) {
-            route(&mut self.router, &mut self.counters, event.kind, frame, out);
+            route(
+                &mut self.router,
+                &mut self.counters,
+                event.seq,
+                event.kind,
+                frame,
+                out,
+            );
             self.progress(now);
             return true;
         }
@@ -288,7 +333,7 @@ impl Pipeline {
                 if self.window.is_ready() {
                     return;
                 }
-                self.start_new_run();
+                self.start_new_run(out);
             }
             Probation::Off => {}
         }
@@ -403,10 +448,10 @@ impl Pipeline {
     /// Starts a new run: sequence and graph start over. Frames of the old run
     /// still held (behind a hole that never filled) are dropped and counted
     /// as skipped.
-    fn start_new_run(&mut self) {
+    fn start_new_run(&mut self, out: &mut impl Deliver) {
         let (old_next, dropped) = (self.window.next_seq(), self.window.held());
         self.window.reset();
-        self.router.clear_graph();
+        out.new_run(&mut self.router);
         self.waiting_since = None;
         self.probation = Probation::Off;
         self.counters.runs += 1;
@@ -425,11 +470,11 @@ impl Pipeline {
     fn release(&mut self, now: Instant, out: &mut impl Deliver) {
         let mut released = false;
         while !out.is_full() {
-            let Some((_, kind, frame)) = self.window.pop() else {
+            let Some((seq, kind, frame)) = self.window.pop() else {
                 break;
             };
             released = true;
-            route(&mut self.router, &mut self.counters, kind, frame, out);
+            route(&mut self.router, &mut self.counters, seq, kind, frame, out);
         }
         if released {
             self.progress(now);
@@ -453,24 +498,19 @@ impl Pipeline {
     }
 }
 
-/// Routes one in-order event and counts it. A free function so the frame
-/// may borrow from the window while the router is borrowed mutably.
+/// Hands one in-order event to `out` and counts it. A free function so
+/// the frame may borrow from the window while the router is borrowed
+/// mutably.
 fn route(
     router: &mut Router,
     counters: &mut PipelineCounters,
+    seq: Seq,
     kind: EventKind,
     frame: &[u8],
     out: &mut impl Deliver,
 ) {
-    let notified = match kind {
-        EventKind::Broadcast => {
-            out.broadcast(frame, router.connection_keys());
-            router.connections() as u64
-        }
-        kind => router.route(kind, |conn| out.deliver(conn, frame)),
-    };
+    counters.notifications += out.event(router, seq, kind, frame);
     counters.events_routed += 1;
-    counters.notifications += notified;
 }
 
 #[cfg(test)]

@@ -241,8 +241,7 @@ impl<T: Transport> Engine<T> {
     /// Resumes reading the source once queued output fell to half the
     /// budget and no client holds it.
     pub(super) fn resume_source_if_drained(&mut self, now: Instant) {
-        let drained = self.clients.queued_bytes() <= self.clients.max_queued_bytes / 2;
-        if self.sources.paused && drained && self.clients.holders == 0 {
+        if self.sources.paused && self.output_drained() {
             self.sources.paused = false;
             // The missing seq of a hole may have waited in our socket.
             self.pipeline.restart_hole_timer(now);
@@ -261,7 +260,7 @@ impl<T: Transport> Engine<T> {
         let Some(source) = self.sources.current.as_mut() else {
             return Routed::All;
         };
-        let mut fanout = Fanout::new(&mut self.clients, now);
+        let mut fanout = Fanout::new(&mut self.clients, self.batcher.as_mut(), now);
         let mut routed = Routed::All;
         loop {
             if stop_when_full {
@@ -305,8 +304,10 @@ impl<T: Transport> Engine<T> {
         let Some(source) = self.sources.current.take() else {
             return;
         };
-        self.pipeline
-            .source_disconnected(now, &mut Fanout::new(&mut self.clients, now));
+        self.pipeline.source_disconnected(
+            now,
+            &mut Fanout::new(&mut self.clients, self.batcher.as_mut(), now),
+        );
         net.close(source.stream, Ending::Close);
         self.sources.paused = false;
         info!(

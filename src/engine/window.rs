@@ -148,6 +148,14 @@ impl<M: Copy> ReorderWindow<M> {
     /// Call [`ReorderWindow::release_all`] and pop first: frames still held
     /// are dropped here and counted as skipped.
     pub fn reset(&mut self) {
+        self.start_at(1);
+    }
+
+    /// Starts again at seq `next`, as if every seq below it had been
+    /// released (an ingest resuming a run the log already holds up to
+    /// `next - 1`); frames still held are dropped and counted as skipped,
+    /// the counters are kept.
+    pub fn start_at(&mut self, next: Seq) {
         for slot in self.slots.iter_mut().filter(|slot| **slot != EMPTY) {
             self.free.push(*slot);
             *slot = EMPTY;
@@ -155,8 +163,8 @@ impl<M: Copy> ReorderWindow<M> {
         self.counters.skipped += self.held as u64;
         self.held = 0;
         self.held_bytes = 0;
-        self.next = 1;
-        self.floor = 1;
+        self.next = next;
+        self.floor = next;
         self.highest = 0;
     }
 

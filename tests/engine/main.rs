@@ -7,6 +7,7 @@
 #[path = "../support/bad_lines.rs"]
 mod bad_lines;
 mod clients;
+mod cluster;
 mod limits;
 mod probation;
 mod routing;

@@ -4,7 +4,8 @@
 //! implement (the server's outboxes, closures in tests): the contract for
 //! taking frames, apart from the rules that decide which frames go where.
 
-use crate::engine::router::ConnKey;
+use crate::engine::protocol::{EventKind, Seq};
+use crate::engine::router::{ConnKey, Router};
 
 /// Receives each delivery: the recipient connection and the exact frame.
 pub trait Deliver {
@@ -29,6 +30,46 @@ pub trait Deliver {
     /// [`Pipeline::release_ready`]: super::Pipeline::release_ready
     fn is_full(&self) -> bool {
         false
+    }
+
+    /// Takes one in-order event, `frame` of seq `seq`, and returns the
+    /// notifications it made. By default it is routed: `router` applies it
+    /// to the follow graph and names its recipients, each given the frame
+    /// through [`Deliver::deliver`] or [`Deliver::broadcast`]. A receiver
+    /// that forwards the ordered stream itself (a cluster's ingest, which
+    /// appends it to the shared log) overrides this and routes nothing.
+    fn event(&mut self, router: &mut Router, seq: Seq, kind: EventKind, frame: &[u8]) -> u64
+    where
+        Self: Sized,
+    {
+        let _ = seq;
+        route_event(self, router, kind, frame)
+    }
+
+    /// A new run begins here, between the old run's last in-order event and
+    /// the new run's first. By default the follow graph is forgotten; a
+    /// receiver that forwards the ordered stream records the boundary.
+    fn new_run(&mut self, router: &mut Router) {
+        router.clear_graph();
+    }
+}
+
+/// Routes one in-order event: `router` applies it to the follow graph and
+/// names its recipients, each given `frame` through `out`. Returns the
+/// notifications it made. [`Deliver::event`]'s default, for receivers that
+/// override it only in some cases.
+pub fn route_event(
+    out: &mut impl Deliver,
+    router: &mut Router,
+    kind: EventKind,
+    frame: &[u8],
+) -> u64 {
+    match kind {
+        EventKind::Broadcast => {
+            out.broadcast(frame, router.connection_keys());
+            router.connections() as u64
+        }
+        kind => router.route(kind, |conn| out.deliver(conn, frame)),
     }
 }
 
