@@ -19,6 +19,20 @@ fn parse_millis(text: &str) -> Result<Duration, std::num::ParseIntError> {
     text.parse().map(Duration::from_millis)
 }
 
+/// Parses one port of `--client-ports`: 1..=65535. A cluster's edges listen
+/// on ports known in advance, so 0 (a server's "any free port") names no
+/// port a client could connect to, and an empty item is a typo.
+fn parse_client_port(text: &str) -> Result<u16, String> {
+    match text.trim().parse::<u16>() {
+        Ok(0) => Err("0 is not a port a client can connect to (1..=65535)".into()),
+        Ok(port) => Ok(port),
+        Err(_) if text.trim().is_empty() => {
+            Err("an empty port: list ports as P1,P2,... (1..=65535 each)".into())
+        }
+        Err(_) => Err(format!("{text:?} is not a port (1..=65535)")),
+    }
+}
+
 /// How the simulator runs.
 ///
 /// [`SimConfig::default`] is the original client's defaults (ignoring the
@@ -34,9 +48,24 @@ pub struct SimConfig {
     #[arg(long, env = "eventListenerPort", default_value_t = 9090)]
     pub event_port: u16,
 
-    /// The server's user client port.
+    /// The server's user client port (ignored when --client-ports is given).
     #[arg(long, env = "clientListenerPort", default_value_t = 9099)]
     pub client_port: u16,
+
+    /// Client ports of a cluster's edges, comma-separated (P1,P2,...):
+    /// replaces --client-port. Client i connects to the i-th port, round
+    /// robin (silent clients likewise), so clients spread over every edge;
+    /// each is still verified against exactly what a standalone server
+    /// would send it. A port may be listed twice. With --demo, each stands
+    /// for the demo server's client port (the count is kept).
+    #[arg(
+        long,
+        env = "clientListenerPorts",
+        value_delimiter = ',',
+        value_name = "P1,P2,...",
+        value_parser = parse_client_port
+    )]
+    pub client_ports: Option<Vec<u16>>,
 
     /// Events to send, numbered 1..=N.
     #[arg(long, env = "totalEvents", default_value_t = 10_000_000)]
@@ -99,6 +128,16 @@ pub struct SimConfig {
     /// verified on its own.
     #[arg(long, default_value_t = 0)]
     pub duplicate_ids: u32,
+
+    /// Connect every verified client's id a second time, on the next client
+    /// port (client i's twin on port i+1, round robin; on the same port when
+    /// only one is given), and verify both connections against the same
+    /// stream. It exists for clusters: a server must send every connection
+    /// of an id each notification for it, and twins put the connections of
+    /// one id on different edges, so an edge that delivers only to its own
+    /// connections, or differently from another edge, fails the run.
+    #[arg(long)]
+    pub twin_ids: bool,
 
     /// Send each batch on its own (TCP_NODELAY, a pause between batches)
     /// instead of in large writes.
@@ -163,6 +202,15 @@ impl SimConfig {
         }
     }
 
+    /// The client ports, in round-robin order: `--client-ports`, else
+    /// `--client-port` alone. Every client connection goes to one of these.
+    pub fn client_port_list(&self) -> &[u16] {
+        match &self.client_ports {
+            Some(ports) => ports,
+            None => std::slice::from_ref(&self.client_port),
+        }
+    }
+
     /// Users in the population: `numberOfUsers`, or ten per connected client.
     pub fn users(&self) -> User {
         self.number_of_users
@@ -215,6 +263,17 @@ impl SimConfig {
         }
         if self.duplicate_ids > 0 && self.concurrency_level == 0 {
             return Err("--duplicate-ids needs verified clients to duplicate".into());
+        }
+        if self.twin_ids && self.concurrency_level == 0 {
+            return Err("--twin-ids needs verified clients to twin".into());
+        }
+        if let Some(ports) = &self.client_ports {
+            if ports.is_empty() {
+                return Err("--client-ports needs at least one port".into());
+            }
+            if ports.contains(&0) {
+                return Err("--client-ports cannot list port 0".into());
+            }
         }
         if self.timeout.is_zero() {
             return Err("timeout must be at least 1 ms".into());
@@ -290,5 +349,81 @@ mod tests {
             ..base
         };
         assert!(holes.validate().is_err());
+    }
+
+    #[test]
+    fn client_ports_replace_the_client_port() {
+        let config = SimConfig::try_parse_from(["sim", "--client-port", "7"]).expect("valid");
+        assert_eq!(config.client_ports, None);
+        assert_eq!(config.client_port_list(), [7]);
+        let config = SimConfig::try_parse_from([
+            "sim",
+            "--client-port",
+            "7",
+            "--client-ports",
+            "9100,9101, 9100",
+        ])
+        .expect("valid");
+        assert_eq!(config.client_ports, Some(vec![9100, 9101, 9100]));
+        assert_eq!(config.client_port_list(), [9100, 9101, 9100]);
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(SimConfig::default().client_port_list(), [9099]);
+    }
+
+    #[test]
+    fn client_ports_come_from_client_listener_ports() {
+        // Setting the variable here would race the other tests' parsing, so
+        // the name is checked on the argument; the binary's tests set it.
+        let command = SimConfig::command();
+        let arg = command
+            .get_arguments()
+            .find(|arg| arg.get_long() == Some("client-ports"))
+            .expect("the --client-ports argument");
+        assert_eq!(
+            arg.get_env().and_then(|name| name.to_str()),
+            Some("clientListenerPorts")
+        );
+    }
+
+    #[test]
+    fn bad_client_ports_are_clap_errors() {
+        for (list, says) in [
+            ("", "an empty port"),
+            ("9100,", "an empty port"),
+            ("9100,,9101", "an empty port"),
+            ("0", "0 is not a port"),
+            ("9100,0", "0 is not a port"),
+            ("70000", "is not a port"),
+            ("x", "is not a port"),
+        ] {
+            let error = SimConfig::try_parse_from(["sim", "--client-ports", list])
+                .expect_err(list)
+                .to_string();
+            assert!(error.contains("--client-ports"), "{list:?}: {error}");
+            assert!(error.contains(says), "{list:?}: {error}");
+        }
+        let missing = SimConfig::try_parse_from(["sim", "--client-ports"]);
+        assert!(missing.is_err());
+    }
+
+    #[test]
+    fn a_library_users_port_list_is_validated_too() {
+        let base = SimConfig::small(1, 2);
+        let empty = SimConfig {
+            client_ports: Some(vec![]),
+            ..base.clone()
+        };
+        assert!(empty.validate().is_err());
+        let zero = SimConfig {
+            client_ports: Some(vec![5, 0]),
+            ..base.clone()
+        };
+        assert!(zero.validate().is_err());
+        let no_one_to_twin = SimConfig {
+            twin_ids: true,
+            concurrency_level: 0,
+            ..base
+        };
+        assert!(no_one_to_twin.validate().is_err());
     }
 }

@@ -248,8 +248,9 @@ impl fmt::Display for FailureReason {
 pub struct Failure {
     /// Why, in the order found; never empty.
     pub reasons: Vec<FailureReason>,
-    /// Counts and timings up to the failure.
-    pub report: Report,
+    /// Counts and timings up to the failure; boxed, so the `Err` of a
+    /// run's `Result` stays small however much the report carries.
+    pub report: Box<Report>,
 }
 
 impl Failure {

@@ -25,7 +25,8 @@
 //!   and who must receive each event.
 //! - [`generator`]: events in seq order through the model, then shuffled
 //!   batches of wire bytes.
-//! - [`plan`]: which ids the client connections claim.
+//! - [`plan`]: which ids the client connections claim, and which client
+//!   port each connects to (round robin over a cluster's edges).
 //! - [`verify`]: per-connection expectations checked line by line.
 //! - [`connect`]: opening the source and client sockets.
 //! - [`demo_server`]: the `follower-maze` binary as a child process, for

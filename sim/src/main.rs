@@ -67,10 +67,10 @@ struct Args {
 
     /// Only measure the loopback baseline: a trivial writer sends
     /// --baseline-bytes of pre-made lines over as many connections as a run
-    /// verifies (concurrencyLevel + --duplicate-ids), read by this
-    /// simulator's client loop (same read size, same mio loop, bytes counted,
-    /// not checked); prints bytes/s. The writer is a child process, as the
-    /// server is.
+    /// verifies (concurrencyLevel + --duplicate-ids, doubled by --twin-ids),
+    /// read by this simulator's client loop (same read size, same mio loop,
+    /// bytes counted, not checked); prints bytes/s. The writer is a child
+    /// process, as the server is.
     #[arg(long)]
     loopback_baseline: bool,
 
@@ -184,10 +184,19 @@ fn demo(args: &Args, baseline: Option<BaselineReport>) -> ExitCode {
         server.event_addr(),
         server.client_addr()
     );
+    let client_port = server.client_addr().port();
     let sim = SimConfig {
         host: server.event_addr().ip().to_string(),
         event_port: server.event_addr().port(),
-        client_port: server.client_addr().port(),
+        client_port,
+        // One server, one client port: each listed port stands for it, and
+        // keeping their number keeps the round robin (and the twins) as
+        // listed, every connection on the demo server.
+        client_ports: args
+            .sim
+            .client_ports
+            .as_ref()
+            .map(|ports| vec![client_port; ports.len()]),
         ..args.sim.clone()
     };
     let outcome = sim::run(&sim);

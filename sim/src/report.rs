@@ -18,10 +18,16 @@ pub struct Report {
     pub holes: u64,
     /// Garbage lines written (`--malformed`).
     pub malformed: u64,
-    /// Verified client connections.
+    /// Verified client connections (twins included).
     pub clients: usize,
+    /// Verified connections that are `--twin-ids` twins.
+    pub twin_clients: usize,
     /// Connections that never read (`--silent-clients`).
     pub silent_clients: usize,
+    /// The client ports connected to, round robin (`--client-ports`, else
+    /// `--client-port`): which edges of a cluster the run covered. Empty
+    /// when the run failed before connecting.
+    pub client_ports: Vec<u16>,
     /// Notifications received and verified.
     pub notifications: u64,
     /// Bytes of those notifications.
@@ -66,7 +72,12 @@ impl Report {
         field("holes", &self.holes.to_string());
         field("malformed", &self.malformed.to_string());
         field("clients", &self.clients.to_string());
+        field("twin_clients", &self.twin_clients.to_string());
         field("silent_clients", &self.silent_clients.to_string());
+        field(
+            "client_ports",
+            &format!("[{}]", port_list(&self.client_ports)),
+        );
         field("notifications", &self.notifications.to_string());
         field("notification_bytes", &self.notification_bytes.to_string());
         field("wall_seconds", &format!("{:.6}", self.wall.as_secs_f64()));
@@ -111,11 +122,12 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} events, {} notifications ({:.1} MB) to {} clients in {:.3} s (wall {:.3} s): {:.0} events/s, {:.0} notifications/s, {:.2} MB/s",
+            "{} events, {} notifications ({:.1} MB) to {} clients{} in {:.3} s (wall {:.3} s): {:.0} events/s, {:.0} notifications/s, {:.2} MB/s",
             self.events,
             self.notifications,
             self.notification_bytes as f64 / 1e6,
             self.clients,
+            Ports(&self.client_ports),
             self.active.as_secs_f64(),
             self.wall.as_secs_f64(),
             self.events_per_second(),
@@ -123,6 +135,33 @@ impl fmt::Display for Report {
             self.megabytes_per_second(),
         )
     }
+}
+
+/// The " on port(s) ..." of the summary line and the connect log line,
+/// nothing without ports.
+pub(crate) struct Ports<'a>(pub(crate) &'a [u16]);
+
+impl fmt::Display for Ports<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            [] => Ok(()),
+            [port] => write!(f, " on port {port}"),
+            ports => write!(f, " on ports {}", port_list(ports)),
+        }
+    }
+}
+
+/// `ports` as `P1,P2,...`, as `--client-ports` takes them: one way to
+/// write them in the log, the summary and the JSON.
+pub(crate) fn port_list(ports: &[u16]) -> String {
+    let mut list = String::new();
+    for (at, port) in ports.iter().enumerate() {
+        if at > 0 {
+            list.push(',');
+        }
+        let _ = write!(list, "{port}");
+    }
+    list
 }
 
 /// What `--generate-only` measured: the generator and model alone, output
@@ -197,6 +236,8 @@ mod tests {
             seed: 666,
             events: 1000,
             clients: 10,
+            twin_clients: 5,
+            client_ports: vec![9100, 9101],
             notifications: 500,
             notification_bytes: 2_000_000,
             wall: Duration::from_secs(3),
@@ -218,9 +259,25 @@ mod tests {
     fn summary_line_shows_counts_and_rates() {
         let line = sample().to_string();
         assert!(
-            line.starts_with("1000 events, 500 notifications (2.0 MB) to 10 clients in 2.000 s")
+            line.starts_with(
+                "1000 events, 500 notifications (2.0 MB) to 10 clients on ports 9100,9101 in 2.000 s"
+            ),
+            "{line}"
         );
         assert!(line.ends_with("500 events/s, 250 notifications/s, 1.00 MB/s"));
+        let one_port = Report {
+            client_ports: vec![9099],
+            ..sample()
+        };
+        assert!(
+            one_port
+                .to_string()
+                .contains(" to 10 clients on port 9099 in ")
+        );
+        assert!(
+            Report::default().to_string().contains(" to 0 clients in "),
+            "no ports before any connect"
+        );
     }
 
     #[test]
@@ -228,6 +285,12 @@ mod tests {
         let json = sample().to_json(&[], None);
         assert!(json.starts_with("{\"passed\":true,\"seed\":666,\"events\":1000,"));
         assert!(json.ends_with("\"failures\":[]}"));
+        assert!(
+            json.contains(
+                "\"clients\":10,\"twin_clients\":5,\"silent_clients\":0,\"client_ports\":[9100,9101],"
+            ),
+            "{json}"
+        );
         assert!(!json.contains("baseline"));
         let failed = sample().to_json(&[FailureReason::Config("a \"b\"\n".into())], None);
         assert!(failed.contains("\"passed\":false"));

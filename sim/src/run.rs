@@ -12,7 +12,7 @@
 //! stops reading, the source simply waits: that is legal back-pressure.
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
@@ -26,7 +26,7 @@ use super::generator::Generator;
 use super::line::split_lines;
 use super::model::ClientIndex;
 use super::plan::Plan;
-use super::report::Report;
+use super::report::{Ports, Report};
 use super::verify::Verifiers;
 use super::{Seq, UserId};
 
@@ -144,6 +144,8 @@ struct Run<'a> {
     verifiers: Verifiers,
     /// Verified clients' sockets, by [`ClientIndex`].
     clients: Vec<ClientConn>,
+    /// How many of `clients` are `--twin-ids` twins (the last ones).
+    twins: usize,
     /// Silent clients' sockets, held open and never read.
     silent: Vec<std::net::TcpStream>,
     /// The event source.
@@ -173,11 +175,11 @@ pub fn run(config: &SimConfig) -> Result<Report, Failure> {
     let started = Instant::now();
     let fail = |reason: FailureReason| Failure {
         reasons: vec![reason],
-        report: Report {
+        report: Box::new(Report {
             seed: config.random_seed,
             wall: started.elapsed(),
             ..Report::default()
-        },
+        }),
     };
     config
         .validate()
@@ -204,7 +206,9 @@ impl<'a> Run<'a> {
             );
         }
         let event_addr = connect::resolve(&config.host, config.event_port)?;
-        let client_addr = connect::resolve(&config.host, config.client_port)?;
+        let ports = config.client_port_list();
+        // The host is resolved once; each client connection gets its port.
+        let client_ip = connect::resolve(&config.host, ports[0])?.ip();
         let poll_error = |e: io::Error| FailureReason::Poll {
             error: e.to_string(),
         };
@@ -216,12 +220,14 @@ impl<'a> Run<'a> {
             .map_err(poll_error)?;
         info!("event source connected to {event_addr}");
 
-        let clients = connect_clients(config, plan, client_addr, &poll)?;
-        let silent = connect_silent(config, plan, client_addr)?;
+        let clients = connect_clients(config, plan, client_ip, &poll)?;
+        let silent = connect_silent(config, plan, client_ip)?;
         info!(
-            "{} clients connected to {client_addr} ({} verified, {} silent); {} users, seed {}",
+            "{} clients connected to {client_ip}{} ({} verified, {} of them twins; {} silent); {} users, seed {}",
             clients.len() + silent.len(),
+            Ports(ports),
             clients.len(),
+            plan.twins,
             silent.len(),
             config.users(),
             config.random_seed
@@ -238,6 +244,7 @@ impl<'a> Run<'a> {
                 Verifiers::new(&users)
             },
             clients,
+            twins: plan.twins,
             silent,
             source: Source {
                 stream,
@@ -612,7 +619,9 @@ impl<'a> Run<'a> {
             holes: self.generator.holes().len() as u64,
             malformed: self.source.malformed,
             clients: self.clients.len(),
+            twin_clients: self.twins,
             silent_clients: self.silent.len(),
+            client_ports: self.config.client_port_list().to_vec(),
             notifications: self.verifiers.verified(),
             notification_bytes: self.verifiers.verified_bytes(),
             wall: end.saturating_duration_since(self.started),
@@ -625,7 +634,10 @@ impl<'a> Run<'a> {
         if reasons.is_empty() {
             Ok(report)
         } else {
-            Err(Failure { reasons, report })
+            Err(Failure {
+                reasons,
+                report: Box::new(report),
+            })
         }
     }
 }
@@ -646,16 +658,26 @@ fn count_line_ends(data: &[u8]) -> u64 {
         .sum()
 }
 
-/// Connects the verified clients and registers them for reading.
+/// Connects the verified clients, each to its port of the plan on `ip`,
+/// and registers them for reading.
 fn connect_clients(
     config: &SimConfig,
     plan: &Plan,
-    addr: SocketAddr,
+    ip: IpAddr,
     poll: &Poll,
 ) -> Result<Vec<ClientConn>, FailureReason> {
     let mut clients = Vec::with_capacity(plan.verified.len());
-    for (index, &user) in plan.verified.iter().enumerate() {
-        let what = format!("client {index} (user {user})");
+    let twins_from = plan.verified.len() - plan.twins;
+    for (index, (&user, &port)) in plan.verified.iter().zip(&plan.verified_ports).enumerate() {
+        let addr = SocketAddr::new(ip, port);
+        let what = if index >= twins_from {
+            format!(
+                "client {index} (user {user}, twin of client {})",
+                index - twins_from
+            )
+        } else {
+            format!("client {index} (user {user})")
+        };
         let stream = connect::client(addr, config.timeout, user, config.ending(), &what)?;
         let mut stream = connect::into_mio(stream, addr, &what)?;
         poll.registry()
@@ -674,17 +696,20 @@ fn connect_clients(
     Ok(clients)
 }
 
-/// Connects the silent clients: they send an id and are never read.
+/// Connects the silent clients, each to its port of the plan on `ip`: they
+/// send an id and are never read.
 fn connect_silent(
     config: &SimConfig,
     plan: &Plan,
-    addr: SocketAddr,
+    ip: IpAddr,
 ) -> Result<Vec<std::net::TcpStream>, FailureReason> {
     plan.silent
         .iter()
+        .zip(&plan.silent_ports)
         .enumerate()
-        .map(|(index, &user)| {
+        .map(|(index, (&user, &port))| {
             let what = format!("silent client {index} (user {user})");
+            let addr = SocketAddr::new(ip, port);
             connect::client(addr, config.timeout, user, config.ending(), &what)
         })
         .collect()

@@ -3,6 +3,11 @@
 //! the same fixture without a fault must pass, which proves the fixture
 //! itself is a correct server.
 //!
+//! A fixture can also be a cluster: several client ports ("edges") that
+//! share one event source and one registry, so each sends a client exactly
+//! what a standalone server would; that is what `--client-ports` and
+//! `--twin-ids` are tested against.
+//!
 //! The fixtures are deliberately simple (std threads, blocking sockets, a
 //! `BTreeMap` for reordering) and share no code with the real server; they
 //! read events with the simulator's [`read_event`].
@@ -10,7 +15,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -37,6 +42,9 @@ enum Fault {
     Stall,
     /// Closes one user's connection.
     Hangup,
+    /// Does not send one notification to the user's connections on this
+    /// edge; its connections on other edges get it.
+    EdgeDrop(usize),
 }
 
 /// Which single-recipient delivery (Follow or Private to a connected user)
@@ -47,11 +55,15 @@ const TRIGGER: u32 = 30;
 struct Fixture {
     /// Where the event source connects.
     event_addr: SocketAddr,
-    /// Where clients connect.
-    client_addr: SocketAddr,
-    /// Tells the client acceptor to stop.
+    /// Where clients connect: one port per edge.
+    client_addrs: Vec<SocketAddr>,
+    /// Connections each edge has registered.
+    accepted: Vec<Arc<AtomicUsize>>,
+    /// Every registered connection, shared by the edges.
+    registry: Registry,
+    /// Tells the client acceptors to stop.
     stop: Arc<AtomicBool>,
-    /// The acceptor and the source thread.
+    /// The acceptors and the source thread.
     threads: Vec<JoinHandle<()>>,
 }
 
@@ -64,38 +76,99 @@ impl Drop for Fixture {
     }
 }
 
+/// One registered client connection.
+struct Conn {
+    /// The edge (index of the client port) that accepted it.
+    edge: usize,
+    /// The socket, blocking.
+    stream: TcpStream,
+}
+
 /// Client connections by the id they sent.
-type Registry = Arc<Mutex<BTreeMap<UserId, Vec<TcpStream>>>>;
+type Registry = Arc<Mutex<BTreeMap<UserId, Vec<Conn>>>>;
 
 impl Fixture {
+    /// A standalone fixture server: one client port.
     fn start(fault: Fault) -> Fixture {
+        Fixture::with_edges(fault, 1)
+    }
+
+    /// A fixture cluster: `edges` client ports over one event source.
+    fn with_edges(fault: Fault, edges: usize) -> Fixture {
         let events = TcpListener::bind("127.0.0.1:0").expect("bind the event port");
-        let clients = TcpListener::bind("127.0.0.1:0").expect("bind the client port");
+        let event_addr = events.local_addr().expect("event addr");
         let stop = Arc::new(AtomicBool::new(false));
         let registry: Registry = Arc::default();
-        let fixture_addrs = (
-            events.local_addr().expect("event addr"),
-            clients.local_addr().expect("client addr"),
-        );
-        let accept = {
+        let mut threads = Vec::new();
+        let mut client_addrs = Vec::new();
+        let mut accepted = Vec::new();
+        for edge in 0..edges {
+            let clients = TcpListener::bind("127.0.0.1:0").expect("bind a client port");
+            client_addrs.push(clients.local_addr().expect("client addr"));
+            let count = Arc::new(AtomicUsize::new(0));
+            accepted.push(Arc::clone(&count));
             let (stop, registry) = (Arc::clone(&stop), Arc::clone(&registry));
-            thread::spawn(move || accept_clients(&clients, &stop, &registry))
-        };
+            threads.push(thread::spawn(move || {
+                accept_clients(&clients, edge, &count, &stop, &registry)
+            }));
+        }
         let source = {
-            let stop = Arc::clone(&stop);
+            let (stop, registry) = (Arc::clone(&stop), Arc::clone(&registry));
             thread::spawn(move || serve_source(&events, &stop, &registry, fault))
         };
+        threads.push(source);
         Fixture {
-            event_addr: fixture_addrs.0,
-            client_addr: fixture_addrs.1,
+            event_addr,
+            client_addrs,
+            accepted,
+            registry,
             stop,
-            threads: vec![accept, source],
+            threads,
         }
+    }
+
+    /// The client ports, one per edge.
+    fn client_ports(&self) -> Vec<u16> {
+        self.client_addrs.iter().map(SocketAddr::port).collect()
+    }
+
+    /// Connections each edge has registered, once `total` have been over
+    /// all edges (or after five seconds: the caller's check then fails).
+    /// Silent clients may still be registering when a short run ends.
+    fn accepted(&self, total: usize) -> Vec<usize> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let counts: Vec<usize> = self
+                .accepted
+                .iter()
+                .map(|count| count.load(Ordering::Acquire))
+                .collect();
+            if counts.iter().sum::<usize>() >= total || std::time::Instant::now() >= deadline {
+                return counts;
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// For each registered id, the edges its connections came through.
+    fn edges_by_user(&self) -> BTreeMap<UserId, Vec<usize>> {
+        let registry = self.registry.lock().expect("registry lock");
+        registry
+            .iter()
+            .map(|(&user, conns)| (user, conns.iter().map(|conn| conn.edge).collect()))
+            .collect()
     }
 }
 
-/// Accepts clients and registers each under the id it sends.
-fn accept_clients(listener: &TcpListener, stop: &AtomicBool, registry: &Registry) {
+/// Accepts clients on `edge` and registers each under the id it sends,
+/// counting them in `accepted`.
+fn accept_clients(
+    listener: &TcpListener,
+    edge: usize,
+    accepted: &AtomicUsize,
+    stop: &AtomicBool,
+    registry: &Registry,
+) {
     listener
         .set_nonblocking(true)
         .expect("non-blocking listener");
@@ -114,7 +187,8 @@ fn accept_clients(listener: &TcpListener, stop: &AtomicBool, registry: &Registry
                 let id = String::from_utf8_lossy(&id).trim_end().parse::<UserId>();
                 if let Ok(id) = id {
                     let mut registry = registry.lock().expect("registry lock");
-                    registry.entry(id).or_default().push(stream);
+                    registry.entry(id).or_default().push(Conn { edge, stream });
+                    accepted.fetch_add(1, Ordering::AcqRel);
                 }
             }
             Err(_) => thread::sleep(Duration::from_millis(1)),
@@ -264,9 +338,13 @@ impl FixtureRouter {
                     let mut registry = self.registry.lock().expect("registry lock");
                     if let Some(conns) = registry.remove(&user) {
                         for conn in conns {
-                            let _ = conn.shutdown(std::net::Shutdown::Both);
+                            let _ = conn.stream.shutdown(std::net::Shutdown::Both);
                         }
                     }
+                    return;
+                }
+                Fault::EdgeDrop(edge) => {
+                    self.write_except(user, frame, Some(edge));
                     return;
                 }
             }
@@ -283,9 +361,16 @@ impl FixtureRouter {
 
     /// Writes `frame` to every connection of `user`.
     fn write(&self, user: UserId, frame: &[u8]) {
+        self.write_except(user, frame, None);
+    }
+
+    /// Writes `frame` to every connection of `user` but those on `skip`.
+    fn write_except(&self, user: UserId, frame: &[u8], skip: Option<usize>) {
         let mut registry = self.registry.lock().expect("registry lock");
         for conn in registry.get_mut(&user).into_iter().flatten() {
-            let _ = conn.write_all(frame);
+            if Some(conn.edge) != skip {
+                let _ = conn.stream.write_all(frame);
+            }
         }
     }
 
@@ -300,13 +385,31 @@ impl FixtureRouter {
 /// A small run against `fixture`: 2,000 events, 10 clients among 20 users,
 /// so every client is owed plenty.
 fn run_against(fixture: &Fixture) -> Result<sim::Report, Failure> {
+    run_changed(fixture, |config| config)
+}
+
+/// [`run_against`] with the configuration changed by `change`.
+fn run_changed(
+    fixture: &Fixture,
+    change: impl FnOnce(SimConfig) -> SimConfig,
+) -> Result<sim::Report, Failure> {
     let config = SimConfig {
         host: fixture.event_addr.ip().to_string(),
         number_of_users: Some(20),
         timeout: Duration::from_millis(1500),
-        ..SimConfig::small(fixture.event_addr.port(), fixture.client_addr.port())
+        ..SimConfig::small(fixture.event_addr.port(), fixture.client_addrs[0].port())
     };
-    sim::run(&config)
+    sim::run(&change(config))
+}
+
+/// A run spread over every edge of `fixture` (`--client-ports`), with
+/// `--twin-ids` if `twins`.
+fn run_on_edges(fixture: &Fixture, twins: bool) -> Result<sim::Report, Failure> {
+    run_changed(fixture, |config| SimConfig {
+        client_ports: Some(fixture.client_ports()),
+        twin_ids: twins,
+        ..config
+    })
 }
 
 /// Runs against a fixture with `fault` and returns the first reason.
@@ -388,4 +491,47 @@ fn no_server_is_a_connect_failure() {
         "{}",
         failure
     );
+}
+
+#[test]
+fn clients_spread_round_robin_over_two_edges() {
+    let fixture = Fixture::with_edges(Fault::None, 2);
+    let report = run_changed(&fixture, |config| SimConfig {
+        client_ports: Some(fixture.client_ports()),
+        silent_clients: 3,
+        ..config
+    })
+    .expect("a correct cluster passes");
+    assert_eq!(report.clients, 10);
+    assert_eq!(report.client_ports, fixture.client_ports());
+    // Ten verified clients alternate 5 and 5, three silent ones 2 and 1.
+    assert_eq!(fixture.accepted(13), [7, 6]);
+}
+
+#[test]
+fn twins_put_every_id_on_both_edges() {
+    let fixture = Fixture::with_edges(Fault::None, 2);
+    let report = run_on_edges(&fixture, true).expect("a correct cluster passes twins");
+    assert_eq!((report.clients, report.twin_clients), (20, 10));
+    assert_eq!(fixture.accepted(20), [10, 10]);
+    let edges = fixture.edges_by_user();
+    assert_eq!(edges.len(), 10, "ten distinct ids");
+    for (user, mut on) in edges {
+        on.sort_unstable();
+        assert_eq!(on, [0, 1], "user {user}: one connection per edge");
+    }
+}
+
+#[test]
+fn with_twins_a_drop_on_either_edge_is_caught() {
+    // Whichever edge drops the notification, the struck user has a
+    // connection there: without twins, one of the two would pass.
+    for edge in [0, 1] {
+        let fixture = Fixture::with_edges(Fault::EdgeDrop(edge), 2);
+        let failure = run_on_edges(&fixture, true).expect_err("an edge dropped a notification");
+        assert!(
+            matches!(failure.first(), FailureReason::Missing { .. }),
+            "edge {edge}: {failure}"
+        );
+    }
 }
