@@ -277,6 +277,73 @@ fn records_round_trip_in_order_and_edges_catch_up() {
 }
 
 #[test]
+fn dropping_the_ingest_stores_what_was_handed_over() {
+    init_log();
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let mut records = run_records(1, 30);
+    records.push(Record::NewRun { run: 2 });
+    let wakeup = Wakeup::new();
+    let (mut ingest, _) =
+        IngestBridge::start(settings(&server, "DRAIN"), 64, Arc::clone(&wakeup.waker)).unwrap();
+    for record in &records {
+        ingest.append(record.clone()).unwrap();
+    }
+    drop(ingest); // at once: nothing is acknowledged yet
+    assert_eq!(stream_messages(&server, "DRAIN"), records.len() as u64);
+
+    // A new ingest starts after the new run, before any of its events.
+    let (_ingest, start) =
+        IngestBridge::start(settings(&server, "DRAIN"), 4, Arc::clone(&wakeup.waker)).unwrap();
+    assert_eq!(
+        start,
+        IngestStart {
+            run: 2,
+            last_seq: 0,
+            last_stream_seq: records.len() as u64
+        }
+    );
+}
+
+#[test]
+fn a_record_larger_than_the_server_takes_fails_the_ingest() {
+    init_log();
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let mut wakeup = Wakeup::new();
+    let (mut ingest, _) =
+        IngestBridge::start(settings(&server, "LARGE"), 4, Arc::clone(&wakeup.waker)).unwrap();
+    let max = ingest.max_payload();
+    assert!(max >= 1 << 20, "{max}");
+    let line = format!("1|P|2|{}\r\n", "9".repeat(max));
+    ingest
+        .append(Record::Events {
+            run: 1,
+            first_seq: 1,
+            last_seq: 1,
+            lines: line.into_bytes(),
+        })
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let news = loop {
+        let news = ingest.news();
+        if !news.is_empty() {
+            break news;
+        }
+        assert!(Instant::now() < deadline, "no news");
+        wakeup.wait(Duration::from_millis(100));
+    };
+    assert!(
+        matches!(&news[..], [IngestNews::Failed(why)] if why.contains("max payload")),
+        "{news:?}"
+    );
+    drop(ingest);
+    assert_eq!(stream_messages(&server, "LARGE"), 0);
+}
+
+#[test]
 fn a_republished_record_is_stored_once_even_with_a_stale_expected_sequence() {
     init_log();
     let Some(server) = NatsServer::start() else {
@@ -476,10 +543,22 @@ fn a_server_restart_loses_and_duplicates_nothing() {
         assert!(Instant::now() < deadline, "{stored} of 16 stored");
         wakeup.wait(Duration::from_millis(100));
     }
-    append_all(&mut ingest, &mut wakeup, records[56..].to_vec());
+    // Then a quick restart (on another thread) while records go on being
+    // handed over one by one, and the rest at full speed.
+    let restarter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        server.restart();
+        server
+    });
+    for record in &records[56..80] {
+        append_all(&mut ingest, &mut wakeup, vec![record.clone()]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let server = restarter.join().unwrap();
+    append_all(&mut ingest, &mut wakeup, records[80..].to_vec());
     drop(ingest);
 
-    // The edge that ran across the restart reads every record once.
+    // The edge that ran across both restarts reads every record once.
     let read = read_until(&mut edge, &mut edge_wakeup, |read| read.len() == 60);
     assert_eq!(read, expected_news(&records, 0)[41..]);
     std::thread::sleep(Duration::from_millis(300));

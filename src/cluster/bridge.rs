@@ -249,10 +249,20 @@ async fn ensure_stream(
             ),
         ));
     }
-    debug!(
-        "{role} bridge: stream {name}: max {} bytes, max age {:?}, duplicate window {:?}",
-        config.max_bytes, config.max_age, config.duplicate_window
-    );
+    let wanted = settings.stream_config();
+    if (config.max_bytes, config.max_age, config.duplicate_window)
+        != (wanted.max_bytes, wanted.max_age, wanted.duplicate_window)
+    {
+        warn!(
+            "{role} bridge: stream {name} exists with max {} bytes, max age {:?}, duplicate window {:?}, not the {} bytes, {:?}, {:?} configured: keeping the stream's",
+            config.max_bytes,
+            config.max_age,
+            config.duplicate_window,
+            wanted.max_bytes,
+            wanted.max_age,
+            wanted.duplicate_window
+        );
+    }
     Ok(stream)
 }
 

@@ -91,8 +91,9 @@ pub enum IngestNews {
     /// log and must stop. Fatal; the bridge has stopped.
     Fenced(String),
     /// Appending failed for a reason retrying cannot fix (a record larger
-    /// than the server takes, a stream-level refusal). Fatal; the bridge has
-    /// stopped.
+    /// than [`IngestBridge::max_payload`], a stream-level refusal), or the
+    /// bridge was dropped before the records handed over were stored.
+    /// Fatal; the bridge has stopped.
     Failed(String),
 }
 
@@ -128,6 +129,8 @@ pub struct IngestBridge {
     max_in_flight: usize,
     /// The thread; `None` once joined.
     thread: Option<JoinHandle<()>>,
+    /// The largest message the server takes, headers included.
+    max_payload: usize,
 }
 
 impl IngestBridge {
@@ -146,48 +149,51 @@ impl IngestBridge {
         let (records_tx, records_rx) = mpsc::channel(max_in_flight);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let thread_shared = Arc::clone(&shared);
-        let (thread, start) = spawn_bridge("nats-ingest-bridge", move |ready| async move {
-            let setup = async {
-                let context = connect(&settings, "ingest", max_in_flight).await?.context;
-                let stream = ensure_stream(&context, &settings, "ingest").await?;
-                let start = read_start(&stream, &settings.stream).await?;
-                Ok::<_, io::Error>((context, stream, start))
-            };
-            let (context, stream, start) = match setup.await {
-                Ok(setup) => setup,
-                Err(err) => {
-                    let _ = ready.send(Err(err));
+        let (thread, (start, max_payload)) =
+            spawn_bridge("nats-ingest-bridge", move |ready| async move {
+                let setup = async {
+                    let context = connect(&settings, "ingest", max_in_flight).await?.context;
+                    let stream = ensure_stream(&context, &settings, "ingest").await?;
+                    let start = read_start(&stream, &settings.stream).await?;
+                    Ok::<_, io::Error>((context, stream, start))
+                };
+                let (context, stream, start) = match setup.await {
+                    Ok(setup) => setup,
+                    Err(err) => {
+                        let _ = ready.send(Err(err));
+                        return;
+                    }
+                };
+                info!(
+                    "ingest bridge: stream {} ends at sequence {} (run {}, event seq {})",
+                    settings.stream, start.last_stream_seq, start.run, start.last_seq
+                );
+                let max_payload = context.client().max_payload();
+                if ready.send(Ok((start, max_payload))).is_err() {
                     return;
                 }
-            };
-            info!(
-                "ingest bridge: stream {} ends at sequence {} (run {}, event seq {})",
-                settings.stream, start.last_stream_seq, start.run, start.last_seq
-            );
-            if ready.send(Ok(start)).is_err() {
-                return;
-            }
-            let appender = Appender {
-                subject: settings.subject(),
-                stream_name: settings.stream.clone(),
-                context,
-                stream,
-                queue: VecDeque::new(),
-                inflight: VecDeque::new(),
-                next_seq: start.last_stream_seq + 1,
-                stored: 0,
-                backoff: FIRST_BACKOFF,
-                shared: thread_shared,
-                waker,
-            };
-            appender.run(records_rx).await;
-        })?;
+                let appender = Appender {
+                    subject: settings.subject(),
+                    stream_name: settings.stream.clone(),
+                    context,
+                    stream,
+                    queue: VecDeque::new(),
+                    inflight: VecDeque::new(),
+                    next_seq: start.last_stream_seq + 1,
+                    stored: 0,
+                    backoff: FIRST_BACKOFF,
+                    shared: thread_shared,
+                    waker,
+                };
+                appender.run(records_rx).await;
+            })?;
         let bridge = IngestBridge {
             records: Some(records_tx),
             shared,
             unacked: 0,
             max_in_flight,
             thread: Some(thread),
+            max_payload,
         };
         Ok((bridge, start))
     }
@@ -232,6 +238,14 @@ impl IngestBridge {
     /// [`news`](Self::news).
     pub fn unacked(&self) -> usize {
         self.unacked
+    }
+
+    /// The largest message the server takes (its `max_payload`, 1 MiB
+    /// unless configured), headers included: a record's lines must be
+    /// shorter by the headers (under 200 bytes), or appending it fails the
+    /// bridge ([`IngestNews::Failed`]). The ingest sizes its batches by it.
+    pub fn max_payload(&self) -> usize {
+        self.max_payload
     }
 }
 
