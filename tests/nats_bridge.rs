@@ -129,7 +129,18 @@ fn read_until(
     wakeup: &mut Wakeup,
     enough: impl Fn(&[EdgeNews]) -> bool,
 ) -> Vec<EdgeNews> {
-    let deadline = Instant::now() + PATIENCE;
+    read_within(edge, wakeup, PATIENCE, enough)
+}
+
+/// Reads `edge` until `enough` says so; panics on `Failed` or after
+/// `patience` with what it read.
+fn read_within(
+    edge: &mut EdgeBridge,
+    wakeup: &mut Wakeup,
+    patience: Duration,
+    enough: impl Fn(&[EdgeNews]) -> bool,
+) -> Vec<EdgeNews> {
+    let deadline = Instant::now() + patience;
     let mut read = Vec::new();
     while !enough(&read) {
         match edge.try_next() {
@@ -138,7 +149,7 @@ fn read_until(
             None => {
                 assert!(
                     Instant::now() < deadline,
-                    "after {PATIENCE:?} the edge read only {read:?}"
+                    "after {patience:?} the edge read only {read:?}"
                 );
                 wakeup.wait(Duration::from_millis(100));
             }
@@ -543,6 +554,16 @@ fn a_server_restart_loses_and_duplicates_nothing() {
         assert!(Instant::now() < deadline, "{stored} of 16 stored");
         wakeup.wait(Duration::from_millis(100));
     }
+    // The edge reads on promptly: it starts a new consumer as soon as it
+    // reconnects (the client alone would notice the lost consumer only
+    // after missing heartbeats, tens of seconds later).
+    let read = read_within(
+        &mut edge,
+        &mut edge_wakeup,
+        Duration::from_secs(10),
+        |read| read.len() == 16,
+    );
+    assert_eq!(read, expected_news(&records[..56], 0)[41..]);
     // Then a quick restart (on another thread) while records go on being
     // handed over one by one, and the rest at full speed.
     let restarter = std::thread::spawn(move || {
@@ -559,8 +580,8 @@ fn a_server_restart_loses_and_duplicates_nothing() {
     drop(ingest);
 
     // The edge that ran across both restarts reads every record once.
-    let read = read_until(&mut edge, &mut edge_wakeup, |read| read.len() == 60);
-    assert_eq!(read, expected_news(&records, 0)[41..]);
+    let read = read_until(&mut edge, &mut edge_wakeup, |read| read.len() == 44);
+    assert_eq!(read, expected_news(&records, 0)[57..]);
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(edge.try_next(), None);
 
