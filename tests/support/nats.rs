@@ -9,7 +9,7 @@
 #![allow(dead_code)] // Each test file uses its own subset.
 
 use std::fs::{self, File};
-use std::io::Read;
+use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -54,9 +54,12 @@ impl NatsServer {
                     "nats-server not found on PATH or in {FALLBACK_DIRS:?}, and {REQUIRE_ENV}=1: install the Debian package nats-server"
                 );
             }
+            // Once per test binary, and past the test harness's capture of
+            // `eprintln!`, so that a run that skips says so.
             static SAID: Once = Once::new();
             SAID.call_once(|| {
-                eprintln!(
+                let _ = writeln!(
+                    std::io::stderr(),
                     "skipping: nats-server not found (install the Debian package nats-server, or run .ci/run, to run the cluster tests)"
                 );
             });

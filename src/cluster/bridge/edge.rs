@@ -72,6 +72,8 @@ pub struct EdgeBridge {
     stop: Option<oneshot::Sender<()>>,
     /// The thread; `None` once joined.
     thread: Option<JoinHandle<()>>,
+    /// Whether [`EdgeNews::Failed`] was handed out.
+    failed: bool,
 }
 
 impl EdgeBridge {
@@ -135,12 +137,26 @@ impl EdgeBridge {
             news: news_rx,
             stop: Some(stop_tx),
             thread: Some(thread),
+            failed: false,
         })
     }
 
-    /// The next piece of news, if any, without blocking.
+    /// The next piece of news, if any, without blocking. A thread that
+    /// ended without saying why (it panicked) is reported as
+    /// [`EdgeNews::Failed`] too, once.
     pub fn try_next(&mut self) -> Option<EdgeNews> {
-        self.news.try_recv().ok()
+        let news = match self.news.try_recv() {
+            Ok(news) => news,
+            Err(mpsc::error::TryRecvError::Empty) => return None,
+            Err(mpsc::error::TryRecvError::Disconnected) if self.failed => return None,
+            Err(mpsc::error::TryRecvError::Disconnected) => {
+                EdgeNews::Failed("the edge bridge thread ended unexpectedly".to_string())
+            }
+        };
+        if matches!(news, EdgeNews::Failed(_)) {
+            self.failed = true;
+        }
+        Some(news)
     }
 
     /// How many pieces of news wait in the channel (at most the capacity).
@@ -325,24 +341,22 @@ impl Reader {
                 );
             }
             self.handed = seq;
-            let decoded = wire::decode(message.headers.as_ref(), &message.payload);
-            let mut permit = Some(permit);
-            match decoded {
+            match wire::decode(message.headers.as_ref(), &message.payload) {
                 Ok(record) => {
-                    if let Some(permit) = permit.take() {
-                        permit.send(EdgeNews::Record {
-                            stream_seq: seq,
-                            record,
-                        });
-                    }
+                    permit.send(EdgeNews::Record {
+                        stream_seq: seq,
+                        record,
+                    });
                     self.wake();
                 }
-                Err(why) => warn!(
-                    "edge bridge: stream {} sequence {seq} is not a record ({why}); skipped",
-                    self.stream_name
-                ),
+                Err(why) => {
+                    drop(permit);
+                    warn!(
+                        "edge bridge: stream {} sequence {seq} is not a record ({why}); skipped",
+                        self.stream_name
+                    );
+                }
             }
-            drop(permit);
             if !self.caught_up && seq >= self.last_at_start {
                 self.caught_up = true;
                 info!(

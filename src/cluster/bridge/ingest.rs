@@ -39,6 +39,7 @@
 
 use std::collections::VecDeque;
 use std::io;
+use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -172,6 +173,10 @@ impl IngestBridge {
                 if ready.send(Ok((start, max_payload))).is_err() {
                     return;
                 }
+                let _panic = PanicReport {
+                    shared: Arc::clone(&thread_shared),
+                    waker: Arc::clone(&waker),
+                };
                 let appender = Appender {
                     subject: settings.subject(),
                     stream_name: settings.stream.clone(),
@@ -258,6 +263,26 @@ impl Drop for IngestBridge {
             && thread.join().is_err()
         {
             error!("ingest bridge: the bridge thread panicked");
+        }
+    }
+}
+
+/// Tells the mio loop if the bridge thread panics, which would otherwise
+/// look like a bridge that never answers.
+struct PanicReport {
+    /// Where news goes.
+    shared: Arc<Mutex<Shared>>,
+    /// Wakes the mio loop.
+    waker: Arc<Waker>,
+}
+
+impl Drop for PanicReport {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            lock(&self.shared).fatal = Some(IngestNews::Failed(
+                "the ingest bridge thread panicked".to_string(),
+            ));
+            let _ = self.waker.wake();
         }
     }
 }
@@ -377,37 +402,16 @@ impl Appender {
                 },
                 acked = settle_front(&mut self.inflight) => {
                     self.inflight.pop_front();
-                    if retry_at.is_some() {
-                        // Settling: the whole queue is published again.
-                        continue;
+                    if self.on_ack(acked, &mut retry_at).await.is_break() {
+                        return;
                     }
-                    match self.judge(acked).await {
-                        Outcome::Stored => {
-                            self.queue.pop_front();
-                            self.stored += 1;
-                            self.backoff = FIRST_BACKOFF;
-                        }
-                        Outcome::Retry(why) => {
-                            let head = &self.queue[0];
-                            warn!(
-                                "ingest bridge: appending record {} (stream sequence {}) to stream {} failed: {why}; publishing the {} unacknowledged records again in {:?}",
-                                head.id,
-                                head.seq,
-                                self.stream_name,
-                                self.queue.len(),
-                                self.backoff
-                            );
-                            retry_at = Some(Instant::now() + self.backoff);
-                            self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-                        }
-                        Outcome::Fatal(news) => {
-                            match &news {
-                                IngestNews::Fenced(why) | IngestNews::Failed(why) => {
-                                    error!("ingest bridge: {why}")
-                                }
-                                IngestNews::Stored(_) => {}
-                            }
-                            self.stop(news);
+                    // Every other ack already in too, so that the loop is
+                    // woken once for them all.
+                    while self.inflight.front().is_some_and(|ack| ack.is_finished()) {
+                        let Some(ack) = self.inflight.pop_front() else {
+                            break;
+                        };
+                        if self.on_ack(ack.await, &mut retry_at).await.is_break() {
                             return;
                         }
                     }
@@ -428,6 +432,49 @@ impl Appender {
                 },
             }
         }
+    }
+
+    /// Acts on the outcome of the oldest publish in flight (already taken
+    /// off `inflight`): the head of the queue is stored, or everything is
+    /// published again after a back-off (`retry_at`), or the bridge stops
+    /// (`Break`, with the news told). While retrying, outcomes are only
+    /// settled: the whole queue is published again anyway.
+    async fn on_ack(
+        &mut self,
+        acked: Result<Acked, tokio::task::JoinError>,
+        retry_at: &mut Option<Instant>,
+    ) -> ControlFlow<()> {
+        if retry_at.is_some() {
+            return ControlFlow::Continue(());
+        }
+        match self.judge(acked).await {
+            Outcome::Stored => {
+                self.queue.pop_front();
+                self.stored += 1;
+                self.backoff = FIRST_BACKOFF;
+            }
+            Outcome::Retry(why) => {
+                let head = &self.queue[0];
+                warn!(
+                    "ingest bridge: appending record {} (stream sequence {}) to stream {} failed: {why}; publishing the {} unacknowledged records again in {:?}",
+                    head.id,
+                    head.seq,
+                    self.stream_name,
+                    self.queue.len(),
+                    self.backoff
+                );
+                *retry_at = Some(Instant::now() + self.backoff);
+                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
+            }
+            Outcome::Fatal(news) => {
+                if let IngestNews::Fenced(why) | IngestNews::Failed(why) = &news {
+                    error!("ingest bridge: {why}");
+                }
+                self.stop(news);
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
     }
 
     /// Takes a record handed over into the queue, with the sequence it
