@@ -132,6 +132,8 @@ pub struct IngestBridge {
     thread: Option<JoinHandle<()>>,
     /// The largest message the server takes, headers included.
     max_payload: usize,
+    /// Whether [`news`](Self::news) reported the bridge stopped.
+    stopped: bool,
 }
 
 impl IngestBridge {
@@ -199,6 +201,7 @@ impl IngestBridge {
             max_in_flight,
             thread: Some(thread),
             max_payload,
+            stopped: false,
         };
         Ok((bridge, start))
     }
@@ -206,10 +209,11 @@ impl IngestBridge {
     /// Hands `record` over to be appended after every record handed over
     /// before it. Never blocks. Gives the record back if `max_in_flight`
     /// records are already unacknowledged (a caller that counts
-    /// [`IngestNews::Stored`] never sees this), or if the bridge has
-    /// stopped ([`news`](Self::news) says why).
+    /// [`IngestNews::Stored`] never sees this), or once the bridge has
+    /// stopped (from the moment [`news`](Self::news) said why, if not
+    /// before).
     pub fn append(&mut self, record: Record) -> Result<(), Record> {
-        if self.unacked >= self.max_in_flight {
+        if self.stopped || self.unacked >= self.max_in_flight {
             return Err(record);
         }
         let Some(records) = &self.records else {
@@ -235,7 +239,10 @@ impl IngestBridge {
             self.unacked = self.unacked.saturating_sub(shared.stored);
             news.push(IngestNews::Stored(std::mem::take(&mut shared.stored)));
         }
-        news.extend(shared.fatal.take());
+        if let Some(fatal) = shared.fatal.take() {
+            self.stopped = true;
+            news.push(fatal);
+        }
         news
     }
 
