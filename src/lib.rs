@@ -70,6 +70,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cluster;
 mod config;
 pub mod engine;
 mod limits;

@@ -1,0 +1,824 @@
+//! The cluster's NATS bridges against a real `nats-server` (skipped, with
+//! one line on stderr, where it is not installed): records round-trip in
+//! order, retried appends are stored once, a second ingest is fenced off,
+//! a server restart loses and duplicates nothing, and a slow edge holds
+//! back the stream rather than buffering it. The wire format's decoder is
+//! tested without a server.
+
+#[path = "support/nats.rs"]
+mod nats;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use follower_maze::cluster::bridge::{
+    EdgeBridge, EdgeNews, HeaderMap, IngestBridge, IngestNews, IngestStart, StreamSettings, decode,
+    encode,
+};
+use follower_maze::engine::records::Record;
+use futures_util::StreamExt;
+use mio::{Events, Poll, Token, Waker};
+use nats::NatsServer;
+
+/// How long any wait in these tests may take before it fails.
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Logs (captured per test, shown when one fails); `RUST_LOG` overrides.
+fn init_log() {
+    let _ = simple_logger::SimpleLogger::new()
+        .with_level(log::LevelFilter::Info)
+        .with_module_level("async_nats", log::LevelFilter::Warn)
+        .env()
+        .init();
+}
+
+/// A `Poll` whose waker a bridge wakes: stands in for the mio loop.
+struct Wakeup {
+    poll: Poll,
+    events: Events,
+    waker: Arc<Waker>,
+}
+
+impl Wakeup {
+    fn new() -> Wakeup {
+        let poll = Poll::new().unwrap();
+        let waker = Arc::new(Waker::new(poll.registry(), Token(0)).unwrap());
+        Wakeup {
+            poll,
+            events: Events::with_capacity(8),
+            waker,
+        }
+    }
+
+    /// Waits until woken or `max` passes.
+    fn wait(&mut self, max: Duration) {
+        self.poll.poll(&mut self.events, Some(max)).unwrap();
+    }
+}
+
+/// Settings for a test: the server's URL, and a short timeout so that
+/// retries after a restart come quickly.
+fn settings(server: &NatsServer, stream: &str) -> StreamSettings {
+    StreamSettings {
+        timeout: Duration::from_secs(2),
+        ..StreamSettings::new(server.url(), stream)
+    }
+}
+
+/// Run `run`'s records: a new run, then `events` events records of three
+/// lines each, the i-th (from 0) with seqs `3i+1..=3i+3`.
+fn run_records(run: u64, events: u64) -> Vec<Record> {
+    let mut records = vec![Record::NewRun { run }];
+    for i in 0..events {
+        let first_seq = 3 * i + 1;
+        let mut lines = Vec::new();
+        for seq in first_seq..first_seq + 3 {
+            lines.extend_from_slice(format!("{seq}|B\r\n").as_bytes());
+        }
+        records.push(Record::Events {
+            run,
+            first_seq,
+            last_seq: first_seq + 2,
+            lines,
+        });
+    }
+    records
+}
+
+/// Appends `records` through `bridge`, never more than it allows at once,
+/// and waits until all are stored; panics on fatal news or after
+/// [`PATIENCE`].
+fn append_all(bridge: &mut IngestBridge, wakeup: &mut Wakeup, records: Vec<Record>) {
+    let total = records.len();
+    let mut records = records.into_iter().peekable();
+    let mut stored = 0;
+    let deadline = Instant::now() + PATIENCE;
+    while stored < total {
+        while records.peek().is_some() {
+            let record = records.next().unwrap();
+            if let Err(record) = bridge.append(record) {
+                records = std::iter::once(record)
+                    .chain(records)
+                    .collect::<Vec<_>>()
+                    .into_iter()
+                    .peekable();
+                break;
+            }
+        }
+        for news in bridge.news() {
+            match news {
+                IngestNews::Stored(n) => stored += n,
+                other => panic!("after {stored} of {total} records stored: {other:?}"),
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {stored} of {total} records stored after {PATIENCE:?}"
+        );
+        if stored < total {
+            wakeup.wait(Duration::from_millis(100));
+        }
+    }
+}
+
+/// Reads `edge` until `enough` says so; panics on `Failed` or after
+/// [`PATIENCE`] with what it read.
+fn read_until(
+    edge: &mut EdgeBridge,
+    wakeup: &mut Wakeup,
+    enough: impl Fn(&[EdgeNews]) -> bool,
+) -> Vec<EdgeNews> {
+    read_within(edge, wakeup, PATIENCE, enough)
+}
+
+/// Reads `edge` until `enough` says so; panics on `Failed` or after
+/// `patience` with what it read.
+fn read_within(
+    edge: &mut EdgeBridge,
+    wakeup: &mut Wakeup,
+    patience: Duration,
+    enough: impl Fn(&[EdgeNews]) -> bool,
+) -> Vec<EdgeNews> {
+    let deadline = Instant::now() + patience;
+    let mut read = Vec::new();
+    while !enough(&read) {
+        match edge.try_next() {
+            Some(EdgeNews::Failed(why)) => panic!("the edge failed after {read:?}: {why}"),
+            Some(news) => read.push(news),
+            None => {
+                assert!(
+                    Instant::now() < deadline,
+                    "after {patience:?} the edge read only {read:?}"
+                );
+                wakeup.wait(Duration::from_millis(100));
+            }
+        }
+    }
+    read
+}
+
+/// What an edge must read of a stream holding `records` (from sequence
+/// 1) when it started with the stream ending at `last_at_start`.
+fn expected_news(records: &[Record], last_at_start: u64) -> Vec<EdgeNews> {
+    let mut news = Vec::new();
+    if last_at_start == 0 {
+        news.push(EdgeNews::CaughtUp { stream_seq: 0 });
+    }
+    for (i, record) in records.iter().enumerate() {
+        let stream_seq = i as u64 + 1;
+        news.push(EdgeNews::Record {
+            stream_seq,
+            record: record.clone(),
+        });
+        if stream_seq == last_at_start {
+            news.push(EdgeNews::CaughtUp { stream_seq });
+        }
+    }
+    news
+}
+
+/// Runs `body` with a JetStream context on `server`, on a runtime of its
+/// own, for what the bridges' API does not offer (raw publishes, stream
+/// info).
+fn with_jetstream<T>(server: &NatsServer, body: impl AsyncFnOnce(jetstream::Context) -> T) -> T {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let client = async_nats::connect(server.url()).await.unwrap();
+        body(jetstream::new(client)).await
+    })
+}
+
+/// The number of messages stream `name` holds.
+fn stream_messages(server: &NatsServer, name: &str) -> u64 {
+    with_jetstream(server, async |js| {
+        let mut stream = js.get_stream(name).await.unwrap();
+        stream.info().await.unwrap().state.messages
+    })
+}
+
+/// The highest stream sequence the server delivered to any consumer of
+/// stream `name`.
+fn delivered_to_consumers(server: &NatsServer, name: &str) -> u64 {
+    with_jetstream(server, async |js| {
+        let stream = js.get_stream(name).await.unwrap();
+        let mut consumers = stream.consumers();
+        let mut delivered = 0;
+        while let Some(info) = consumers.next().await {
+            delivered = delivered.max(info.unwrap().delivered.stream_sequence);
+        }
+        delivered
+    })
+}
+
+#[test]
+fn records_round_trip_in_order_and_edges_catch_up() {
+    init_log();
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let records = run_records(1, 5);
+
+    // An edge that starts before the stream exists creates it and is
+    // caught up at once.
+    let mut early_wakeup = Wakeup::new();
+    let mut early = EdgeBridge::start(
+        settings(&server, "ROUND"),
+        16,
+        Arc::clone(&early_wakeup.waker),
+    )
+    .unwrap();
+    assert_eq!(
+        read_until(&mut early, &mut early_wakeup, |read| !read.is_empty()),
+        [EdgeNews::CaughtUp { stream_seq: 0 }]
+    );
+
+    let mut wakeup = Wakeup::new();
+    let (mut ingest, start) =
+        IngestBridge::start(settings(&server, "ROUND"), 4, Arc::clone(&wakeup.waker)).unwrap();
+    assert_eq!(
+        start,
+        IngestStart {
+            run: 0,
+            last_seq: 0,
+            last_stream_seq: 0
+        }
+    );
+    append_all(&mut ingest, &mut wakeup, records.clone());
+    drop(ingest);
+
+    let read = read_until(&mut early, &mut early_wakeup, |read| {
+        read.len() == records.len()
+    });
+    assert_eq!(read, expected_news(&records, 0)[1..]);
+
+    // An edge that starts afterwards reads the same, then is caught up.
+    let mut late_wakeup = Wakeup::new();
+    let mut late = EdgeBridge::start(
+        settings(&server, "ROUND"),
+        16,
+        Arc::clone(&late_wakeup.waker),
+    )
+    .unwrap();
+    let last = records.len() as u64;
+    let read = read_until(&mut late, &mut late_wakeup, |read| {
+        read.len() == records.len() + 1
+    });
+    assert_eq!(read, expected_news(&records, last));
+
+    // Nothing more: no duplicates, nothing after the catch-up.
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(late.try_next(), None);
+    assert_eq!(early.try_next(), None);
+
+    // A new ingest continues where the stream ends.
+    let (_ingest, start) =
+        IngestBridge::start(settings(&server, "ROUND"), 4, Arc::clone(&wakeup.waker)).unwrap();
+    assert_eq!(
+        start,
+        IngestStart {
+            run: 1,
+            last_seq: 15,
+            last_stream_seq: last
+        }
+    );
+}
+
+#[test]
+fn dropping_the_ingest_stores_what_was_handed_over() {
+    init_log();
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let mut records = run_records(1, 30);
+    records.push(Record::NewRun { run: 2 });
+    let wakeup = Wakeup::new();
+    let (mut ingest, _) =
+        IngestBridge::start(settings(&server, "DRAIN"), 64, Arc::clone(&wakeup.waker)).unwrap();
+    for record in &records {
+        ingest.append(record.clone()).unwrap();
+    }
+    drop(ingest); // at once: nothing is acknowledged yet
+    assert_eq!(stream_messages(&server, "DRAIN"), records.len() as u64);
+
+    // A new ingest starts after the new run, before any of its events.
+    let (_ingest, start) =
+        IngestBridge::start(settings(&server, "DRAIN"), 4, Arc::clone(&wakeup.waker)).unwrap();
+    assert_eq!(
+        start,
+        IngestStart {
+            run: 2,
+            last_seq: 0,
+            last_stream_seq: records.len() as u64
+        }
+    );
+}
+
+#[test]
+fn a_record_larger_than_the_server_takes_fails_the_ingest() {
+    init_log();
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let mut wakeup = Wakeup::new();
+    let (mut ingest, _) =
+        IngestBridge::start(settings(&server, "LARGE"), 4, Arc::clone(&wakeup.waker)).unwrap();
+    let max = ingest.max_payload();
+    assert!(max >= 1 << 20, "{max}");
+    let line = format!("1|P|2|{}\r\n", "9".repeat(max));
+    ingest
+        .append(Record::Events {
+            run: 1,
+            first_seq: 1,
+            last_seq: 1,
+            lines: line.into_bytes(),
+        })
+        .unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let news = loop {
+        let news = ingest.news();
+        if !news.is_empty() {
+            break news;
+        }
+        assert!(Instant::now() < deadline, "no news");
+        wakeup.wait(Duration::from_millis(100));
+    };
+    assert!(
+        matches!(&news[..], [IngestNews::Failed(why)] if why.contains("max payload")),
+        "{news:?}"
+    );
+    drop(ingest);
+    assert_eq!(stream_messages(&server, "LARGE"), 0);
+}
+
+#[test]
+fn a_republished_record_is_stored_once_even_with_a_stale_expected_sequence() {
+    init_log();
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let records = run_records(1, 1);
+    let mut wakeup = Wakeup::new();
+    let (mut ingest, _) =
+        IngestBridge::start(settings(&server, "DEDUP"), 4, Arc::clone(&wakeup.waker)).unwrap();
+    append_all(&mut ingest, &mut wakeup, records.clone());
+    drop(ingest);
+    assert_eq!(stream_messages(&server, "DEDUP"), 2);
+
+    with_jetstream(&server, async |js| {
+        // The first record again, exactly as its first publish carried it:
+        // its expected last sequence (0) is stale now, yet JetStream checks
+        // the Msg-Id first and answers "duplicate", not "wrong last
+        // sequence". The ingest's retries rely on this order.
+        let (headers, payload) = encode(records[0].clone(), 0);
+        let ack = js
+            .publish_with_headers("DEDUP.log", headers, payload)
+            .await
+            .unwrap()
+            .await
+            .expect("a duplicate, not an error");
+        assert!(ack.duplicate, "{ack:?}");
+        assert_eq!(ack.sequence, 1);
+
+        // The same for the second record, expected after sequence 1.
+        let (headers, payload) = encode(records[1].clone(), 1);
+        let ack = js
+            .publish_with_headers("DEDUP.log", headers, payload)
+            .await
+            .unwrap()
+            .await
+            .expect("a duplicate, not an error");
+        assert!(ack.duplicate, "{ack:?}");
+        assert_eq!(ack.sequence, 2);
+
+        // A new record with a stale expected sequence is refused.
+        let (headers, payload) = encode(run_records(2, 0)[0].clone(), 1);
+        let refused = js
+            .publish_with_headers("DEDUP.log", headers, payload)
+            .await
+            .unwrap()
+            .await
+            .expect_err("a wrong last sequence");
+        assert_eq!(
+            refused.kind(),
+            jetstream::context::PublishErrorKind::WrongLastSequence
+        );
+    });
+    assert_eq!(stream_messages(&server, "DEDUP"), 2);
+}
+
+#[test]
+fn a_record_stored_before_the_duplicate_window_passed_is_recognised_by_its_id() {
+    init_log();
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let window = Duration::from_secs(1);
+    let settings = StreamSettings {
+        duplicate_window: window,
+        ..settings(&server, "WINDOW")
+    };
+    let records = run_records(1, 1);
+
+    // B starts before A stores anything, so both expect sequence 0.
+    let mut wakeup_a = Wakeup::new();
+    let (mut a, _) = IngestBridge::start(settings.clone(), 4, Arc::clone(&wakeup_a.waker)).unwrap();
+    let mut wakeup_b = Wakeup::new();
+    let (mut b, start_b) =
+        IngestBridge::start(settings.clone(), 4, Arc::clone(&wakeup_b.waker)).unwrap();
+    assert_eq!(start_b.last_stream_seq, 0);
+    append_all(&mut a, &mut wakeup_a, records[..1].to_vec());
+
+    // Past the window JetStream has forgotten the id: the same record
+    // with the same (now stale) expected sequence is refused...
+    std::thread::sleep(window * 3);
+    with_jetstream(&server, async |js| {
+        let (headers, payload) = encode(records[0].clone(), 0);
+        let refused = js
+            .publish_with_headers("WINDOW.log", headers, payload)
+            .await
+            .unwrap()
+            .await
+            .expect_err("the duplicate window has passed");
+        assert_eq!(
+            refused.kind(),
+            jetstream::context::PublishErrorKind::WrongLastSequence
+        );
+    });
+
+    // ...so B, appending that very record (as a retry of an append whose
+    // ack was lost would), recognises it at its sequence and goes on.
+    append_all(&mut b, &mut wakeup_b, records.clone());
+    drop(a);
+    drop(b);
+    assert_eq!(stream_messages(&server, "WINDOW"), 2);
+}
+
+#[test]
+fn a_second_ingest_is_fenced_off() {
+    init_log();
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let mut wakeup_a = Wakeup::new();
+    let (mut a, start_a) =
+        IngestBridge::start(settings(&server, "FENCE"), 4, Arc::clone(&wakeup_a.waker)).unwrap();
+    let mut wakeup_b = Wakeup::new();
+    let (mut b, start_b) =
+        IngestBridge::start(settings(&server, "FENCE"), 4, Arc::clone(&wakeup_b.waker)).unwrap();
+    assert_eq!(start_a, start_b);
+
+    let records_a = run_records(1, 3);
+    append_all(&mut a, &mut wakeup_a, records_a.clone());
+
+    // B's first record is not A's: B must not write after A.
+    b.append(Record::NewRun { run: 7 }).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let fenced = loop {
+        let news = b.news();
+        if let Some(news) = news.into_iter().next() {
+            break news;
+        }
+        assert!(Instant::now() < deadline, "B heard nothing");
+        wakeup_b.wait(Duration::from_millis(100));
+    };
+    let IngestNews::Fenced(why) = fenced else {
+        panic!("B was not fenced: {fenced:?}");
+    };
+    assert!(why.contains("FENCE"), "{why}");
+    assert!(why.contains("another ingest"), "{why}");
+    // B has stopped: it takes no more records.
+    assert_eq!(
+        b.append(Record::NewRun { run: 8 }),
+        Err(Record::NewRun { run: 8 })
+    );
+    drop(b);
+
+    // A goes on; the stream holds A's records only.
+    let more = vec![Record::NewRun { run: 2 }];
+    append_all(&mut a, &mut wakeup_a, more.clone());
+    drop(a);
+    let all: Vec<Record> = records_a.into_iter().chain(more).collect();
+    let mut wakeup = Wakeup::new();
+    let mut edge =
+        EdgeBridge::start(settings(&server, "FENCE"), 16, Arc::clone(&wakeup.waker)).unwrap();
+    let read = read_until(&mut edge, &mut wakeup, |read| read.len() == all.len() + 1);
+    assert_eq!(read, expected_news(&all, all.len() as u64));
+}
+
+#[test]
+fn a_server_restart_loses_and_duplicates_nothing() {
+    init_log();
+    let Some(mut server) = NatsServer::start() else {
+        return;
+    };
+    let records = run_records(1, 99);
+    let mut edge_wakeup = Wakeup::new();
+    let mut edge = EdgeBridge::start(
+        settings(&server, "RESTART"),
+        64,
+        Arc::clone(&edge_wakeup.waker),
+    )
+    .unwrap();
+    let mut wakeup = Wakeup::new();
+    let (mut ingest, _) =
+        IngestBridge::start(settings(&server, "RESTART"), 16, Arc::clone(&wakeup.waker)).unwrap();
+
+    // The first part is stored and read before the server goes.
+    append_all(&mut ingest, &mut wakeup, records[..40].to_vec());
+    let read = read_until(&mut edge, &mut edge_wakeup, |read| read.len() == 41);
+    assert_eq!(read, expected_news(&records[..40], 0));
+
+    // The next part is handed over while the server is down, for longer
+    // than the ack timeout (2 s), so the appends time out and are retried
+    // (and the client sends the first attempts when it reconnects, too)...
+    server.stop();
+    for record in &records[40..56] {
+        ingest.append(record.clone()).unwrap();
+    }
+    std::thread::sleep(Duration::from_secs(3));
+    server.start_again();
+    // ...and the rest after it is back, as the window allows.
+    let mut stored = 0;
+    let deadline = Instant::now() + PATIENCE;
+    while stored < 16 {
+        for news in ingest.news() {
+            match news {
+                IngestNews::Stored(n) => stored += n,
+                other => panic!("after the restart: {other:?}"),
+            }
+        }
+        assert!(Instant::now() < deadline, "{stored} of 16 stored");
+        wakeup.wait(Duration::from_millis(100));
+    }
+    // The edge reads on promptly: it starts a new consumer as soon as it
+    // reconnects (the client alone would notice the lost consumer only
+    // after missing heartbeats, tens of seconds later).
+    let read = read_within(
+        &mut edge,
+        &mut edge_wakeup,
+        Duration::from_secs(10),
+        |read| read.len() == 16,
+    );
+    assert_eq!(read, expected_news(&records[..56], 0)[41..]);
+    // Then a quick restart (on another thread) while records go on being
+    // handed over one by one, and the rest at full speed.
+    let restarter = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(200));
+        server.restart();
+        server
+    });
+    for record in &records[56..80] {
+        append_all(&mut ingest, &mut wakeup, vec![record.clone()]);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let server = restarter.join().unwrap();
+    append_all(&mut ingest, &mut wakeup, records[80..].to_vec());
+    drop(ingest);
+
+    // The edge that ran across both restarts reads every record once.
+    let read = read_until(&mut edge, &mut edge_wakeup, |read| read.len() == 44);
+    assert_eq!(read, expected_news(&records, 0)[57..]);
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(edge.try_next(), None);
+
+    // The stream holds each record once, in order.
+    assert_eq!(stream_messages(&server, "RESTART"), records.len() as u64);
+    let mut wakeup = Wakeup::new();
+    let mut fresh =
+        EdgeBridge::start(settings(&server, "RESTART"), 64, Arc::clone(&wakeup.waker)).unwrap();
+    let read = read_until(&mut fresh, &mut wakeup, |read| {
+        read.len() == records.len() + 1
+    });
+    assert_eq!(read, expected_news(&records, records.len() as u64));
+}
+
+#[test]
+fn a_slow_edge_holds_the_stream_back() {
+    init_log();
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    let records = run_records(1, 99);
+    let mut wakeup = Wakeup::new();
+    let (mut ingest, _) =
+        IngestBridge::start(settings(&server, "SLOW"), 32, Arc::clone(&wakeup.waker)).unwrap();
+    append_all(&mut ingest, &mut wakeup, records.clone());
+    drop(ingest);
+
+    let mut edge_wakeup = Wakeup::new();
+    let mut edge =
+        EdgeBridge::start(settings(&server, "SLOW"), 2, Arc::clone(&edge_wakeup.waker)).unwrap();
+    let deadline = Instant::now() + PATIENCE;
+    let mut read = Vec::new();
+    while read.len() < records.len() + 1 {
+        assert!(
+            edge.queued() <= 2,
+            "{} queued after {} read",
+            edge.queued(),
+            read.len()
+        );
+        if read.len() == 30 {
+            // The bridge holds what the channel takes and at most one pull
+            // batch (of the capacity): the rest stays in JetStream.
+            std::thread::sleep(Duration::from_secs(1));
+            let delivered = delivered_to_consumers(&server, "SLOW");
+            assert!(
+                delivered <= 30 + 2 + 1 + 2 * 2,
+                "the server delivered up to sequence {delivered} with 30 read"
+            );
+        }
+        if read.len() == 50 {
+            // Long enough for the bridge to give its consumer up, and
+            // start a new one from where it was when there is room.
+            std::thread::sleep(Duration::from_secs(6));
+            assert!(edge.queued() <= 2);
+        }
+        match edge.try_next() {
+            Some(news) => read.push(news),
+            None => {
+                assert!(Instant::now() < deadline, "read only {}", read.len());
+                edge_wakeup.wait(Duration::from_millis(100));
+            }
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(read, expected_news(&records, records.len() as u64));
+}
+
+#[test]
+fn an_unreachable_server_is_a_clear_error() {
+    init_log();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let wakeup = Wakeup::new();
+    let started = Instant::now();
+    let err = IngestBridge::start(
+        StreamSettings::new(url.clone(), "NOWHERE"),
+        4,
+        Arc::clone(&wakeup.waker),
+    )
+    .err()
+    .expect("no server");
+    assert!(err.to_string().contains(&url), "{err}");
+    let err = EdgeBridge::start(
+        StreamSettings::new(url.clone(), "NOWHERE"),
+        4,
+        Arc::clone(&wakeup.waker),
+    )
+    .err()
+    .expect("no server");
+    assert!(err.to_string().contains(&url), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+#[test]
+fn a_stream_with_another_subject_is_refused() {
+    init_log();
+    let Some(server) = NatsServer::start() else {
+        return;
+    };
+    with_jetstream(&server, async |js| {
+        js.create_stream(jetstream::stream::Config {
+            name: "OTHER".to_string(),
+            subjects: vec!["orders.>".to_string()],
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    });
+    let wakeup = Wakeup::new();
+    let err = EdgeBridge::start(settings(&server, "OTHER"), 4, Arc::clone(&wakeup.waker))
+        .err()
+        .expect("not a log");
+    assert!(err.to_string().contains("not a follower-maze log"), "{err}");
+    let err = IngestBridge::start(settings(&server, "OTHER"), 4, Arc::clone(&wakeup.waker))
+        .err()
+        .expect("not a log");
+    assert!(err.to_string().contains("not a follower-maze log"), "{err}");
+}
+
+/// The headers of a well-formed events record, to break one at a time.
+fn events_headers() -> (HeaderMap, Vec<u8>) {
+    let record = Record::Events {
+        run: 3,
+        first_seq: 10,
+        last_seq: 12,
+        lines: b"10|B\r\n12|B\r\n".to_vec(),
+    };
+    let (headers, payload) = encode(record, 41);
+    (headers, payload.to_vec())
+}
+
+/// `headers` with `name` set to `value` (or removed, for `None`).
+fn with_header(headers: &HeaderMap, name: &str, value: Option<&str>) -> HeaderMap {
+    let mut changed = HeaderMap::new();
+    for (key, values) in headers.iter() {
+        if key.as_ref() as &str != name {
+            for value in values {
+                changed.append(key.clone(), value.clone());
+            }
+        }
+    }
+    if let Some(value) = value {
+        changed.insert(name, value);
+    }
+    changed
+}
+
+#[test]
+fn decode_reads_what_encode_writes() {
+    let records = [
+        Record::NewRun { run: 1 },
+        Record::NewRun { run: u64::MAX },
+        Record::Events {
+            run: 2,
+            first_seq: 5,
+            last_seq: 9,
+            lines: b"5|B\r\n9|B\n".to_vec(),
+        },
+    ];
+    for record in records {
+        let (headers, payload) = encode(record.clone(), 7);
+        assert_eq!(
+            headers.get("Nats-Expected-Last-Sequence").unwrap().as_str(),
+            "7"
+        );
+        assert_eq!(headers.get("Nats-Msg-Id").unwrap().as_str(), record.id());
+        assert_eq!(decode(Some(&headers), &payload), Ok(record));
+    }
+}
+
+#[test]
+fn decode_refuses_malformed_messages() {
+    let (good, payload) = events_headers();
+    assert!(decode(Some(&good), &payload).is_ok());
+
+    let refused = |headers: &HeaderMap, payload: &[u8], why: &str| {
+        let err = decode(Some(headers), payload).expect_err(why);
+        assert!(err.contains(why), "{err:?} does not say {why:?}");
+    };
+    assert_eq!(decode(None, &payload), Err("no headers".to_string()));
+    for name in [
+        "Follower-Maze-Kind",
+        "Follower-Maze-Run",
+        "Follower-Maze-First-Seq",
+        "Follower-Maze-Last-Seq",
+        "Nats-Msg-Id",
+    ] {
+        refused(&with_header(&good, name, None), &payload, name);
+    }
+    refused(
+        &with_header(&good, "Follower-Maze-Kind", Some("snapshot")),
+        &payload,
+        "unknown Follower-Maze-Kind",
+    );
+    for bad in ["", "x", "+3", "-3", " 3", "3 ", "0x3", "3.0"] {
+        refused(
+            &with_header(&good, "Follower-Maze-Run", Some(bad)),
+            &payload,
+            "not a decimal number",
+        );
+    }
+    refused(
+        &with_header(
+            &good,
+            "Follower-Maze-First-Seq",
+            Some("99999999999999999999"),
+        ),
+        &payload,
+        "out of range",
+    );
+    refused(
+        &with_header(&good, "Follower-Maze-First-Seq", Some("13")),
+        &payload,
+        "past",
+    );
+    refused(&good, b"", "without lines");
+    let mut twice = good.clone();
+    twice.append("Follower-Maze-Run", "3");
+    refused(&twice, &payload, "more than one Follower-Maze-Run");
+    // Content that disagrees with its id was not written by an ingest.
+    refused(
+        &with_header(&good, "Follower-Maze-Run", Some("4")),
+        &payload,
+        "is not the record's id",
+    );
+
+    let (new_run, empty) = encode(Record::NewRun { run: 3 }, 0);
+    assert!(decode(Some(&new_run), &empty).is_ok());
+    refused(&new_run, b"1|B\r\n", "payload");
+    refused(
+        &with_header(&new_run, "Nats-Msg-Id", Some("3:1")),
+        &empty,
+        "is not the record's id",
+    );
+}
