@@ -72,10 +72,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     poll.registry()
         .register(&mut admin, ADMIN, Interest::READABLE)?;
     let admin_addr = admin.local_addr()?;
+    let (events, clients) = listening_ports(&server);
     println!(
-        "follower-maze: events on {}, clients on {}; admin port on {admin_addr}",
-        server.event_addr(),
-        server.client_addr()
+        "follower-maze: events on port {events}, clients on port {clients}; admin port on {admin_addr}"
     );
 
     let waker = Arc::new(Waker::new(poll.registry(), WAKE)?);
@@ -184,7 +183,7 @@ fn spawn_simulation(
 ) -> std::thread::JoinHandle<Result<sim::Report, sim::Failure>> {
     let config = SimConfig {
         total_events: events,
-        ..SimConfig::small(server.event_addr().port(), server.client_addr().port())
+        ..SimConfig::small(listening_ports(server).0, listening_ports(server).1)
     };
     std::thread::spawn(move || {
         let verdict = sim::run(&config);
@@ -213,4 +212,10 @@ fn spawn_admin_asker(
             std::thread::sleep(Duration::from_millis(20));
         }
     })
+}
+
+/// The event and client ports of a standalone server, which has both.
+fn listening_ports(server: &Server) -> (u16, u16) {
+    let port = |addr: Option<SocketAddr>| addr.map_or(0, |addr| addr.port());
+    (port(server.event_addr()), port(server.client_addr()))
 }

@@ -14,7 +14,7 @@ for ((i = 1; i <= runs; i++)); do
   echo "run $i of $runs"
   "${SERVER:-target/release/follower-maze}" --event-port 0 --client-port 0 --stats-interval-ms 0 --log-level info > /tmp/fm-server.$$ 2>&1 &
   server=$!
-  until grep -q "listening" /tmp/fm-server.$$; do sleep 0.05; done
+  until grep -q "for clients on" /tmp/fm-server.$$; do sleep 0.05; done
   ports=($(grep -o "127.0.0.1:[0-9]*" /tmp/fm-server.$$ | cut -d: -f2))
   event_port=${ports[0]} client_port=${ports[1]}
   target/release/follower-maze-sim --event-port "$event_port" --client-port "$client_port" --log-interval 0 "$@" 2>&1 | grep -E "events/s|RECEIVED|FAIL|fail" || true

@@ -20,7 +20,7 @@ for ((i = 1; i <= runs; i++)); do
   echo "run $i of $runs"
   "${SERVER:-target/release/follower-maze}" --event-port 0 --client-port 0 --stats-interval-ms 0 > "$log" 2>&1 &
   server=$!
-  until grep -q "listening" "$log"; do sleep 0.05; done
+  until grep -q "for clients on" "$log"; do sleep 0.05; done
   ports=($(grep -o "127.0.0.1:[0-9]*" "$log" | cut -d: -f2))
   target/release/follower-maze-sim --event-port "${ports[0]}" --client-port "${ports[1]}" \
     --mix fanout --concurrency-level 10000 --number-of-users 100000 --total-events 200000 \

@@ -10,7 +10,7 @@ log=$(mktemp)
 target/release/follower-maze --event-port 0 --client-port 0 --stats-interval-ms 0 > "$log" 2>&1 &
 server=$!
 trap 'kill -INT $server 2>/dev/null || true; rm -f "$log"' EXIT
-until grep -q "listening" "$log"; do sleep 0.05; done
+until grep -q "for clients on" "$log"; do sleep 0.05; done
 ports=($(grep -o "127.0.0.1:[0-9]*" "$log" | cut -d: -f2))
 (
   start=$(date +%s.%N)

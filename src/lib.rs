@@ -43,9 +43,10 @@
 //! server.register(poll.registry(), Token(100))?; // tokens 100.. are its own
 //!
 //! // A client (user 7) and an event source, as plain blocking sockets.
-//! let mut client = std::net::TcpStream::connect(server.client_addr())?;
+//! let client_addr = server.client_addr().expect("a standalone server has both");
+//! let mut client = std::net::TcpStream::connect(client_addr)?;
 //! client.write_all(b"7\r\n")?;
-//! let mut source = std::net::TcpStream::connect(server.event_addr())?;
+//! let mut source = std::net::TcpStream::connect(server.event_addr().unwrap())?;
 //!
 //! let mut events = Events::with_capacity(64);
 //! let mut sent = false;

@@ -1,13 +1,72 @@
 //! The `follower-maze` server binary: configuration from flags and the
-//! environment, a logger, and the server loop until SIGINT or SIGTERM.
+//! environment, a logger, and the server loop until SIGINT or SIGTERM, in
+//! one of three modes: standalone (no subcommand), or a cluster's `ingest`
+//! or `edge` around a NATS JetStream log.
 
+use std::io;
 use std::process::ExitCode;
 
-use clap::Parser;
-use follower_maze::{Config, Server};
+use clap::{Parser, Subcommand};
+use follower_maze::cluster::args::ClusterArgs;
+use follower_maze::cluster::{edge, ingest};
+use follower_maze::{Config, Server, Stats};
+
+/// The command line: the standalone server's flags, or a cluster mode with
+/// the same flags plus where the log is.
+#[derive(Debug, Parser)]
+#[command(
+    name = "follower-maze",
+    version,
+    about = "Fans an out-of-order event stream out, in sequence order, to the TCP clients it concerns.",
+    long_about = "Fans an out-of-order event stream out, in sequence order, to the TCP clients it concerns.\n\n\
+        With no subcommand it is one standalone server and needs nothing else. Past one machine, \
+        `ingest` takes the event source and appends it to a NATS JetStream stream, and any number \
+        of `edge`s serve clients from that stream.",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    /// A cluster mode; none runs the standalone server.
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    /// The standalone server's flags.
+    #[command(flatten)]
+    config: Config,
+}
+
+/// The cluster modes.
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Takes the event source on the event port (as the standalone server
+    /// does: window, holes, new runs, back-pressure) and appends its
+    /// in-order events to the log in batches. One ingest per stream: a
+    /// second is refused by the log.
+    Ingest {
+        /// Where the log is.
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The server's flags (the client port is not used).
+        #[command(flatten)]
+        config: Config,
+    },
+    /// Serves clients on the client port from the whole log, in order,
+    /// with the standalone server's limits; opens the port once it has
+    /// caught up with the log. Run as many as the clients need.
+    Edge {
+        /// Where the log is.
+        #[command(flatten)]
+        cluster: ClusterArgs,
+        /// The server's flags (the event port is not used).
+        #[command(flatten)]
+        config: Config,
+    },
+}
 
 fn main() -> ExitCode {
-    let config = Config::parse();
+    let cli = Cli::parse();
+    let config = match &cli.mode {
+        None => &cli.config,
+        Some(Mode::Ingest { config, .. } | Mode::Edge { config, .. }) => config,
+    };
     if let Err(err) = simple_logger::SimpleLogger::new()
         .with_level(config.log_level)
         .init()
@@ -15,14 +74,17 @@ fn main() -> ExitCode {
         eprintln!("follower-maze: cannot start logging: {err}");
         return ExitCode::FAILURE;
     }
-    let server = match Server::bind(config) {
-        Ok(server) => server,
-        Err(err) => {
-            log::error!("{err}");
-            return ExitCode::FAILURE;
-        }
+    let outcome = match cli.mode {
+        None => Server::bind(cli.config).and_then(Server::run),
+        Some(Mode::Ingest { cluster, config }) => ingest::run(config, &cluster),
+        Some(Mode::Edge { cluster, config }) => edge::run(config, &cluster),
     };
-    match server.run() {
+    report(outcome)
+}
+
+/// Logs how the run ended and turns it into the exit code.
+fn report(outcome: io::Result<Stats>) -> ExitCode {
+    match outcome {
         Ok(stats) => {
             log::info!(
                 "delivered {} events as {} notifications ({} bytes); skipped {}, late {}, duplicate {}, malformed {}",
@@ -37,7 +99,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => {
-            log::error!("the server loop failed: {err}");
+            log::error!("{err}");
             ExitCode::FAILURE
         }
     }

@@ -19,18 +19,47 @@ use crate::stats::{Stats, StatsLog};
 
 /// The token for the loop's own control source (signals or a waker).
 const CONTROL_TOKEN: Token = Token(0);
+/// The token of a [`Companion`]'s waker: a cluster's bridge thread wakes
+/// the loop with it when it has news.
+pub(crate) const COMPANION_TOKEN: Token = Token(1);
 /// The first token of the server's range inside [`drive`]'s `Poll`.
-const SERVER_TOKEN_BASE: Token = Token(1);
+const SERVER_TOKEN_BASE: Token = Token(2);
+
+/// What a cluster mode adds to the loop: a bridge to the shared log, which
+/// wakes the loop through a waker on [`COMPANION_TOKEN`].
+pub(crate) trait Companion {
+    /// Moves records between the bridge and `server`; called before and
+    /// after every turn's [`Server::tick`]. An error is fatal (the log
+    /// refused us, say): the loop stops and returns it.
+    fn exchange(&mut self, server: &mut Server, now: Instant) -> io::Result<()>;
+}
+
+/// The standalone server has no companion.
+impl Companion for () {
+    fn exchange(&mut self, _: &mut Server, _: Instant) -> io::Result<()> {
+        Ok(())
+    }
+}
 
 /// Runs `server` on a `Poll` of its own until SIGINT or SIGTERM, then shuts
 /// down gracefully; returns the final stats. The process's open-file limit
 /// is raised to its hard limit first: this loop owns the process.
 pub fn run_until_signalled(server: Server) -> io::Result<Stats> {
+    run_with_companion(server, Poll::new()?, ())
+}
+
+/// [`run_until_signalled`] on `poll` with `companion` exchanging records
+/// with the server every turn (its waker must be registered on `poll` with
+/// [`COMPANION_TOKEN`]).
+pub(crate) fn run_with_companion(
+    server: Server,
+    poll: Poll,
+    mut companion: impl Companion,
+) -> io::Result<Stats> {
     crate::limits::raise_fd_limit();
     use signal_hook::consts::{SIGINT, SIGTERM};
     use signal_hook_mio::v1_0::Signals;
 
-    let poll = Poll::new()?;
     let mut signals = Signals::new([SIGINT, SIGTERM])?;
     poll.registry()
         .register(&mut signals, CONTROL_TOKEN, Interest::READABLE)?;
@@ -42,7 +71,7 @@ pub fn run_until_signalled(server: Server) -> io::Result<Stats> {
         }
         stop
     };
-    drive(server, poll, on_control, |_| {})
+    drive(server, poll, on_control, &mut companion, |_| {})
 }
 
 /// Runs `server` on `poll` until `on_control` (called for each readiness
@@ -52,14 +81,16 @@ fn drive(
     mut server: Server,
     mut poll: Poll,
     mut on_control: impl FnMut() -> bool,
+    companion: &mut impl Companion,
     mut after_turn: impl FnMut(&Server),
 ) -> io::Result<Stats> {
     server.register(poll.registry(), SERVER_TOKEN_BASE)?;
-    info!(
-        "listening for the event source on {} and for clients on {}",
-        server.event_addr(),
-        server.client_addr()
-    );
+    if let Some(addr) = server.event_addr() {
+        info!("listening for the event source on {addr}");
+    }
+    if let Some(addr) = server.client_addr() {
+        info!("listening for clients on {addr}");
+    }
     let mut events = Events::with_capacity(1024);
     let mut stats_log = StatsLog::new(server.config().stats_interval, Instant::now());
     let mut shutdown_deadline: Option<Instant> = None;
@@ -92,7 +123,9 @@ fn drive(
             server.shutdown(now);
             shutdown_deadline = Some(now + server.config().shutdown_grace);
         }
+        companion.exchange(&mut server, now)?;
         server.tick(now);
+        companion.exchange(&mut server, now)?;
         stats_log.tick(now, server.stats());
         after_turn(&server);
         if let Some(deadline) = shutdown_deadline
@@ -133,7 +166,12 @@ impl BackgroundServer {
     /// Binds a server with `config` and runs it on a new thread.
     pub fn start(config: Config) -> io::Result<BackgroundServer> {
         let server = Server::bind(config)?;
-        let (event_addr, client_addr) = (server.event_addr(), server.client_addr());
+        let (Some(event_addr), Some(client_addr)) = (server.event_addr(), server.client_addr())
+        else {
+            return Err(io::Error::other(
+                "a standalone server listens on both ports",
+            ));
+        };
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), CONTROL_TOKEN)?);
         let stop = Arc::new(AtomicBool::new(false));
@@ -149,7 +187,7 @@ impl BackgroundServer {
                         *shared = stats;
                     }
                 };
-                drive(server, poll, on_control, publish)
+                drive(server, poll, on_control, &mut (), publish)
             })?;
         Ok(BackgroundServer {
             event_addr,

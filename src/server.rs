@@ -18,7 +18,10 @@ use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
 
 use crate::config::Config;
+use crate::engine::batcher::Batcher;
 use crate::engine::inbox::{interrupted, would_block};
+use crate::engine::protocol::Seq;
+use crate::engine::records::Record;
 use crate::engine::{ConnId, Ending, Engine, Port, Readiness, Transport};
 use crate::stats::Stats;
 
@@ -48,17 +51,23 @@ pub struct Server {
     net: Net,
 }
 
+/// A bound listener and where it is bound.
+#[derive(Debug)]
+struct Listener {
+    /// The socket.
+    socket: TcpListener,
+    /// Its address (with the port picked, when 0 was asked for).
+    addr: SocketAddr,
+}
+
 /// Real sockets as the engine's [`Transport`].
 #[derive(Debug)]
 struct Net {
-    /// Accepts the event source.
-    event_listener: TcpListener,
-    /// Accepts user clients.
-    client_listener: TcpListener,
-    /// Where `event_listener` is bound.
-    event_addr: SocketAddr,
-    /// Where `client_listener` is bound.
-    client_addr: SocketAddr,
+    /// Accepts the event source; `None` in an edge, which has none.
+    event_listener: Option<Listener>,
+    /// Accepts user clients; `None` in an ingest, which serves none, and in
+    /// an edge until it has caught up with the log.
+    client_listener: Option<Listener>,
     /// Our handle on the caller's registry, set by [`Server::register`].
     registry: Option<Registry>,
     /// First token of our range.
@@ -87,44 +96,107 @@ fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into()))
 }
 
+/// Binds a listener on `config.bind` and `port` (0 picks a free port).
+fn bind_listener(config: &Config, port: u16) -> io::Result<Listener> {
+    let addr = SocketAddr::new(config.bind, port);
+    let socket = listen(addr, config.listen_backlog)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    let addr = socket.local_addr()?;
+    Ok(Listener { socket, addr })
+}
+
 impl Server {
-    /// Binds both listeners as `config` says (port 0 picks a free port).
+    /// Binds both listeners as `config` says (port 0 picks a free port): the
+    /// standalone server.
     pub fn bind(config: Config) -> io::Result<Server> {
-        let bind = |port| -> io::Result<(TcpListener, SocketAddr)> {
-            let addr = SocketAddr::new(config.bind, port);
-            let listener = listen(addr, config.listen_backlog)
-                .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
-            let local = listener.local_addr()?;
-            Ok((listener, local))
-        };
-        let (event_listener, event_addr) = bind(config.event_port)?;
-        let (client_listener, client_addr) = bind(config.client_port)?;
+        let event_listener = bind_listener(&config, config.event_port)?;
+        let client_listener = bind_listener(&config, config.client_port)?;
+        let engine = Engine::new(config, Instant::now());
+        Ok(Server::with(
+            engine,
+            Some(event_listener),
+            Some(client_listener),
+        ))
+    }
+
+    /// Binds the event port only, for a cluster's ingest: `engine` (see
+    /// [`Engine::new_ingest`]) batches the source's events into records for
+    /// the shared log, which the caller takes with [`Server::take_record`].
+    pub fn bind_ingest(config: Config, batcher: Batcher, next_seq: Seq) -> io::Result<Server> {
+        let event_listener = bind_listener(&config, config.event_port)?;
+        let engine = Engine::new_ingest(config, Instant::now(), batcher, next_seq);
+        Ok(Server::with(engine, Some(event_listener), None))
+    }
+
+    /// A server with no listener yet, for a cluster's edge: it routes the
+    /// shared log's records it is handed and opens its client port with
+    /// [`Server::open_client_port`] once it has caught up with the log.
+    pub fn edge(config: Config) -> Server {
+        Server::with(Engine::new(config, Instant::now()), None, None)
+    }
+
+    /// A server around `engine` with these listeners.
+    fn with(engine: Engine<Net>, events: Option<Listener>, clients: Option<Listener>) -> Server {
         let net = Net {
-            event_listener,
-            client_listener,
-            event_addr,
-            client_addr,
+            read_closed_probe: engine.config().read_closed_probe,
+            event_listener: events,
+            client_listener: clients,
             registry: None,
             token_base: 0,
             accept_paused_until: None,
             accept_backoff: ACCEPT_BACKOFF_MIN,
             accept_errors: 0,
-            read_closed_probe: config.read_closed_probe,
         };
-        Ok(Server {
-            engine: Engine::new(config, Instant::now()),
-            net,
-        })
+        Server { engine, net }
     }
 
-    /// Where the event source connects.
-    pub fn event_addr(&self) -> SocketAddr {
-        self.net.event_addr
+    /// Where the event source connects, if this server takes one.
+    pub fn event_addr(&self) -> Option<SocketAddr> {
+        self.net.event_listener.as_ref().map(|l| l.addr)
     }
 
-    /// Where user clients connect.
-    pub fn client_addr(&self) -> SocketAddr {
-        self.net.client_addr
+    /// Where user clients connect, if this server listens for them (yet).
+    pub fn client_addr(&self) -> Option<SocketAddr> {
+        self.net.client_listener.as_ref().map(|l| l.addr)
+    }
+
+    /// Binds the client port and starts accepting clients on it: an edge
+    /// does so once it has caught up with the log, so a client never gets
+    /// history. Call after [`Server::register`].
+    pub fn open_client_port(&mut self) -> io::Result<SocketAddr> {
+        let config = self.engine.config();
+        let mut listener = bind_listener(config, config.client_port)?;
+        let registry = self
+            .net
+            .registry
+            .as_ref()
+            .ok_or_else(|| io::Error::other("the server is not registered in a loop"))?;
+        let token = Token(self.net.token_base + CLIENT_LISTENER);
+        registry.register(&mut listener.socket, token, Interest::READABLE)?;
+        let addr = listener.addr;
+        self.net.client_listener = Some(listener);
+        Ok(addr)
+    }
+
+    /// An ingest's next record for the log (see [`Engine::take_record`]).
+    pub fn take_record(&mut self) -> Option<Record> {
+        self.engine.take_record()
+    }
+
+    /// The log has stored `count` more of the records taken, in order (see
+    /// [`Engine::records_stored`]).
+    pub fn records_stored(&mut self, count: usize, now: Instant) {
+        self.engine.records_stored(count, now);
+    }
+
+    /// An edge's next record from the log (see [`Engine::push_record`]).
+    pub fn push_record(&mut self, record: Record) {
+        self.engine.push_record(record);
+    }
+
+    /// Records pushed and not yet routed (see [`Engine::records_waiting`]).
+    pub fn records_waiting(&self) -> usize {
+        self.engine.records_waiting()
     }
 
     /// How many tokens the server uses, from the first one given to
@@ -143,7 +215,10 @@ impl Server {
             (&mut net.event_listener, EVENT_LISTENER),
             (&mut net.client_listener, CLIENT_LISTENER),
         ] {
-            registry.register(listener, Token(first.0 + offset), Interest::READABLE)?;
+            if let Some(listener) = listener {
+                let token = Token(first.0 + offset);
+                registry.register(&mut listener.socket, token, Interest::READABLE)?;
+            }
         }
         net.registry = Some(registry.try_clone()?);
         Ok(())
@@ -206,8 +281,10 @@ impl Server {
     /// [`Server::is_flushed`] or its grace period ends.
     pub fn shutdown(&mut self, now: Instant) {
         if let Some(registry) = &self.net.registry {
-            let _ = registry.deregister(&mut self.net.event_listener);
-            let _ = registry.deregister(&mut self.net.client_listener);
+            let listeners = [&mut self.net.event_listener, &mut self.net.client_listener];
+            for listener in listeners.into_iter().flatten() {
+                let _ = registry.deregister(&mut listener.socket);
+            }
         }
         self.engine.shutdown(now, &mut self.net);
     }
@@ -251,6 +328,7 @@ impl Transport for Net {
             Port::Events => &self.event_listener,
             Port::Clients => &self.client_listener,
         };
+        let listener = &listener.as_ref()?.socket;
         loop {
             match listener.accept() {
                 Ok(accepted) => {

@@ -62,7 +62,8 @@ pub struct Stats {
     pub window_bytes: usize,
     /// Bytes held for clients and not yet written: each client's own frames,
     /// plus the broadcast log, which holds each broadcast once for every
-    /// client that still owes it.
+    /// client that still owes it. In a cluster's ingest: event bytes
+    /// batched for the log and not yet handed to it.
     pub queued_bytes: usize,
     /// The most `queued_bytes` has ever been.
     pub queued_bytes_peak: usize,

@@ -47,7 +47,7 @@ fn two_servers_share_one_loop_without_interfering() {
     let mut clients: Vec<TcpStream> = [&first, &second]
         .iter()
         .map(|server| {
-            let mut client = TcpStream::connect(server.client_addr()).unwrap();
+            let mut client = TcpStream::connect(server.client_addr().unwrap()).unwrap();
             client.set_read_timeout(Some(PATIENCE)).unwrap();
             client.write_all(b"1\n").unwrap();
             client
@@ -55,7 +55,7 @@ fn two_servers_share_one_loop_without_interfering() {
         .collect();
     let mut sources: Vec<TcpStream> = [&first, &second]
         .iter()
-        .map(|server| TcpStream::connect(server.event_addr()).unwrap())
+        .map(|server| TcpStream::connect(server.event_addr().unwrap()).unwrap())
         .collect();
     drive(&mut poll, &mut [&mut first, &mut second], |s| {
         s.iter()

@@ -251,7 +251,7 @@ fn the_accept_queue_holds_a_burst_of_connects() {
         ..Config::ephemeral()
     })
     .expect("the small-backlog server binds");
-    let (sockets, completed) = connect_burst(small.client_addr(), BURST, BURST_WINDOW);
+    let (sockets, completed) = connect_burst(small.client_addr().unwrap(), BURST, BURST_WINDOW);
     let held = completed.iter().filter(|&&done| done).count();
     eprintln!("backlog 128: {held} of {BURST} connects completed unaccepted");
     assert!(
@@ -264,7 +264,7 @@ fn the_accept_queue_holds_a_burst_of_connects() {
 
     // The default backlog holds the whole burst.
     let mut server = Server::bind(Config::ephemeral()).expect("the server binds");
-    let (sockets, completed) = connect_burst(server.client_addr(), BURST, BURST_WINDOW);
+    let (sockets, completed) = connect_burst(server.client_addr().unwrap(), BURST, BURST_WINDOW);
     let held = completed.iter().filter(|&&done| done).count();
     eprintln!("default backlog: {held} of {BURST} connects completed unaccepted");
     assert_eq!(

@@ -1,7 +1,16 @@
-//! Scale-out over NATS JetStream: one ingest process reorders the event
-//! source and appends the in-order lines to a stream, and any number of edge
-//! processes read the whole stream in order and serve clients. The mio loop
-//! stays the only owner of sockets and state; [`bridge`] is the one thread
-//! per process that talks to NATS on its behalf.
+//! Past one machine: an ingest and any number of edges around one shared,
+//! ordered log in NATS JetStream.
+//!
+//! - [`ingest`]: the standalone server's source side; its in-order events
+//!   are appended to the log in batches.
+//! - [`edge`]: the standalone server's client side; it routes the log's
+//!   records to its own clients.
+//! - [`bridge`]: the one thread that talks to NATS (async-nats on a
+//!   current-thread runtime), handing records to and from the mio loop
+//!   through bounded channels and a waker.
+//! - [`args`]: the flags both modes add.
 
+pub mod args;
 pub mod bridge;
+pub mod edge;
+pub mod ingest;

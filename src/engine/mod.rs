@@ -363,7 +363,8 @@ impl<T: Transport> Engine<T> {
             follow_edges: self.pipeline.router().graph().edges(),
             window_depth,
             window_bytes,
-            queued_bytes: self.clients.queued_bytes(),
+            queued_bytes: self.clients.queued_bytes()
+                + self.batcher.as_ref().map_or(0, Batcher::queued_bytes),
             queued_bytes_peak: self.clients.queued_bytes_peak,
         }
     }

@@ -135,17 +135,26 @@ mod tests {
         assert_eq!(recipients(&mut r, Follow { from: 3, to: 2 }), vec![20]);
         assert_eq!(recipients(&mut r, Follow { from: 4, to: 2 }), vec![20]);
         assert_eq!(recipients(&mut r, Status { from: 2 }), vec![10, 30]);
-        assert_eq!(recipients(&mut r, Unfollow { from: 1, to: 2 }), vec![]);
+        assert_eq!(
+            recipients(&mut r, Unfollow { from: 1, to: 2 }),
+            Vec::<usize>::new()
+        );
         assert_eq!(recipients(&mut r, Status { from: 2 }), vec![30]);
         assert_eq!(recipients(&mut r, Private { from: 1, to: 3 }), vec![30]);
-        assert_eq!(recipients(&mut r, Private { from: 1, to: 4 }), vec![]);
+        assert_eq!(
+            recipients(&mut r, Private { from: 1, to: 4 }),
+            Vec::<usize>::new()
+        );
         assert_eq!(recipients(&mut r, Broadcast), vec![10, 20, 30]);
     }
 
     #[test]
     fn follows_apply_while_nobody_is_connected() {
         let mut r = Router::new();
-        assert_eq!(recipients(&mut r, Follow { from: 5, to: 6 }), vec![]);
+        assert_eq!(
+            recipients(&mut r, Follow { from: 5, to: 6 }),
+            Vec::<usize>::new()
+        );
         r.register(5, 1);
         assert_eq!(recipients(&mut r, Status { from: 6 }), vec![1]);
     }
@@ -160,7 +169,10 @@ mod tests {
         assert_eq!(recipients(&mut r, Private { from: 1, to: 2 }), vec![21]);
         r.unregister(2, 21);
         r.unregister(2, 21);
-        assert_eq!(recipients(&mut r, Private { from: 1, to: 2 }), vec![]);
+        assert_eq!(
+            recipients(&mut r, Private { from: 1, to: 2 }),
+            Vec::<usize>::new()
+        );
         assert_eq!(r.connections(), 2);
     }
 

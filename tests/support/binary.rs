@@ -54,16 +54,12 @@ impl Binary {
         }
         let mut child = command.spawn().expect("the binary starts");
         let log = forward_lines(child.stdout.take().expect("piped stdout"));
-        let line = wait_for_line(&log, "listening for the event source on");
-        let addrs: Vec<SocketAddr> = line
-            .split_whitespace()
-            .filter_map(|word| word.parse().ok())
-            .collect();
-        assert_eq!(addrs.len(), 2, "two addresses in {line:?}");
+        let event_addr = wait_for_addr(&log, "listening for the event source on");
+        let client_addr = wait_for_addr(&log, "listening for clients on");
         Binary {
             child,
-            event_addr: addrs[0],
-            client_addr: addrs[1],
+            event_addr,
+            client_addr,
             log,
         }
     }
@@ -131,15 +127,38 @@ pub fn forward_lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
     receiver
 }
 
+/// The address at the end of the first log line containing `needle`;
+/// panics after [`PATIENCE`].
+pub fn wait_for_addr(log: &mpsc::Receiver<String>, needle: &str) -> SocketAddr {
+    last_addr(&wait_for_line(log, needle))
+}
+
+/// The last address in a log line.
+pub fn last_addr(line: &str) -> SocketAddr {
+    line.split_whitespace()
+        .filter_map(|word| word.trim_end_matches([';', ',']).parse().ok())
+        .next_back()
+        .unwrap_or_else(|| panic!("no address in {line:?}"))
+}
+
 /// The first log line containing `needle`; panics after [`PATIENCE`].
 pub fn wait_for_line(log: &mpsc::Receiver<String>, needle: &str) -> String {
-    let deadline = Instant::now() + PATIENCE;
+    wait_for_line_within(log, needle, PATIENCE)
+}
+
+/// The first log line containing `needle`; panics after `within`.
+pub fn wait_for_line_within(
+    log: &mpsc::Receiver<String>,
+    needle: &str,
+    within: Duration,
+) -> String {
+    let deadline = Instant::now() + within;
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match log.recv_timeout(left) {
             Ok(line) if line.contains(needle) => return line,
             Ok(_) => continue,
-            Err(err) => panic!("no log line with {needle:?}: {err}"),
+            Err(err) => panic!("no log line with {needle:?} within {within:?}: {err}"),
         }
     }
 }

@@ -1,0 +1,39 @@
+//! The flags a cluster mode adds to the server's: where the log is.
+
+use clap::Args;
+
+use super::bridge::StreamSettings;
+
+/// Where the shared log lives and how much of it is kept.
+#[derive(Debug, Clone, Args)]
+pub struct ClusterArgs {
+    /// The NATS server holding the log (JetStream must be on: `nats-server -js`).
+    #[arg(
+        long,
+        env = "FOLLOWER_MAZE_NATS_URL",
+        default_value = "nats://127.0.0.1:4222"
+    )]
+    pub nats_url: String,
+
+    /// The JetStream stream holding the log; created if missing (file
+    /// storage, one replica, subject `<stream>.log`).
+    #[arg(long, env = "FOLLOWER_MAZE_STREAM", default_value = "follower-maze")]
+    pub stream: String,
+
+    /// Bytes the stream keeps when it creates it; past them the oldest
+    /// records are dropped. An edge that starts rebuilds the follow graph
+    /// from the start of the current run, so keep a whole run (the default
+    /// run of 10 M events is about 200 MB).
+    #[arg(long, env = "FOLLOWER_MAZE_STREAM_MAX_BYTES", default_value_t = 8 << 30)]
+    pub stream_max_bytes: i64,
+}
+
+impl ClusterArgs {
+    /// The bridge's view of these flags.
+    pub fn stream_settings(&self) -> StreamSettings {
+        StreamSettings {
+            max_bytes: self.stream_max_bytes,
+            ..StreamSettings::new(self.nats_url.clone(), self.stream.clone())
+        }
+    }
+}
