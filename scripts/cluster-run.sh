@@ -66,7 +66,9 @@ simulate() {
 }
 
 cluster_once() {
-  local store=$work/store.$1 nats_port
+  local run=$1
+  shift
+  local store=$work/store.$run nats_port
   mkdir -p "$store"
   nats_port=$(free_port)
   nats-server -js -a 127.0.0.1 -p "$nats_port" -sd "$store" >"$store/nats.log" 2>&1 &
@@ -85,7 +87,7 @@ cluster_once() {
   event_port=$(port_in "$store/ingest.log" "listening for the event source on")
   client1=$(port_in "$store/edge1.log" "listening for clients on")
   client2=$(port_in "$store/edge2.log" "listening for clients on")
-  echo "cluster run $1: ingest :$event_port, edges :$client1 and :$client2, nats-server :$nats_port"
+  echo "cluster run $run: ingest :$event_port, edges :$client1 and :$client2, nats-server :$nats_port"
   simulate cluster --event-port "$event_port" --client-ports "$client1,$client2" "$@"
   echo "CPU: ingest $(cpu_s "$ingest") s, edges $(cpu_s "$edge1") s and $(cpu_s "$edge2") s, nats-server $(cpu_s "$nats") s"
   kill -INT "$ingest" "$edge1" "$edge2"
@@ -95,14 +97,16 @@ cluster_once() {
 }
 
 standalone_once() {
-  local log=$work/standalone.$1.log
+  local run=$1
+  shift
+  local log=$work/standalone.$run.log
   "$bin" --event-port 0 --client-port 0 --stats-interval-ms 0 >"$log" 2>&1 &
   local server=$!
   pids+=("$server")
   local event_port client_port
   event_port=$(port_in "$log" "for the event source on")
   client_port=$(port_in "$log" "for clients on")
-  echo "standalone run $1"
+  echo "standalone run $run"
   simulate standalone --event-port "$event_port" --client-port "$client_port" "$@"
   echo "CPU: server $(cpu_s "$server") s"
   kill -INT "$server"

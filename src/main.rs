@@ -74,23 +74,30 @@ fn main() -> ExitCode {
         eprintln!("follower-maze: cannot start logging: {err}");
         return ExitCode::FAILURE;
     }
+    let is_ingest = matches!(cli.mode, Some(Mode::Ingest { .. }));
     let outcome = match cli.mode {
         None => Server::bind(cli.config).and_then(Server::run),
         Some(Mode::Ingest { cluster, config }) => ingest::run(config, &cluster),
         Some(Mode::Edge { cluster, config }) => edge::run(config, &cluster),
     };
-    report(outcome)
+    report(outcome, is_ingest)
 }
 
-/// Logs how the run ended and turns it into the exit code.
-fn report(outcome: io::Result<Stats>) -> ExitCode {
+/// Logs how the run ended (an ingest appends events rather than delivering
+/// them) and turns it into the exit code.
+fn report(outcome: io::Result<Stats>, is_ingest: bool) -> ExitCode {
     match outcome {
         Ok(stats) => {
+            let done = if is_ingest {
+                format!("appended {} events to the log", stats.events_routed)
+            } else {
+                format!(
+                    "delivered {} events as {} notifications ({} bytes)",
+                    stats.events_routed, stats.notifications, stats.bytes_out
+                )
+            };
             log::info!(
-                "delivered {} events as {} notifications ({} bytes); skipped {}, late {}, duplicate {}, malformed {}",
-                stats.events_routed,
-                stats.notifications,
-                stats.bytes_out,
+                "{done}; skipped {}, late {}, duplicate {}, malformed {}",
                 stats.skipped,
                 stats.late,
                 stats.duplicates,

@@ -53,6 +53,49 @@ fn the_original_port_variables_are_honoured() {
 }
 
 #[test]
+fn the_cluster_modes_say_where_the_log_is_and_what_it_keeps() {
+    for mode in ["ingest", "edge"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_follower-maze"))
+            .args([mode, "--help"])
+            .output()
+            .unwrap();
+        assert!(output.status.success());
+        let help = String::from_utf8(output.stdout).unwrap();
+        for needle in [
+            "--nats-url",
+            "FOLLOWER_MAZE_NATS_URL",
+            "nats://127.0.0.1:4222",
+            "--stream",
+            "FOLLOWER_MAZE_STREAM",
+            "file storage",
+            "--stream-max-bytes",
+            "--max-queued-bytes",
+        ] {
+            assert!(help.contains(needle), "{mode} --help lacks {needle}");
+        }
+    }
+}
+
+#[test]
+fn a_cluster_mode_without_its_nats_server_says_so_and_exits() {
+    // Port 1 on loopback: nothing listens there.
+    for mode in ["ingest", "edge"] {
+        let output = Command::new(env!("CARGO_BIN_EXE_follower-maze"))
+            .args([mode, "--nats-url", "nats://127.0.0.1:1"])
+            .args(["--event-port", "0", "--client-port", "0"])
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{mode} exits with failure");
+        let log = String::from_utf8_lossy(&output.stdout).into_owned()
+            + &String::from_utf8_lossy(&output.stderr);
+        assert!(
+            log.contains("cannot connect to nats-server at nats://127.0.0.1:1"),
+            "{mode}: {log}"
+        );
+    }
+}
+
+#[test]
 fn help_lists_every_knob_with_its_variable() {
     let output = Command::new(env!("CARGO_BIN_EXE_follower-maze"))
         .arg("--help")

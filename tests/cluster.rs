@@ -261,3 +261,35 @@ fn a_second_ingest_on_the_same_stream_is_refused() {
     );
     drop(first);
 }
+
+#[test]
+fn an_edge_started_late_gives_its_clients_no_history() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let ingest = ingest(&nats.url(), STREAM, &[]);
+    // A witness on an edge that was there from the start: once it has the
+    // last broadcast, the whole history is stored.
+    let early = edge(&nats.url(), STREAM, &[]);
+    let mut witness = client(early.addr, 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let history = 300_000u64;
+    let broadcasts: String = (1..=history).map(|seq| format!("{seq}|B\n")).collect();
+    let mut source = TcpStream::connect(ingest.addr).unwrap();
+    source.write_all(broadcasts.as_bytes()).unwrap();
+    let seen = read_until_quiet(&mut witness, broadcasts.len());
+    assert_eq!(seen.len(), broadcasts.len(), "the witness got the history");
+    // A new edge takes clients only once it has routed all of it.
+    let late = edge(&nats.url(), STREAM, &[]);
+    let mut newcomer = client(late.addr, 2);
+    std::thread::sleep(Duration::from_millis(200));
+    let next = history + 1;
+    source.write_all(format!("{next}|B\n").as_bytes()).unwrap();
+    let got = read_until_quiet(&mut newcomer, 1);
+    assert!(
+        got == format!("{next}|B\n").as_bytes(),
+        "the newcomer gets only what came after it, not {} bytes starting {:?}",
+        got.len(),
+        String::from_utf8_lossy(&got[..got.len().min(40)])
+    );
+}

@@ -15,8 +15,10 @@ pub struct ClusterArgs {
     )]
     pub nats_url: String,
 
-    /// The JetStream stream holding the log; created if missing (file
-    /// storage, one replica, subject `<stream>.log`).
+    /// The JetStream stream holding the log; created if missing with file
+    /// storage, one replica, subject `<stream>.log`, no age limit, the
+    /// oldest records dropped past --stream-max-bytes, and a two-minute
+    /// window in which a retried append is stored once.
     #[arg(long, env = "FOLLOWER_MAZE_STREAM", default_value = "follower-maze")]
     pub stream: String,
 
