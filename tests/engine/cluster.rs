@@ -193,32 +193,64 @@ fn an_edge_routes_records_with_run_boundaries_resetting_the_graph() {
     assert_eq!(harness.engine.stats().runs, 2);
 }
 
-/// Sends `stream` through a standalone engine with clients `ids`, and
+/// One step of a source's life: bytes it sends, or it closes and a new
+/// source connects; then the clock moves on `pause_ms` milliseconds.
+#[derive(Debug, Clone)]
+pub enum Step {
+    /// The source sends these bytes.
+    Send(Vec<u8>, u64),
+    /// The source closes; a new one connects.
+    Reconnect(u64),
+}
+
+/// Plays `steps` through a standalone engine with clients `ids`, and
 /// through an ingest whose records feed an edge with the same clients;
 /// returns what each client received in each.
-fn standalone_and_clustered(ids: &[u64], stream: &[u8]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
-    let (mut alone, source, alone_clients) = with_clients(config(), ids);
+pub fn standalone_and_clustered(ids: &[u64], steps: &[Step]) -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
+    let (mut alone, mut alone_source, alone_clients) = with_clients(config(), ids);
     let (mut edge, edge_clients) = edge(ids);
-    let (mut ingest, ingest_source) = ingest(0, 1, 64);
-    for chunk in stream.chunks(4096) {
-        source.send(chunk);
-        ingest_source.send(chunk);
-        alone.settle();
-        ingest.settle();
-    }
-    for _ in 0..1500 {
-        alone.advance(ms(1));
-        alone.settle();
-        ingest.advance(ms(1));
-        ingest.settle();
-        for record in drain_records(&mut ingest) {
-            edge.engine.push_record(record);
+    let (mut ingest, mut ingest_source) = ingest(0, 1, 64);
+    let mut advance = |ms: u64, alone: &mut Harness, ingest: &mut Harness| {
+        for _ in 0..ms.div_ceil(10) {
+            for harness in [&mut *alone, &mut *ingest, &mut edge] {
+                harness.advance(ms_step());
+                harness.settle();
+            }
+            for record in drain_records(ingest) {
+                edge.engine.push_record(record);
+            }
         }
-        edge.advance(ms(1));
-        edge.settle();
+    };
+    for step in steps {
+        let pause = match step {
+            Step::Send(bytes, pause) => {
+                alone_source.send(bytes);
+                ingest_source.send(bytes);
+                *pause
+            }
+            Step::Reconnect(pause) => {
+                alone_source.close_sending();
+                ingest_source.close_sending();
+                alone.settle();
+                ingest.settle();
+                alone_source = alone.connect(Port::Events);
+                ingest_source = ingest.connect(Port::Events);
+                *pause
+            }
+        };
+        alone.settle();
+        ingest.settle();
+        advance(pause, &mut alone, &mut ingest);
     }
+    // Long enough for every hole to be skipped and every batch stored.
+    advance(1500, &mut alone, &mut ingest);
     let received = |clients: &[Peer]| clients.iter().map(Peer::take_received).collect();
     (received(&alone_clients), received(&edge_clients))
+}
+
+/// The clock step of [`standalone_and_clustered`].
+fn ms_step() -> std::time::Duration {
+    ms(10)
 }
 
 #[test]
@@ -245,7 +277,11 @@ fn an_edge_client_receives_exactly_what_a_standalone_client_would() {
         .iter()
         .flat_map(|&i| lines[i as usize].clone())
         .collect();
-    let (alone, clustered) = standalone_and_clustered(&ids, &stream);
+    let steps: Vec<Step> = stream
+        .chunks(4096)
+        .map(|chunk| Step::Send(chunk.to_vec(), 1))
+        .collect();
+    let (alone, clustered) = standalone_and_clustered(&ids, &steps);
     assert!(alone.iter().all(|bytes| !bytes.is_empty()));
     assert_eq!(clustered, alone);
 }

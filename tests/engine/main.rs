@@ -8,6 +8,7 @@
 mod bad_lines;
 mod clients;
 mod cluster;
+mod cluster_props;
 mod limits;
 mod probation;
 mod routing;
