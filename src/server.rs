@@ -194,6 +194,11 @@ impl Server {
         self.engine.push_record(record);
     }
 
+    /// True once [`Server::shutdown`] has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.engine.is_shutting_down()
+    }
+
     /// Records pushed and not yet routed (see [`Engine::records_waiting`]).
     pub fn records_waiting(&self) -> usize {
         self.engine.records_waiting()

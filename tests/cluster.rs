@@ -293,3 +293,42 @@ fn an_edge_started_late_gives_its_clients_no_history() {
         String::from_utf8_lossy(&got[..got.len().min(40)])
     );
 }
+
+#[test]
+fn a_new_run_while_the_log_stalls_loses_nothing() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let ingest = ingest(&nats.url(), STREAM, &[]);
+    let edge = edge(&nats.url(), STREAM, &[]);
+    let mut witness = client(edge.addr, 1);
+    std::thread::sleep(Duration::from_millis(200));
+    // With the log stalled, a run of 62,500 broadcasts, seq 1 last so the
+    // source is read to its end before any is released, fills the ingest
+    // to its bound of unstored records (the run's start, 62 full batches
+    // and a quiet one), so it stops reading...
+    nats.freeze();
+    let first_run: String = (1..=62_500).map(|seq| format!("{seq}|B\n")).collect();
+    let mut source = TcpStream::connect(ingest.addr).unwrap();
+    let (first, rest) = first_run.split_at("1|B\n".len());
+    source.write_all(rest.as_bytes()).unwrap();
+    source.write_all(first.as_bytes()).unwrap();
+    drop(source);
+    std::thread::sleep(Duration::from_millis(300));
+    // ...and a new source starting over waits: its run begins once the log
+    // takes records again, after every event of the old one.
+    let mut next = TcpStream::connect(ingest.addr).unwrap();
+    next.write_all(b"1|B\n").unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    nats.resume();
+    let expected = first_run + "1|B\n";
+    let got = read_until_quiet(&mut witness, expected.len());
+    assert!(
+        got == expected.as_bytes(),
+        "every event of both runs, in order: {} of {} bytes, ending {:?}",
+        got.len(),
+        expected.len(),
+        String::from_utf8_lossy(&got[got.len().saturating_sub(40)..])
+    );
+    drop(next);
+}

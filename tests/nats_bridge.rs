@@ -22,6 +22,9 @@ use mio::{Events, Poll, Token, Waker};
 use nats::NatsServer;
 
 /// How long any wait in these tests may take before it fails.
+/// The writer id of messages these tests publish by hand.
+const WRITER: &str = "0123456789abcdef";
+
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Logs (captured per test, shown when one fails); `RUST_LOG` overrides.
@@ -361,19 +364,31 @@ fn a_republished_record_is_stored_once_even_with_a_stale_expected_sequence() {
         return;
     };
     let records = run_records(1, 1);
-    let mut wakeup = Wakeup::new();
-    let (mut ingest, _) =
+    // The stream is created by an ingest that appends nothing.
+    let wakeup = Wakeup::new();
+    let (ingest, _) =
         IngestBridge::start(settings(&server, "DEDUP"), 4, Arc::clone(&wakeup.waker)).unwrap();
-    append_all(&mut ingest, &mut wakeup, records.clone());
     drop(ingest);
-    assert_eq!(stream_messages(&server, "DEDUP"), 2);
 
     with_jetstream(&server, async |js| {
+        // Both records stored, as one ingest's first attempts store them.
+        for (record, expected) in records.iter().zip(0..) {
+            let (headers, payload) = encode(record.clone(), expected, WRITER);
+            let ack = js
+                .publish_with_headers("DEDUP.log", headers, payload)
+                .await
+                .unwrap()
+                .await
+                .expect("stored");
+            assert!(!ack.duplicate, "{ack:?}");
+            assert_eq!(ack.sequence, expected + 1);
+        }
+
         // The first record again, exactly as its first publish carried it:
         // its expected last sequence (0) is stale now, yet JetStream checks
         // the Msg-Id first and answers "duplicate", not "wrong last
         // sequence". The ingest's retries rely on this order.
-        let (headers, payload) = encode(records[0].clone(), 0);
+        let (headers, payload) = encode(records[0].clone(), 0, WRITER);
         let ack = js
             .publish_with_headers("DEDUP.log", headers, payload)
             .await
@@ -384,7 +399,7 @@ fn a_republished_record_is_stored_once_even_with_a_stale_expected_sequence() {
         assert_eq!(ack.sequence, 1);
 
         // The same for the second record, expected after sequence 1.
-        let (headers, payload) = encode(records[1].clone(), 1);
+        let (headers, payload) = encode(records[1].clone(), 1, WRITER);
         let ack = js
             .publish_with_headers("DEDUP.log", headers, payload)
             .await
@@ -395,7 +410,7 @@ fn a_republished_record_is_stored_once_even_with_a_stale_expected_sequence() {
         assert_eq!(ack.sequence, 2);
 
         // A new record with a stale expected sequence is refused.
-        let (headers, payload) = encode(run_records(2, 0)[0].clone(), 1);
+        let (headers, payload) = encode(run_records(2, 0)[0].clone(), 1, WRITER);
         let refused = js
             .publish_with_headers("DEDUP.log", headers, payload)
             .await
@@ -423,20 +438,29 @@ fn a_record_stored_before_the_duplicate_window_passed_is_recognised_by_its_id() 
     };
     let records = run_records(1, 1);
 
-    // B starts before A stores anything, so both expect sequence 0.
-    let mut wakeup_a = Wakeup::new();
-    let (mut a, _) = IngestBridge::start(settings.clone(), 4, Arc::clone(&wakeup_a.waker)).unwrap();
-    let mut wakeup_b = Wakeup::new();
-    let (mut b, start_b) =
-        IngestBridge::start(settings.clone(), 4, Arc::clone(&wakeup_b.waker)).unwrap();
-    assert_eq!(start_b.last_stream_seq, 0);
-    append_all(&mut a, &mut wakeup_a, records[..1].to_vec());
+    let mut wakeup = Wakeup::new();
+    let (mut ingest, start) =
+        IngestBridge::start(settings.clone(), 4, Arc::clone(&wakeup.waker)).unwrap();
+    assert_eq!(start.last_stream_seq, 0);
+    let writer = ingest.writer().to_string();
 
+    with_jetstream(&server, async |js| {
+        // The ingest's first attempt at its first record, stored though
+        // its ack is lost (published here, by hand, under its writer id).
+        let (headers, payload) = encode(records[0].clone(), 0, &writer);
+        let ack = js
+            .publish_with_headers("WINDOW.log", headers, payload)
+            .await
+            .unwrap()
+            .await
+            .expect("stored");
+        assert_eq!(ack.sequence, 1);
+    });
     // Past the window JetStream has forgotten the id: the same record
     // with the same (now stale) expected sequence is refused...
     std::thread::sleep(window * 3);
     with_jetstream(&server, async |js| {
-        let (headers, payload) = encode(records[0].clone(), 0);
+        let (headers, payload) = encode(records[0].clone(), 0, &writer);
         let refused = js
             .publish_with_headers("WINDOW.log", headers, payload)
             .await
@@ -449,11 +473,10 @@ fn a_record_stored_before_the_duplicate_window_passed_is_recognised_by_its_id() 
         );
     });
 
-    // ...so B, appending that very record (as a retry of an append whose
-    // ack was lost would), recognises it at its sequence and goes on.
-    append_all(&mut b, &mut wakeup_b, records.clone());
-    drop(a);
-    drop(b);
+    // ...so the ingest, retrying that very record, recognises its own id at
+    // its sequence and goes on.
+    append_all(&mut ingest, &mut wakeup, records.clone());
+    drop(ingest);
     assert_eq!(stream_messages(&server, "WINDOW"), 2);
 }
 
@@ -474,8 +497,9 @@ fn a_second_ingest_is_fenced_off() {
     let records_a = run_records(1, 3);
     append_all(&mut a, &mut wakeup_a, records_a.clone());
 
-    // B's first record is not A's: B must not write after A.
-    b.append(Record::NewRun { run: 7 }).unwrap();
+    // B's first record has A's first record's run and seq, so the same
+    // record id: it must meet the fence, not pass for a retry of A's.
+    b.append(records_a[0].clone()).unwrap();
     let deadline = Instant::now() + PATIENCE;
     let fenced = loop {
         let news = b.news();
@@ -714,7 +738,7 @@ fn events_headers() -> (HeaderMap, Vec<u8>) {
         last_seq: 12,
         lines: b"10|B\r\n12|B\r\n".to_vec(),
     };
-    let (headers, payload) = encode(record, 41);
+    let (headers, payload) = encode(record, 41, WRITER);
     (headers, payload.to_vec())
 }
 
@@ -747,12 +771,15 @@ fn decode_reads_what_encode_writes() {
         },
     ];
     for record in records {
-        let (headers, payload) = encode(record.clone(), 7);
+        let (headers, payload) = encode(record.clone(), 7, WRITER);
         assert_eq!(
             headers.get("Nats-Expected-Last-Sequence").unwrap().as_str(),
             "7"
         );
-        assert_eq!(headers.get("Nats-Msg-Id").unwrap().as_str(), record.id());
+        assert_eq!(
+            headers.get("Nats-Msg-Id").unwrap().as_str(),
+            format!("{WRITER}/{}", record.id())
+        );
         assert_eq!(decode(Some(&headers), &payload), Ok(record));
     }
 }
@@ -813,7 +840,7 @@ fn decode_refuses_malformed_messages() {
         "is not the record's id",
     );
 
-    let (new_run, empty) = encode(Record::NewRun { run: 3 }, 0);
+    let (new_run, empty) = encode(Record::NewRun { run: 3 }, 0, WRITER);
     assert!(decode(Some(&new_run), &empty).is_ok());
     refused(&new_run, b"1|B\r\n", "payload");
     refused(

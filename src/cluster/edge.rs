@@ -60,6 +60,9 @@ struct EdgeLink {
 
 impl Companion for EdgeLink {
     fn exchange(&mut self, server: &mut Server, _now: Instant) -> io::Result<()> {
+        if server.is_shutting_down() {
+            return Ok(()); // What was taken is routed; nothing more.
+        }
         if let Some(stream_seq) = self.caught_up
             && !self.listening
         {

@@ -4,8 +4,10 @@
 //! reorder window, hole skipping, new runs, back-pressure) runs unchanged
 //! on the mio loop; its in-order events are batched into records
 //! ([`crate::engine::batcher`]) and handed to the bridge thread, which
-//! appends them to the JetStream stream. At most [`MAX_UNSTORED_RECORDS`]
-//! are not yet stored at once; past that the loop stops reading the source.
+//! appends them to the JetStream stream. Once [`MAX_UNSTORED_RECORDS`] are
+//! not yet stored, the loop stops reading the source, and the bridge never
+//! holds more than that (a run boundary may close a record or two past it,
+//! which wait in the engine until stores make room).
 
 use std::io;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use mio::{Poll, Waker};
 use super::args::ClusterArgs;
 use super::bridge::{IngestBridge, IngestNews};
 use crate::config::Config;
-use crate::engine::batcher::Batcher;
+use crate::engine::batcher::{BATCH_BYTES, Batcher};
 use crate::runner::{COMPANION_TOKEN, Companion, run_with_companion};
 use crate::server::Server;
 use crate::stats::Stats;
@@ -46,6 +48,16 @@ pub fn run(config: Config, cluster: &ClusterArgs) -> io::Result<Stats> {
             cluster.stream, start.run, start.last_seq, start.last_stream_seq
         );
     }
+    // A batch holds at most BATCH_BYTES of lines, or one line alone, and
+    // the server counts the headers (under 1 KiB) against its limit too.
+    let largest = BATCH_BYTES.max(config.max_line) + 1024;
+    if bridge.max_payload() < largest {
+        return Err(io::Error::other(format!(
+            "nats-server at {} takes messages of at most {} bytes; a batch can be {largest} bytes (raise max_payload, or lower --max-line)",
+            cluster.nats_url,
+            bridge.max_payload()
+        )));
+    }
     let batcher = Batcher::new(start.run, MAX_UNSTORED_RECORDS);
     let server = Server::bind_ingest(config, batcher, start.last_seq + 1)?;
     run_with_companion(server, poll, IngestLink { bridge })
@@ -73,6 +85,8 @@ impl Companion for IngestLink {
                 }
             }
         }
+        // The engine hands out at most MAX_UNSTORED_RECORDS unstored
+        // records, the bridge's bound too.
         while let Some(record) = server.take_record() {
             if self.bridge.append(record).is_err() {
                 return Err(io::Error::other(

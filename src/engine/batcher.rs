@@ -42,8 +42,15 @@ pub struct Batcher {
     closed: VecDeque<Record>,
     /// Records taken by the shell and not yet confirmed stored.
     unconfirmed: usize,
-    /// Most records closed or unconfirmed at once; past it the ingest
-    /// stops releasing events and reading its source.
+    /// The line bytes of each record taken and not yet stored, oldest
+    /// first, and their sum: what a lapsed shutdown would leave unsaid.
+    unconfirmed_sizes: VecDeque<usize>,
+    /// See `unconfirmed_sizes`.
+    unconfirmed_bytes: usize,
+    /// Records closed or unconfirmed at which the ingest stops releasing
+    /// events and reading its source. Only a run boundary adds records
+    /// past it (it closes the open batch and adds its own record), at most
+    /// two per boundary, and a boundary needs a new source.
     max_outstanding: usize,
 }
 
@@ -61,6 +68,8 @@ impl Batcher {
             last_line_at: None,
             closed: VecDeque::new(),
             unconfirmed: 0,
+            unconfirmed_sizes: VecDeque::new(),
+            unconfirmed_bytes: 0,
             max_outstanding: max_outstanding.max(1),
         }
     }
@@ -125,17 +134,30 @@ impl Batcher {
         }
     }
 
-    /// The next closed record to append to the log; it counts as
-    /// unconfirmed until [`Batcher::confirm`].
+    /// The next closed record to append to the log, unless the bound of
+    /// records taken and not yet stored is reached (a run boundary can
+    /// close records past it: they wait here, so whoever appends them
+    /// never holds more than the bound). It counts as unconfirmed until
+    /// [`Batcher::confirm`].
     pub fn take(&mut self) -> Option<Record> {
+        if self.unconfirmed >= self.max_outstanding {
+            return None;
+        }
         let record = self.closed.pop_front()?;
         self.unconfirmed += 1;
+        let size = line_bytes(&record);
+        self.unconfirmed_sizes.push_back(size);
+        self.unconfirmed_bytes += size;
         Some(record)
     }
 
     /// The log has stored `count` more of the records taken, in order.
     pub fn confirm(&mut self, count: usize) {
+        debug_assert!(count <= self.unconfirmed, "more stored than taken");
         self.unconfirmed = self.unconfirmed.saturating_sub(count);
+        for _ in 0..count {
+            self.unconfirmed_bytes -= self.unconfirmed_sizes.pop_front().unwrap_or(0);
+        }
     }
 
     /// Records closed or taken and not yet stored.
@@ -160,18 +182,19 @@ impl Batcher {
         self.line_count == 0 && self.outstanding() == 0
     }
 
-    /// Bytes gathered and not yet stored, for stats: the open batch and the
-    /// closed records not taken yet.
+    /// Event bytes gathered and not yet stored, for stats: the open batch,
+    /// the closed records, and the records taken and not yet stored.
     pub fn queued_bytes(&self) -> usize {
-        let closed: usize = self
-            .closed
-            .iter()
-            .map(|record| match record {
-                Record::Events { lines, .. } => lines.len(),
-                Record::NewRun { .. } => 0,
-            })
-            .sum();
-        self.lines.len() + closed
+        let closed: usize = self.closed.iter().map(line_bytes).sum();
+        self.lines.len() + closed + self.unconfirmed_bytes
+    }
+}
+
+/// The bytes of event lines `record` carries.
+fn line_bytes(record: &Record) -> usize {
+    match record {
+        Record::Events { lines, .. } => lines.len(),
+        Record::NewRun { .. } => 0,
     }
 }
 
@@ -252,12 +275,19 @@ mod tests {
         assert!(batcher.is_full());
         while batcher.take().is_some() {}
         assert!(batcher.is_full(), "taken is not stored");
-        batcher.confirm(1);
+        assert_eq!(batcher.queued_bytes(), 4 * line(1).len());
+        // A run boundary closes a record past the bound: it waits.
+        batcher.new_run();
+        assert_eq!(batcher.outstanding(), 5);
+        assert_eq!(batcher.take(), None, "no more than the bound is taken");
+        batcher.confirm(2);
         assert!(!batcher.is_full() && !batcher.is_drained());
+        assert_eq!(batcher.take(), Some(Record::NewRun { run: 2 }));
         batcher.confirm(1);
         assert!(batcher.is_drained());
         batcher.confirm(2);
         assert!(batcher.is_flushed());
+        assert_eq!(batcher.queued_bytes(), 0);
     }
 
     #[test]

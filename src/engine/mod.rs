@@ -37,6 +37,9 @@
 //!   records (ids, writes, judging, closing), the event source (hand-over,
 //!   reading and routing, back-pressure), and the pipeline's delivery
 //!   target (admission to outboxes and the broadcast log).
+//! - [`records`], [`batcher`], [`feed`]: a cluster's shared log as the core
+//!   sees it: its records, an ingest's batching of in-order events into
+//!   them, and an edge's reading of them line by line.
 //! - [`transport`]: what the core needs from the network.
 //! - [`memory`]: an in-memory transport and a fake clock, for tests and
 //!   the fuzzer.
@@ -164,6 +167,12 @@ impl<T: Transport> Engine<T> {
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config
+    }
+
+    /// True once [`Engine::shutdown`] has begun: an edge takes no more
+    /// records from the log then.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down
     }
 
     /// Connections may be waiting on `port`: takes them all in (a client's
@@ -320,12 +329,13 @@ impl<T: Transport> Engine<T> {
         }
     }
 
-    /// True when nothing is queued for any client, nothing received is
-    /// waiting to be routed, and (an ingest) every event is stored in the
-    /// log.
+    /// True when nothing is queued for any client, nothing received (an
+    /// edge: no record pushed) is waiting to be routed, and (an ingest)
+    /// every event is stored in the log.
     pub fn is_flushed(&self) -> bool {
         self.clients.queued_bytes() == 0
             && !self.pipeline.has_ready()
+            && self.feed.is_empty()
             && self.batcher.as_ref().is_none_or(Batcher::is_flushed)
     }
 
@@ -394,14 +404,17 @@ impl<T: Transport> Engine<T> {
             let Some(next) = self.feed.next() else {
                 return;
             };
+            // Like a standalone server's, `runs` counts runs started over:
+            // the first boundary an edge meets starts its first run.
+            let first = self.pipeline.counters().events_in == 0;
             match next {
-                Next::NewRun => self.pipeline.on_ordered_new_run(&mut fanout),
+                Next::NewRun => self.pipeline.on_ordered_new_run(&mut fanout, !first),
                 Next::RunWithoutStart { run } => {
                     warn!(
                         "the log holds run {run} without its start (retention dropped it): \
                          follows made before are unknown, so some status updates will miss followers"
                     );
-                    self.pipeline.on_ordered_new_run(&mut fanout);
+                    self.pipeline.on_ordered_new_run(&mut fanout, !first);
                 }
                 Next::Line { frame, .. } => {
                     if let Err(reason) = self.pipeline.on_ordered(frame, &mut fanout)

@@ -183,10 +183,11 @@ impl Pipeline {
     }
 
     /// A run boundary that arrives in order, as an edge takes it from the
-    /// log: the follow graph is forgotten here.
-    pub fn on_ordered_new_run(&mut self, out: &mut impl Deliver) {
+    /// log: the follow graph is forgotten here. `started_over` counts it in
+    /// `runs` (not the first run an edge sees).
+    pub fn on_ordered_new_run(&mut self, out: &mut impl Deliver, started_over: bool) {
         out.new_run(&mut self.router);
-        self.counters.runs += 1;
+        self.counters.runs += u64::from(started_over);
     }
 
     /// Counts a line that was dropped for being too long.

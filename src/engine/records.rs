@@ -16,8 +16,8 @@ pub enum Record {
     },
     /// Contiguous in-order event lines of run `run`, byte for byte as the
     /// event source sent them, each with its own terminator. Seqs the
-    /// ingest gave up on are missing, so `last_seq - first_seq` may exceed
-    /// the line count.
+    /// ingest gave up on are missing, so `last_seq - first_seq + 1` may
+    /// exceed the line count.
     Events {
         /// The run the lines belong to.
         run: u64,

@@ -101,8 +101,18 @@ impl Node {
 }
 
 impl Drop for Node {
+    /// Kills the process; when the test failed, its last log lines go to
+    /// stderr first, to tell what the node was doing.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let lines: Vec<String> = self.log.try_iter().collect();
+            let shown = &lines[lines.len().saturating_sub(30)..];
+            eprintln!("--- last log lines of the node on {} ---", self.addr);
+            for line in shown {
+                eprintln!("{line}");
+            }
+        }
     }
 }

@@ -104,6 +104,27 @@ impl NatsServer {
         self.dir.join("store")
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and nothing is
+    /// answered, as with a server stalled on its disk, until
+    /// [`NatsServer::resume`].
+    pub fn freeze(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a frozen server go on (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    /// Sends `signal` to the running server.
+    fn signal(&self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("the server is running");
+        // SAFETY: kill(2) on our own child's pid, not reaped while we hold
+        // its `Child`.
+        let sent = unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "kill failed");
+    }
+
     /// Stops the server gracefully (SIGTERM, so JetStream flushes what it
     /// acknowledged; SIGKILL after 10 s) and waits for it to exit.
     pub fn stop(&mut self) {

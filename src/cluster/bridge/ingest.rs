@@ -11,8 +11,9 @@
 //! up to `max_in_flight` publishes are in flight at once. JetStream stores
 //! a message only if the stream's last sequence is the expected one, so
 //! records cannot land out of order or twice at two places, and a retried
-//! record carries the same `Nats-Msg-Id` ([`Record::id`]) so it is not
-//! stored twice at all.
+//! record carries the same `Nats-Msg-Id` (this ingest's writer id and
+//! [`Record::id`], see [`wire::message_id`]) so it is not stored twice at
+//! all.
 //!
 //! When an ack does not come (timeout, connection lost, the server
 //! restarting, JetStream not up yet), the bridge waits for every other
@@ -134,6 +135,8 @@ pub struct IngestBridge {
     max_payload: usize,
     /// Whether [`news`](Self::news) reported the bridge stopped.
     stopped: bool,
+    /// This ingest's writer id.
+    writer: String,
 }
 
 impl IngestBridge {
@@ -152,6 +155,8 @@ impl IngestBridge {
         let (records_tx, records_rx) = mpsc::channel(max_in_flight);
         let shared = Arc::new(Mutex::new(Shared::default()));
         let thread_shared = Arc::clone(&shared);
+        let writer = writer_id();
+        let thread_writer = writer.clone();
         let (thread, (start, max_payload)) =
             spawn_bridge("nats-ingest-bridge", move |ready| async move {
                 let setup = async {
@@ -182,6 +187,7 @@ impl IngestBridge {
                 let appender = Appender {
                     subject: settings.subject(),
                     stream_name: settings.stream.clone(),
+                    writer: thread_writer,
                     context,
                     stream,
                     queue: VecDeque::new(),
@@ -202,8 +208,15 @@ impl IngestBridge {
             thread: Some(thread),
             max_payload,
             stopped: false,
+            writer,
         };
         Ok((bridge, start))
+    }
+
+    /// This ingest's writer id: the first part of the `Nats-Msg-Id` of
+    /// every record it appends (see [`wire::message_id`]).
+    pub fn writer(&self) -> &str {
+        &self.writer
     }
 
     /// Hands `record` over to be appended after every record handed over
@@ -361,6 +374,9 @@ struct Appender {
     subject: String,
     /// The stream's name, for messages.
     stream_name: String,
+    /// This ingest's writer id, unique to the process: the first part of
+    /// every `Nats-Msg-Id` it publishes (see [`wire::message_id`]).
+    writer: String,
     /// The JetStream context publishes go through.
     context: jetstream::Context,
     /// The stream, to read a message back when JetStream refuses one.
@@ -489,8 +505,8 @@ impl Appender {
     fn enqueue(&mut self, record: Record) {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let id = record.id();
-        let (headers, payload) = wire::encode(record, seq - 1);
+        let id = wire::message_id(&self.writer, &record);
+        let (headers, payload) = wire::encode(record, seq - 1, &self.writer);
         self.queue.push_back(Pending {
             id,
             headers,
@@ -674,4 +690,19 @@ async fn sleep_until(deadline: Option<Instant>) {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
     }
+}
+
+/// A writer id for this ingest: random, so two ingests (or one restarted)
+/// never share one. Std's hasher keys are random per process; the time and
+/// pid make two in one process differ too.
+fn writer_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |since| since.as_nanos()),
+    );
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
 }

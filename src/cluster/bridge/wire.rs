@@ -21,14 +21,24 @@ pub const KIND_EVENTS: &str = "events";
 /// [`KIND_HEADER`] of a [`Record::NewRun`].
 pub const KIND_NEW_RUN: &str = "new-run";
 
-/// The headers and payload of the message that stores `record` right after
-/// stream sequence `expected_last_seq` (0: first in an empty stream). The
-/// `Nats-Msg-Id` is [`Record::id`], so JetStream stores a retried append
-/// once; `Nats-Expected-Last-Sequence` makes JetStream refuse the append if
-/// anyone else wrote since, which is how a second ingest is fenced off.
-pub fn encode(record: Record, expected_last_seq: u64) -> (HeaderMap, Bytes) {
+/// The `Nats-Msg-Id` of `record` appended by the ingest `writer`:
+/// `{writer}/{record id}`. A retry by the same ingest carries the same id,
+/// so JetStream stores it once; two ingests never share an id, so a second
+/// ingest's record is never taken for a duplicate of the first's (same run,
+/// same first seq, other lines) and dropped: it meets the fence instead.
+pub fn message_id(writer: &str, record: &Record) -> String {
+    format!("{writer}/{}", record.id())
+}
+
+/// The headers and payload of the message that stores `record`, appended by
+/// the ingest `writer`, right after stream sequence `expected_last_seq` (0:
+/// first in an empty stream). The `Nats-Msg-Id` is [`message_id`], so
+/// JetStream stores a retried append once; `Nats-Expected-Last-Sequence`
+/// makes JetStream refuse the append if anyone else wrote since, which is
+/// how a second ingest is fenced off.
+pub fn encode(record: Record, expected_last_seq: u64, writer: &str) -> (HeaderMap, Bytes) {
     let mut headers = HeaderMap::new();
-    headers.insert(NATS_MESSAGE_ID, record.id());
+    headers.insert(NATS_MESSAGE_ID, message_id(writer, &record));
     headers.insert(NATS_EXPECTED_LAST_SEQUENCE, expected_last_seq.to_string());
     headers.insert(RUN_HEADER, record.run().to_string());
     match record {
@@ -54,8 +64,9 @@ pub fn encode(record: Record, expected_last_seq: u64) -> (HeaderMap, Bytes) {
 /// skips (and logs) a message this refuses rather than stopping: the
 /// stream is shared, and one bad message must not take every edge down.
 ///
-/// The `Nats-Msg-Id` must be the record's own [`Record::id`]: a message
-/// whose id and content disagree was not written by an ingest.
+/// The `Nats-Msg-Id` must end in the record's own [`Record::id`] (see
+/// [`message_id`]): a message whose id and content disagree was not
+/// written by an ingest.
 pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Record, String> {
     let headers = headers.ok_or("no headers")?;
     let kind = header(headers, KIND_HEADER)?;
@@ -91,9 +102,9 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Record, Str
         other => return Err(format!("unknown {KIND_HEADER} {other:?}")),
     };
     let id = header(headers, "Nats-Msg-Id")?;
-    if id != record.id() {
+    if id.rsplit_once('/').map(|(_, own)| own) != Some(record.id().as_str()) {
         return Err(format!(
-            "Nats-Msg-Id {id:?} is not the record's id {:?}",
+            "Nats-Msg-Id {id:?} is not the record's id {:?} after a writer id",
             record.id()
         ));
     }
