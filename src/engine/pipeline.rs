@@ -163,14 +163,7 @@ impl Pipeline {
     /// gave up on are simply absent. A malformed line is counted and its
     /// reason returned; nothing else is affected.
     pub fn on_ordered(&mut self, frame: &[u8], out: &mut impl Deliver) -> Result<(), ParseError> {
-        let event = match protocol::parse_event(protocol::strip_terminator(frame)) {
-            Ok(event) => event,
-            Err(reason) => {
-                self.counters.malformed += 1;
-                return Err(reason);
-            }
-        };
-        self.counters.events_in += 1;
+        let event = self.parse(frame)?;
         route(
             &mut self.router,
             &mut self.counters,
@@ -180,6 +173,17 @@ impl Pipeline {
             out,
         );
         Ok(())
+    }
+
+    /// Parses one source line (terminator included) and counts it: a valid
+    /// event or a malformed line.
+    fn parse(&mut self, frame: &[u8]) -> Result<Event, ParseError> {
+        let parsed = protocol::parse_event(protocol::strip_terminator(frame));
+        match parsed {
+            Ok(_) => self.counters.events_in += 1,
+            Err(_) => self.counters.malformed += 1,
+        }
+        parsed
     }
 
     /// A run boundary that arrives in order, as an edge takes it from the
@@ -212,14 +216,7 @@ impl Pipeline {
         now: Instant,
         out: &mut impl Deliver,
     ) -> Result<(), ParseError> {
-        let event = match protocol::parse_event(protocol::strip_terminator(frame)) {
-            Ok(event) => event,
-            Err(reason) => {
-                self.counters.malformed += 1;
-                return Err(reason);
-            }
-        };
-        self.counters.events_in += 1;
+        let event = self.parse(frame)?;
         if self.probation == Probation::Off && self.backlog.is_empty() {
             if !self.accept(event, frame, now, out) {
                 self.backlog.push(event, frame);
