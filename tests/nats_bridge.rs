@@ -21,10 +21,10 @@ use futures_util::StreamExt;
 use mio::{Events, Poll, Token, Waker};
 use nats::NatsServer;
 
-/// How long any wait in these tests may take before it fails.
 /// The writer id of messages these tests publish by hand.
 const WRITER: &str = "0123456789abcdef";
 
+/// How long any wait in these tests may take before it fails.
 const PATIENCE: Duration = Duration::from_secs(60);
 
 /// Logs (captured per test, shown when one fails); `RUST_LOG` overrides.
@@ -34,6 +34,13 @@ fn init_log() {
         .with_module_level("async_nats", log::LevelFilter::Warn)
         .env()
         .init();
+}
+
+/// Starts logging and a `nats-server` for a test; `None` (said on stderr)
+/// where none is installed, and the test is skipped.
+fn logged_server() -> Option<NatsServer> {
+    init_log();
+    NatsServer::start()
 }
 
 /// A `Poll` whose waker a bridge wakes: stands in for the mio loop.
@@ -67,6 +74,56 @@ fn settings(server: &NatsServer, stream: &str) -> StreamSettings {
         timeout: Duration::from_secs(2),
         ..StreamSettings::new(server.url(), stream)
     }
+}
+
+/// Starts an ingest on `settings` with `max_in_flight`, waking a
+/// [`Wakeup`] of its own; panics if it cannot start.
+fn ingest_on(
+    settings: StreamSettings,
+    max_in_flight: usize,
+) -> (IngestBridge, IngestStart, Wakeup) {
+    let wakeup = Wakeup::new();
+    let (ingest, start) =
+        IngestBridge::start(settings, max_in_flight, Arc::clone(&wakeup.waker)).unwrap();
+    (ingest, start, wakeup)
+}
+
+/// Starts an edge on `settings` with `capacity`, waking a [`Wakeup`] of
+/// its own; panics if it cannot start.
+fn edge_on(settings: StreamSettings, capacity: usize) -> (EdgeBridge, Wakeup) {
+    let wakeup = Wakeup::new();
+    let edge = EdgeBridge::start(settings, capacity, Arc::clone(&wakeup.waker)).unwrap();
+    (edge, wakeup)
+}
+
+/// Starts an edge on `settings` with `capacity` over a stream that holds
+/// exactly `records`: it must read them all, then be caught up. Returns
+/// the edge and its wakeup.
+fn edge_reads_all(
+    settings: StreamSettings,
+    capacity: usize,
+    records: &[Record],
+) -> (EdgeBridge, Wakeup) {
+    let (mut edge, mut wakeup) = edge_on(settings, capacity);
+    let read = read_until(&mut edge, &mut wakeup, |read| {
+        read.len() == records.len() + 1
+    });
+    assert_eq!(read, expected_news(records, records.len() as u64));
+    (edge, wakeup)
+}
+
+/// Starts an edge, then an ingest, on `settings` (each taking 4 at once),
+/// and returns the messages of the errors both must fail with; panics
+/// with `expected` where one starts.
+fn refused_starts(settings: StreamSettings, expected: &str) -> [String; 2] {
+    let wakeup = Wakeup::new();
+    let edge = EdgeBridge::start(settings.clone(), 4, Arc::clone(&wakeup.waker))
+        .err()
+        .expect(expected);
+    let ingest = IngestBridge::start(settings, 4, Arc::clone(&wakeup.waker))
+        .err()
+        .expect(expected);
+    [edge.to_string(), ingest.to_string()]
 }
 
 /// Run `run`'s records: a new run, then `events` events records of three
@@ -122,6 +179,20 @@ fn append_all(bridge: &mut IngestBridge, wakeup: &mut Wakeup, records: Vec<Recor
         if stored < total {
             wakeup.wait(Duration::from_millis(100));
         }
+    }
+}
+
+/// Waits for `ingest`'s news and returns the first that comes (all it
+/// gives at once); panics with `silence` after [`PATIENCE`] without any.
+fn await_news(ingest: &mut IngestBridge, wakeup: &mut Wakeup, silence: &str) -> Vec<IngestNews> {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let news = ingest.news();
+        if !news.is_empty() {
+            return news;
+        }
+        assert!(Instant::now() < deadline, "{silence}");
+        wakeup.wait(Duration::from_millis(100));
     }
 }
 
@@ -195,6 +266,23 @@ fn with_jetstream<T>(server: &NatsServer, body: impl AsyncFnOnce(jetstream::Cont
     })
 }
 
+/// Publishes `record` to `subject` by hand, with the headers writer
+/// `writer`'s ingest gives it when it expects the stream to end at
+/// sequence `expected`, and returns the server's answer.
+async fn publish(
+    js: &jetstream::Context,
+    subject: &str,
+    record: Record,
+    expected: u64,
+    writer: &str,
+) -> Result<jetstream::publish::PublishAck, jetstream::context::PublishError> {
+    let (headers, payload) = encode(record, expected, writer);
+    js.publish_with_headers(subject.to_string(), headers, payload)
+        .await
+        .unwrap()
+        .await
+}
+
 /// The number of messages stream `name` holds.
 fn stream_messages(server: &NatsServer, name: &str) -> u64 {
     with_jetstream(server, async |js| {
@@ -219,29 +307,20 @@ fn delivered_to_consumers(server: &NatsServer, name: &str) -> u64 {
 
 #[test]
 fn records_round_trip_in_order_and_edges_catch_up() {
-    init_log();
-    let Some(server) = NatsServer::start() else {
+    let Some(server) = logged_server() else {
         return;
     };
     let records = run_records(1, 5);
 
     // An edge that starts before the stream exists creates it and is
     // caught up at once.
-    let mut early_wakeup = Wakeup::new();
-    let mut early = EdgeBridge::start(
-        settings(&server, "ROUND"),
-        16,
-        Arc::clone(&early_wakeup.waker),
-    )
-    .unwrap();
+    let (mut early, mut early_wakeup) = edge_on(settings(&server, "ROUND"), 16);
     assert_eq!(
         read_until(&mut early, &mut early_wakeup, |read| !read.is_empty()),
         [EdgeNews::CaughtUp { stream_seq: 0 }]
     );
 
-    let mut wakeup = Wakeup::new();
-    let (mut ingest, start) =
-        IngestBridge::start(settings(&server, "ROUND"), 4, Arc::clone(&wakeup.waker)).unwrap();
+    let (mut ingest, start, mut wakeup) = ingest_on(settings(&server, "ROUND"), 4);
     assert_eq!(
         start,
         IngestStart {
@@ -259,18 +338,8 @@ fn records_round_trip_in_order_and_edges_catch_up() {
     assert_eq!(read, expected_news(&records, 0)[1..]);
 
     // An edge that starts afterwards reads the same, then is caught up.
-    let mut late_wakeup = Wakeup::new();
-    let mut late = EdgeBridge::start(
-        settings(&server, "ROUND"),
-        16,
-        Arc::clone(&late_wakeup.waker),
-    )
-    .unwrap();
+    let (mut late, _late_wakeup) = edge_reads_all(settings(&server, "ROUND"), 16, &records);
     let last = records.len() as u64;
-    let read = read_until(&mut late, &mut late_wakeup, |read| {
-        read.len() == records.len() + 1
-    });
-    assert_eq!(read, expected_news(&records, last));
 
     // Nothing more: no duplicates, nothing after the catch-up.
     std::thread::sleep(Duration::from_millis(300));
@@ -278,8 +347,7 @@ fn records_round_trip_in_order_and_edges_catch_up() {
     assert_eq!(early.try_next(), None);
 
     // A new ingest continues where the stream ends.
-    let (_ingest, start) =
-        IngestBridge::start(settings(&server, "ROUND"), 4, Arc::clone(&wakeup.waker)).unwrap();
+    let (_ingest, start, _wakeup) = ingest_on(settings(&server, "ROUND"), 4);
     assert_eq!(
         start,
         IngestStart {
@@ -292,15 +360,12 @@ fn records_round_trip_in_order_and_edges_catch_up() {
 
 #[test]
 fn dropping_the_ingest_stores_what_was_handed_over() {
-    init_log();
-    let Some(server) = NatsServer::start() else {
+    let Some(server) = logged_server() else {
         return;
     };
     let mut records = run_records(1, 30);
     records.push(Record::NewRun { run: 2 });
-    let wakeup = Wakeup::new();
-    let (mut ingest, _) =
-        IngestBridge::start(settings(&server, "DRAIN"), 64, Arc::clone(&wakeup.waker)).unwrap();
+    let (mut ingest, _, _wakeup) = ingest_on(settings(&server, "DRAIN"), 64);
     for record in &records {
         ingest.append(record.clone()).unwrap();
     }
@@ -308,8 +373,7 @@ fn dropping_the_ingest_stores_what_was_handed_over() {
     assert_eq!(stream_messages(&server, "DRAIN"), records.len() as u64);
 
     // A new ingest starts after the new run, before any of its events.
-    let (_ingest, start) =
-        IngestBridge::start(settings(&server, "DRAIN"), 4, Arc::clone(&wakeup.waker)).unwrap();
+    let (_ingest, start, _wakeup) = ingest_on(settings(&server, "DRAIN"), 4);
     assert_eq!(
         start,
         IngestStart {
@@ -322,13 +386,10 @@ fn dropping_the_ingest_stores_what_was_handed_over() {
 
 #[test]
 fn a_record_larger_than_the_server_takes_fails_the_ingest() {
-    init_log();
-    let Some(server) = NatsServer::start() else {
+    let Some(server) = logged_server() else {
         return;
     };
-    let mut wakeup = Wakeup::new();
-    let (mut ingest, _) =
-        IngestBridge::start(settings(&server, "LARGE"), 4, Arc::clone(&wakeup.waker)).unwrap();
+    let (mut ingest, _, mut wakeup) = ingest_on(settings(&server, "LARGE"), 4);
     let max = ingest.max_payload();
     assert!(max >= 1 << 20, "{max}");
     let line = format!("1|P|2|{}\r\n", "9".repeat(max));
@@ -340,15 +401,7 @@ fn a_record_larger_than_the_server_takes_fails_the_ingest() {
             lines: line.into_bytes(),
         })
         .unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    let news = loop {
-        let news = ingest.news();
-        if !news.is_empty() {
-            break news;
-        }
-        assert!(Instant::now() < deadline, "no news");
-        wakeup.wait(Duration::from_millis(100));
-    };
+    let news = await_news(&mut ingest, &mut wakeup, "no news");
     assert!(
         matches!(&news[..], [IngestNews::Failed(why)] if why.contains("max payload")),
         "{news:?}"
@@ -359,25 +412,17 @@ fn a_record_larger_than_the_server_takes_fails_the_ingest() {
 
 #[test]
 fn a_republished_record_is_stored_once_even_with_a_stale_expected_sequence() {
-    init_log();
-    let Some(server) = NatsServer::start() else {
+    let Some(server) = logged_server() else {
         return;
     };
     let records = run_records(1, 1);
     // The stream is created by an ingest that appends nothing.
-    let wakeup = Wakeup::new();
-    let (ingest, _) =
-        IngestBridge::start(settings(&server, "DEDUP"), 4, Arc::clone(&wakeup.waker)).unwrap();
-    drop(ingest);
+    drop(ingest_on(settings(&server, "DEDUP"), 4));
 
     with_jetstream(&server, async |js| {
         // Both records stored, as one ingest's first attempts store them.
         for (record, expected) in records.iter().zip(0..) {
-            let (headers, payload) = encode(record.clone(), expected, WRITER);
-            let ack = js
-                .publish_with_headers("DEDUP.log", headers, payload)
-                .await
-                .unwrap()
+            let ack = publish(&js, "DEDUP.log", record.clone(), expected, WRITER)
                 .await
                 .expect("stored");
             assert!(!ack.duplicate, "{ack:?}");
@@ -388,33 +433,21 @@ fn a_republished_record_is_stored_once_even_with_a_stale_expected_sequence() {
         // its expected last sequence (0) is stale now, yet JetStream checks
         // the Msg-Id first and answers "duplicate", not "wrong last
         // sequence". The ingest's retries rely on this order.
-        let (headers, payload) = encode(records[0].clone(), 0, WRITER);
-        let ack = js
-            .publish_with_headers("DEDUP.log", headers, payload)
-            .await
-            .unwrap()
+        let ack = publish(&js, "DEDUP.log", records[0].clone(), 0, WRITER)
             .await
             .expect("a duplicate, not an error");
         assert!(ack.duplicate, "{ack:?}");
         assert_eq!(ack.sequence, 1);
 
         // The same for the second record, expected after sequence 1.
-        let (headers, payload) = encode(records[1].clone(), 1, WRITER);
-        let ack = js
-            .publish_with_headers("DEDUP.log", headers, payload)
-            .await
-            .unwrap()
+        let ack = publish(&js, "DEDUP.log", records[1].clone(), 1, WRITER)
             .await
             .expect("a duplicate, not an error");
         assert!(ack.duplicate, "{ack:?}");
         assert_eq!(ack.sequence, 2);
 
         // A new record with a stale expected sequence is refused.
-        let (headers, payload) = encode(run_records(2, 0)[0].clone(), 1, WRITER);
-        let refused = js
-            .publish_with_headers("DEDUP.log", headers, payload)
-            .await
-            .unwrap()
+        let refused = publish(&js, "DEDUP.log", run_records(2, 0)[0].clone(), 1, WRITER)
             .await
             .expect_err("a wrong last sequence");
         assert_eq!(
@@ -427,8 +460,7 @@ fn a_republished_record_is_stored_once_even_with_a_stale_expected_sequence() {
 
 #[test]
 fn a_record_stored_before_the_duplicate_window_passed_is_recognised_by_its_id() {
-    init_log();
-    let Some(server) = NatsServer::start() else {
+    let Some(server) = logged_server() else {
         return;
     };
     let window = Duration::from_secs(1);
@@ -438,20 +470,14 @@ fn a_record_stored_before_the_duplicate_window_passed_is_recognised_by_its_id() 
     };
     let records = run_records(1, 1);
 
-    let mut wakeup = Wakeup::new();
-    let (mut ingest, start) =
-        IngestBridge::start(settings.clone(), 4, Arc::clone(&wakeup.waker)).unwrap();
+    let (mut ingest, start, mut wakeup) = ingest_on(settings.clone(), 4);
     assert_eq!(start.last_stream_seq, 0);
     let writer = ingest.writer().to_string();
 
     with_jetstream(&server, async |js| {
         // The ingest's first attempt at its first record, stored though
         // its ack is lost (published here, by hand, under its writer id).
-        let (headers, payload) = encode(records[0].clone(), 0, &writer);
-        let ack = js
-            .publish_with_headers("WINDOW.log", headers, payload)
-            .await
-            .unwrap()
+        let ack = publish(&js, "WINDOW.log", records[0].clone(), 0, &writer)
             .await
             .expect("stored");
         assert_eq!(ack.sequence, 1);
@@ -460,11 +486,7 @@ fn a_record_stored_before_the_duplicate_window_passed_is_recognised_by_its_id() 
     // with the same (now stale) expected sequence is refused...
     std::thread::sleep(window * 3);
     with_jetstream(&server, async |js| {
-        let (headers, payload) = encode(records[0].clone(), 0, &writer);
-        let refused = js
-            .publish_with_headers("WINDOW.log", headers, payload)
-            .await
-            .unwrap()
+        let refused = publish(&js, "WINDOW.log", records[0].clone(), 0, &writer)
             .await
             .expect_err("the duplicate window has passed");
         assert_eq!(
@@ -482,16 +504,11 @@ fn a_record_stored_before_the_duplicate_window_passed_is_recognised_by_its_id() 
 
 #[test]
 fn a_second_ingest_is_fenced_off() {
-    init_log();
-    let Some(server) = NatsServer::start() else {
+    let Some(server) = logged_server() else {
         return;
     };
-    let mut wakeup_a = Wakeup::new();
-    let (mut a, start_a) =
-        IngestBridge::start(settings(&server, "FENCE"), 4, Arc::clone(&wakeup_a.waker)).unwrap();
-    let mut wakeup_b = Wakeup::new();
-    let (mut b, start_b) =
-        IngestBridge::start(settings(&server, "FENCE"), 4, Arc::clone(&wakeup_b.waker)).unwrap();
+    let (mut a, start_a, mut wakeup_a) = ingest_on(settings(&server, "FENCE"), 4);
+    let (mut b, start_b, mut wakeup_b) = ingest_on(settings(&server, "FENCE"), 4);
     assert_eq!(start_a, start_b);
 
     let records_a = run_records(1, 3);
@@ -500,15 +517,7 @@ fn a_second_ingest_is_fenced_off() {
     // B's first record has A's first record's run and seq, so the same
     // record id: it must meet the fence, not pass for a retry of A's.
     b.append(records_a[0].clone()).unwrap();
-    let deadline = Instant::now() + PATIENCE;
-    let fenced = loop {
-        let news = b.news();
-        if let Some(news) = news.into_iter().next() {
-            break news;
-        }
-        assert!(Instant::now() < deadline, "B heard nothing");
-        wakeup_b.wait(Duration::from_millis(100));
-    };
+    let fenced = await_news(&mut b, &mut wakeup_b, "B heard nothing").remove(0);
     let IngestNews::Fenced(why) = fenced else {
         panic!("B was not fenced: {fenced:?}");
     };
@@ -526,30 +535,17 @@ fn a_second_ingest_is_fenced_off() {
     append_all(&mut a, &mut wakeup_a, more.clone());
     drop(a);
     let all: Vec<Record> = records_a.into_iter().chain(more).collect();
-    let mut wakeup = Wakeup::new();
-    let mut edge =
-        EdgeBridge::start(settings(&server, "FENCE"), 16, Arc::clone(&wakeup.waker)).unwrap();
-    let read = read_until(&mut edge, &mut wakeup, |read| read.len() == all.len() + 1);
-    assert_eq!(read, expected_news(&all, all.len() as u64));
+    edge_reads_all(settings(&server, "FENCE"), 16, &all);
 }
 
 #[test]
 fn a_server_restart_loses_and_duplicates_nothing() {
-    init_log();
-    let Some(mut server) = NatsServer::start() else {
+    let Some(mut server) = logged_server() else {
         return;
     };
     let records = run_records(1, 99);
-    let mut edge_wakeup = Wakeup::new();
-    let mut edge = EdgeBridge::start(
-        settings(&server, "RESTART"),
-        64,
-        Arc::clone(&edge_wakeup.waker),
-    )
-    .unwrap();
-    let mut wakeup = Wakeup::new();
-    let (mut ingest, _) =
-        IngestBridge::start(settings(&server, "RESTART"), 16, Arc::clone(&wakeup.waker)).unwrap();
+    let (mut edge, mut edge_wakeup) = edge_on(settings(&server, "RESTART"), 64);
+    let (mut ingest, _, mut wakeup) = ingest_on(settings(&server, "RESTART"), 16);
 
     // The first part is stored and read before the server goes.
     append_all(&mut ingest, &mut wakeup, records[..40].to_vec());
@@ -611,31 +607,20 @@ fn a_server_restart_loses_and_duplicates_nothing() {
 
     // The stream holds each record once, in order.
     assert_eq!(stream_messages(&server, "RESTART"), records.len() as u64);
-    let mut wakeup = Wakeup::new();
-    let mut fresh =
-        EdgeBridge::start(settings(&server, "RESTART"), 64, Arc::clone(&wakeup.waker)).unwrap();
-    let read = read_until(&mut fresh, &mut wakeup, |read| {
-        read.len() == records.len() + 1
-    });
-    assert_eq!(read, expected_news(&records, records.len() as u64));
+    edge_reads_all(settings(&server, "RESTART"), 64, &records);
 }
 
 #[test]
 fn a_slow_edge_holds_the_stream_back() {
-    init_log();
-    let Some(server) = NatsServer::start() else {
+    let Some(server) = logged_server() else {
         return;
     };
     let records = run_records(1, 99);
-    let mut wakeup = Wakeup::new();
-    let (mut ingest, _) =
-        IngestBridge::start(settings(&server, "SLOW"), 32, Arc::clone(&wakeup.waker)).unwrap();
+    let (mut ingest, _, mut wakeup) = ingest_on(settings(&server, "SLOW"), 32);
     append_all(&mut ingest, &mut wakeup, records.clone());
     drop(ingest);
 
-    let mut edge_wakeup = Wakeup::new();
-    let mut edge =
-        EdgeBridge::start(settings(&server, "SLOW"), 2, Arc::clone(&edge_wakeup.waker)).unwrap();
+    let (mut edge, mut edge_wakeup) = edge_on(settings(&server, "SLOW"), 2);
     let deadline = Instant::now() + PATIENCE;
     let mut read = Vec::new();
     while read.len() < records.len() + 1 {
@@ -683,31 +668,16 @@ fn an_unreachable_server_is_a_clear_error() {
         .unwrap()
         .port();
     let url = format!("nats://127.0.0.1:{port}");
-    let wakeup = Wakeup::new();
     let started = Instant::now();
-    let err = IngestBridge::start(
-        StreamSettings::new(url.clone(), "NOWHERE"),
-        4,
-        Arc::clone(&wakeup.waker),
-    )
-    .err()
-    .expect("no server");
-    assert!(err.to_string().contains(&url), "{err}");
-    let err = EdgeBridge::start(
-        StreamSettings::new(url.clone(), "NOWHERE"),
-        4,
-        Arc::clone(&wakeup.waker),
-    )
-    .err()
-    .expect("no server");
-    assert!(err.to_string().contains(&url), "{err}");
+    for err in refused_starts(StreamSettings::new(url.clone(), "NOWHERE"), "no server") {
+        assert!(err.contains(&url), "{err}");
+    }
     assert!(started.elapsed() < Duration::from_secs(15));
 }
 
 #[test]
 fn a_stream_with_another_subject_is_refused() {
-    init_log();
-    let Some(server) = NatsServer::start() else {
+    let Some(server) = logged_server() else {
         return;
     };
     with_jetstream(&server, async |js| {
@@ -719,15 +689,9 @@ fn a_stream_with_another_subject_is_refused() {
         .await
         .unwrap();
     });
-    let wakeup = Wakeup::new();
-    let err = EdgeBridge::start(settings(&server, "OTHER"), 4, Arc::clone(&wakeup.waker))
-        .err()
-        .expect("not a log");
-    assert!(err.to_string().contains("not a follower-maze log"), "{err}");
-    let err = IngestBridge::start(settings(&server, "OTHER"), 4, Arc::clone(&wakeup.waker))
-        .err()
-        .expect("not a log");
-    assert!(err.to_string().contains("not a follower-maze log"), "{err}");
+    for err in refused_starts(settings(&server, "OTHER"), "not a log") {
+        assert!(err.contains("not a follower-maze log"), "{err}");
+    }
 }
 
 /// The headers of a well-formed events record, to break one at a time.
