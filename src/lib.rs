@@ -76,6 +76,7 @@ mod config;
 pub mod engine;
 mod limits;
 mod log_limit;
+pub mod metrics;
 mod runner;
 mod server;
 mod stats;
