@@ -135,6 +135,12 @@ pub struct Config {
     #[arg(long, env = "FOLLOWER_MAZE_LISTEN_BACKLOG", default_value_t = 4096)]
     pub listen_backlog: i32,
 
+    /// Where to serve Prometheus metrics (`GET /metrics`) and a health
+    /// check (`GET /healthz`), e.g. 127.0.0.1:9100; off unless set, as
+    /// NATS's monitoring port is.
+    #[arg(long, env = "FOLLOWER_MAZE_METRICS_ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+
     /// Milliseconds between stats lines at info level (0 turns them off).
     #[arg(long = "stats-interval-ms", env = "FOLLOWER_MAZE_STATS_INTERVAL_MS", default_value = "5000", value_parser = parse_millis)]
     pub stats_interval: Duration,

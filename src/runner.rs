@@ -152,6 +152,8 @@ pub struct BackgroundServer {
     event_addr: SocketAddr,
     /// Where clients connect.
     client_addr: SocketAddr,
+    /// Where the metrics endpoint listens, if it is on.
+    metrics_addr: Option<SocketAddr>,
     /// Set to ask the loop to stop.
     stop: Arc<AtomicBool>,
     /// Wakes the loop so it sees `stop`.
@@ -172,6 +174,7 @@ impl BackgroundServer {
                 "a standalone server listens on both ports",
             ));
         };
+        let metrics_addr = server.metrics_addr();
         let poll = Poll::new()?;
         let waker = Arc::new(Waker::new(poll.registry(), CONTROL_TOKEN)?);
         let stop = Arc::new(AtomicBool::new(false));
@@ -192,6 +195,7 @@ impl BackgroundServer {
         Ok(BackgroundServer {
             event_addr,
             client_addr,
+            metrics_addr,
             stop,
             waker,
             stats,
@@ -207,6 +211,11 @@ impl BackgroundServer {
     /// Where clients connect.
     pub fn client_addr(&self) -> SocketAddr {
         self.client_addr
+    }
+
+    /// Where the metrics endpoint listens, if `--metrics-addr` was set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
     }
 
     /// The server's stats as of the end of its latest loop turn.

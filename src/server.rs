@@ -23,6 +23,9 @@ use crate::engine::inbox::{interrupted, would_block};
 use crate::engine::protocol::Seq;
 use crate::engine::records::Record;
 use crate::engine::{ConnId, Ending, Engine, Port, Readiness, Transport};
+use crate::metrics::endpoint::Endpoint;
+use crate::metrics::exposition::{self, Budgets};
+use crate::metrics::http::Pages;
 use crate::stats::Stats;
 
 /// Token offsets inside the server's range.
@@ -49,6 +52,34 @@ pub struct Server {
     engine: Engine<Net>,
     /// The sockets' side.
     net: Net,
+    /// The Prometheus endpoint, when `--metrics-addr` is set.
+    metrics: Option<Endpoint>,
+}
+
+/// What the metrics endpoint serves, from the server as it is now.
+struct Scrape<'a> {
+    /// The counters.
+    stats: Stats,
+    /// The budgets the gauges are measured against.
+    budgets: Budgets,
+    /// The sockets, to tell whether the server listens yet.
+    net: &'a Net,
+}
+
+impl Pages for Scrape<'_> {
+    fn healthy(&self) -> bool {
+        self.net.event_listener.is_some() || self.net.client_listener.is_some()
+    }
+
+    fn metrics(&self, open: bool) -> (String, &'static str) {
+        if open {
+            let page = exposition::encode(self.stats, self.budgets);
+            (page, exposition::CONTENT_TYPE)
+        } else {
+            let page = exposition::encode_classic(self.stats, self.budgets);
+            (page, exposition::CLASSIC_CONTENT_TYPE)
+        }
+    }
 }
 
 /// A bound listener and where it is bound.
@@ -112,11 +143,7 @@ impl Server {
         let event_listener = bind_listener(&config, config.event_port)?;
         let client_listener = bind_listener(&config, config.client_port)?;
         let engine = Engine::new(config, Instant::now());
-        Ok(Server::with(
-            engine,
-            Some(event_listener),
-            Some(client_listener),
-        ))
+        Server::with(engine, Some(event_listener), Some(client_listener))
     }
 
     /// Binds the event port only, for a cluster's ingest: `engine` (see
@@ -125,18 +152,28 @@ impl Server {
     pub fn bind_ingest(config: Config, batcher: Batcher, next_seq: Seq) -> io::Result<Server> {
         let event_listener = bind_listener(&config, config.event_port)?;
         let engine = Engine::new_ingest(config, Instant::now(), batcher, next_seq);
-        Ok(Server::with(engine, Some(event_listener), None))
+        Server::with(engine, Some(event_listener), None)
     }
 
     /// A server with no listener yet, for a cluster's edge: it routes the
     /// shared log's records it is handed and opens its client port with
     /// [`Server::open_client_port`] once it has caught up with the log.
-    pub fn edge(config: Config) -> Server {
+    pub fn edge(config: Config) -> io::Result<Server> {
         Server::with(Engine::new(config, Instant::now()), None, None)
     }
 
-    /// A server around `engine` with these listeners.
-    fn with(engine: Engine<Net>, events: Option<Listener>, clients: Option<Listener>) -> Server {
+    /// A server around `engine` with these listeners (and the metrics
+    /// endpoint, if configured).
+    fn with(
+        engine: Engine<Net>,
+        events: Option<Listener>,
+        clients: Option<Listener>,
+    ) -> io::Result<Server> {
+        let metrics = engine
+            .config()
+            .metrics_addr
+            .map(Endpoint::bind)
+            .transpose()?;
         let net = Net {
             read_closed_probe: engine.config().read_closed_probe,
             event_listener: events,
@@ -147,7 +184,16 @@ impl Server {
             accept_backoff: ACCEPT_BACKOFF_MIN,
             accept_errors: 0,
         };
-        Server { engine, net }
+        Ok(Server {
+            engine,
+            net,
+            metrics,
+        })
+    }
+
+    /// Where the metrics endpoint listens, if it is on.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().map(Endpoint::addr)
     }
 
     /// Where the event source connects, if this server takes one.
@@ -207,6 +253,11 @@ impl Server {
     /// How many tokens the server uses, from the first one given to
     /// [`Server::register`].
     pub fn token_span(&self) -> usize {
+        self.metrics_token() + self.metrics.as_ref().map_or(0, |_| Endpoint::token_span())
+    }
+
+    /// The offset of the metrics endpoint's first token: after the clients'.
+    fn metrics_token(&self) -> usize {
         FIRST_CLIENT + self.engine.config().max_clients
     }
 
@@ -226,6 +277,11 @@ impl Server {
             }
         }
         net.registry = Some(registry.try_clone()?);
+        let metrics_token = Token(first.0 + self.metrics_token());
+        if let Some(metrics) = self.metrics.as_mut() {
+            metrics.register(registry, metrics_token)?;
+            log::info!("serving metrics on http://{}/metrics", metrics.addr());
+        }
         Ok(())
     }
 
@@ -236,12 +292,31 @@ impl Server {
         };
         let now = Instant::now();
         let span = self.token_span();
+        let metrics_token = self.metrics_token();
+        if offset >= metrics_token
+            && offset < span
+            && let Some(metrics) = self.metrics.as_mut()
+        {
+            let scrape = Scrape {
+                stats: Stats {
+                    accept_errors: self.net.accept_errors,
+                    ..self.engine.stats()
+                },
+                budgets: Budgets {
+                    max_queued_bytes: self.engine.config().max_queued_bytes,
+                    max_clients: self.engine.config().max_clients,
+                },
+                net: &self.net,
+            };
+            metrics.ready(offset - metrics_token, now, &scrape);
+            return true;
+        }
         let (engine, net) = (&mut self.engine, &mut self.net);
         match offset {
             EVENT_LISTENER => engine.accept(Port::Events, now, net),
             CLIENT_LISTENER => engine.accept(Port::Clients, now, net),
             SOURCE => engine.ready(ConnId::Source, Readiness::default(), now, net),
-            offset if offset < span => {
+            offset if offset < metrics_token => {
                 let readiness = Readiness {
                     readable: event.is_readable() || event.is_read_closed(),
                     writable: event.is_writable(),
@@ -262,7 +337,13 @@ impl Server {
             .net
             .accept_paused_until
             .map(|until| until.saturating_duration_since(now));
-        self.engine.timeout(now).into_iter().chain(accept).min()
+        let metrics = self
+            .metrics
+            .as_ref()
+            .and_then(Endpoint::deadline)
+            .map(|deadline| deadline.saturating_duration_since(now));
+        let engine = self.engine.timeout(now);
+        [engine, accept, metrics].into_iter().flatten().min()
     }
 
     /// The per-turn work; call once after handling each batch of readiness
@@ -279,6 +360,9 @@ impl Server {
             self.engine.accept(Port::Clients, now, &mut self.net);
         }
         self.engine.tick(now, &mut self.net);
+        if let Some(metrics) = self.metrics.as_mut() {
+            metrics.tick(now);
+        }
     }
 
     /// Starts a graceful shutdown (see [`Engine::shutdown`]): the listeners

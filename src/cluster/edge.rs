@@ -44,7 +44,7 @@ pub fn run(config: Config, cluster: &ClusterArgs) -> io::Result<Stats> {
         caught_up: None,
         listening: false,
     };
-    run_with_companion(Server::edge(config), poll, link)
+    run_with_companion(Server::edge(config)?, poll, link)
 }
 
 /// Moves records from the bridge to the server and opens the client port

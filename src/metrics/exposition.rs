@@ -46,6 +46,43 @@ pub fn encode(stats: Stats, budgets: Budgets) -> String {
 /// The content type of [`encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
+/// The content type of [`encode_classic`]'s output.
+pub const CLASSIC_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// [`encode`] in the classic Prometheus text format (0.0.4), for scrapers
+/// that do not ask for OpenMetrics, and for `promtool check metrics`,
+/// which reads only this. `prometheus-client` writes OpenMetrics only; for
+/// the counters and gauges served here the two formats differ in just
+/// three ways, so the classic page is the OpenMetrics one with those
+/// rewritten: a counter family is named after its samples (`_total`),
+/// and there are no `# UNIT` and `# EOF` lines.
+pub fn encode_classic(stats: Stats, budgets: Budgets) -> String {
+    let open = encode(stats, budgets);
+    let counters: Vec<&str> = open
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut classic = String::with_capacity(open.len());
+    for line in open.lines() {
+        if line.starts_with("# UNIT ") || line == "# EOF" {
+            continue;
+        }
+        let family = ["# HELP ", "# TYPE "].iter().find_map(|tag| {
+            let rest = line.strip_prefix(tag)?;
+            let name = rest.split(' ').next()?;
+            counters
+                .contains(&name)
+                .then(|| (tag, name, &rest[name.len()..]))
+        });
+        match family {
+            Some((tag, name, rest)) => classic.push_str(&format!("{tag}{name}_total{rest}")),
+            None => classic.push_str(line),
+        }
+        classic.push('\n');
+    }
+    classic
+}
+
 /// A counter: its name (without prefix and `_total`), unit, help, value.
 type CounterRow = (&'static str, Option<Unit>, &'static str, u64);
 /// A gauge: its name (without prefix), unit, help, value.
@@ -282,5 +319,19 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "no {line:?} in:\n{text}");
         }
+        let classic = encode_classic(stats, budgets);
+        for line in [
+            "# HELP follower_maze_events_in_total Valid event lines received from the source.",
+            "# TYPE follower_maze_events_in_total counter",
+            "follower_maze_events_in_total 7",
+            "# TYPE follower_maze_queued_bytes gauge",
+            "follower_maze_queued_bytes 99",
+        ] {
+            assert!(
+                classic.lines().any(|l| l == line),
+                "no {line:?} in:\n{classic}"
+            );
+        }
+        assert!(!classic.contains("# EOF") && !classic.contains("# UNIT"));
     }
 }

@@ -12,8 +12,9 @@ const MAX_HEADERS: usize = 32;
 pub trait Pages {
     /// True once the server listens on its port(s): `/healthz` is 200.
     fn healthy(&self) -> bool;
-    /// The metrics page and its content type.
-    fn metrics(&self) -> (String, &'static str);
+    /// The metrics page and its content type: OpenMetrics if `open`, the
+    /// classic Prometheus text format otherwise.
+    fn metrics(&self, open: bool) -> (String, &'static str);
 }
 
 /// The response to the request `input` starts with, or `None` while it is
@@ -42,7 +43,14 @@ fn route(request: &httparse::Request, pages: &impl Pages) -> Vec<u8> {
     }
     match path.split('?').next().unwrap_or(path) {
         "/metrics" => {
-            let (body, content_type) = pages.metrics();
+            // Prometheus asks for OpenMetrics in its Accept header;
+            // anything else gets the classic format.
+            let open = request.headers.iter().any(|header| {
+                header.name.eq_ignore_ascii_case("accept")
+                    && String::from_utf8_lossy(header.value)
+                        .contains("application/openmetrics-text")
+            });
+            let (body, content_type) = pages.metrics(open);
             response(200, "OK", content_type, body.as_bytes())
         }
         "/healthz" if pages.healthy() => plain(200, "OK", "ok\n"),
@@ -77,8 +85,9 @@ mod tests {
         fn healthy(&self) -> bool {
             self.0
         }
-        fn metrics(&self) -> (String, &'static str) {
-            ("m 1\n".to_string(), "text/plain")
+        fn metrics(&self, open: bool) -> (String, &'static str) {
+            let body = if open { "m 1\n# EOF\n" } else { "m 1\n" };
+            (body.to_string(), "text/plain")
         }
     }
 
@@ -100,6 +109,8 @@ mod tests {
         let full = respond(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &pages).unwrap();
         assert_eq!(status(&full), "HTTP/1.1 200 OK");
         assert!(full.ends_with(b"\r\n\r\nm 1\n"));
+        let open = b"GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n\r\n";
+        assert!(respond(open, &pages).unwrap().ends_with(b"# EOF\n"));
     }
 
     #[test]

@@ -1,0 +1,180 @@
+//! The Prometheus endpoint on a real server and real sockets: a scrape's
+//! values against `Stats`, `promtool check metrics` when it is installed,
+//! bad requests, and the cap on connections.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{PATIENCE, connect_clients, connect_source, start, wait_for};
+use follower_maze::Config;
+use follower_maze::metrics::endpoint::MAX_CONNECTIONS;
+
+/// A server with metrics on a free loopback port.
+fn server_with_metrics() -> (follower_maze::BackgroundServer, SocketAddr) {
+    let server = start(Config {
+        metrics_addr: Some("127.0.0.1:0".parse().unwrap()),
+        ..Config::ephemeral()
+    });
+    let addr = server.metrics_addr().expect("metrics are on");
+    (server, addr)
+}
+
+/// Sends `request` on a new connection and reads the whole response.
+fn ask(addr: SocketAddr, request: &[u8]) -> String {
+    let mut stream = TcpStream::connect(addr).expect("the endpoint accepts");
+    stream.set_read_timeout(Some(PATIENCE)).unwrap();
+    stream.write_all(request).unwrap();
+    let mut response = Vec::new();
+    stream
+        .read_to_end(&mut response)
+        .expect("the endpoint closes");
+    String::from_utf8(response).expect("a UTF-8 response")
+}
+
+/// The body of `GET path`.
+fn get(addr: SocketAddr, path: &str) -> (String, String) {
+    let response = ask(
+        addr,
+        format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes(),
+    );
+    let (head, body) = response.split_once("\r\n\r\n").expect("a head and a body");
+    (head.to_string(), body.to_string())
+}
+
+/// The value of the sample named exactly `name` (labels included).
+fn sample(body: &str, name: &str) -> u64 {
+    body.lines()
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{body}"))
+        .parse()
+        .expect("an integer sample")
+}
+
+#[test]
+fn a_scrape_reports_what_the_server_counts() {
+    let (server, addr) = server_with_metrics();
+    let _clients = connect_clients(&server, &[1, 2]);
+    let mut source = connect_source(&server);
+    source
+        .write_all(b"1|B\r\n3|P|1|2\r\n2|F|1|2\r\nnot an event\r\n")
+        .unwrap();
+    let stats = wait_for(&server, "the events", |s| {
+        s.events_routed == 3 && s.malformed == 1 && s.queued_bytes == 0
+    });
+    let (head, body) = get(addr, "/metrics");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    for (name, value) in [
+        ("follower_maze_events_in_total", stats.events_in),
+        ("follower_maze_events_routed_total", stats.events_routed),
+        ("follower_maze_notifications_total", stats.notifications),
+        ("follower_maze_out_bytes_total", stats.bytes_out),
+        ("follower_maze_malformed_lines_total", stats.malformed),
+        ("follower_maze_clients", stats.clients as u64),
+        ("follower_maze_follow_edges", stats.follow_edges as u64),
+        ("follower_maze_source_connected", 1),
+        ("follower_maze_clients_cut_total{reason=\"lag\"}", 0),
+    ] {
+        assert_eq!(sample(&body, name), value, "{name}");
+    }
+    assert_eq!(
+        stats.notifications, 4,
+        "the broadcast twice, the private, the follow"
+    );
+    if let Some(verdict) = promtool_check(&body) {
+        assert!(
+            verdict.0,
+            "promtool check metrics refused the page:\n{}",
+            verdict.1
+        );
+    }
+    // What Prometheus asks for, it gets: the same samples as OpenMetrics.
+    let response = ask(
+        addr,
+        b"GET /metrics HTTP/1.1\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n\r\n",
+    );
+    let (head, open) = response.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert!(open.ends_with("# EOF\n"));
+    assert_eq!(sample(open, "follower_maze_events_in_total"), stats.events_in);
+    let (head, body) = get(addr, "/healthz");
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    assert_eq!(body, "ok\n");
+}
+
+/// `promtool check metrics` on `page`: whether it passed and what it said,
+/// or `None` (with one line saying so) when promtool is not installed.
+fn promtool_check(page: &str) -> Option<(bool, String)> {
+    let child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn();
+    let Ok(mut child) = child else {
+        if std::env::var("FOLLOWER_MAZE_REQUIRE_PROMTOOL").as_deref() == Ok("1") {
+            panic!(
+                "promtool not found and FOLLOWER_MAZE_REQUIRE_PROMTOOL=1: install the Debian package prometheus"
+            );
+        }
+        eprintln!(
+            "skipping the promtool check: promtool not found (install the Debian package prometheus, or run .ci/run)"
+        );
+        return None;
+    };
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(page.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    Some((output.status.success(), said))
+}
+
+#[test]
+fn a_bad_or_oversized_request_gets_a_400_and_a_close() {
+    let (_server, addr) = server_with_metrics();
+    let garbage = ask(addr, b"\x16\x03\x01 this is not http\r\n\r\n");
+    assert!(garbage.starts_with("HTTP/1.1 400 Bad Request"), "{garbage}");
+    let mut huge = b"GET /metrics HTTP/1.1\r\nX-Padding: ".to_vec();
+    huge.extend(std::iter::repeat_n(b'a', 16 * 1024));
+    let oversized = ask(addr, &huge);
+    assert!(
+        oversized.starts_with("HTTP/1.1 400 Bad Request"),
+        "{oversized}"
+    );
+    // The endpoint still answers afterwards.
+    assert!(get(addr, "/metrics").0.starts_with("HTTP/1.1 200 OK"));
+}
+
+#[test]
+fn connections_past_the_cap_are_closed_and_the_rest_still_served() {
+    let (_server, addr) = server_with_metrics();
+    // Scrapers that connect and say nothing hold every slot...
+    let idle: Vec<TcpStream> = (0..MAX_CONNECTIONS)
+        .map(|_| TcpStream::connect(addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    // ...so one more is closed at once, unanswered.
+    let mut extra = TcpStream::connect(addr).unwrap();
+    extra.set_read_timeout(Some(PATIENCE)).unwrap();
+    let _ = extra.write_all(b"GET /metrics HTTP/1.1\r\n\r\n");
+    let mut response = Vec::new();
+    let _ = extra.read_to_end(&mut response);
+    assert!(
+        response.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&response)
+    );
+    // Once they go, scrapes are served again.
+    drop(idle);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(get(addr, "/metrics").0.starts_with("HTTP/1.1 200 OK"));
+}
