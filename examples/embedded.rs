@@ -12,6 +12,11 @@
 //! embedded server on another thread while a third thread keeps asking the
 //! admin port for stats; the example exits 0 only if the run passed *and*
 //! the admin port answered while it ran.
+//!
+//! The admin port stays, although the server has a Prometheus endpoint of
+//! its own (`--metrics-addr`, see the README's Monitoring section): it
+//! stands for any source of the host's, and shows how the host tells its
+//! readiness events from the server's. For metrics, set `metrics_addr`.
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
