@@ -332,3 +332,50 @@ fn a_new_run_while_the_log_stalls_loses_nothing() {
     );
     drop(next);
 }
+
+/// A loopback port that was free a moment ago.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn ingest_and_edge_serve_metrics_too() {
+    let Some(nats) = NatsServer::start() else {
+        return;
+    };
+    let (ingest_port, edge_port) = (free_port(), free_port());
+    let ingest_metrics = format!("127.0.0.1:{ingest_port}");
+    let edge_metrics = format!("127.0.0.1:{edge_port}");
+    let ingest = ingest(&nats.url(), STREAM, &["--metrics-addr", &ingest_metrics]);
+    let edge = edge(&nats.url(), STREAM, &["--metrics-addr", &edge_metrics]);
+    let mut witness = client(edge.addr, 1);
+    std::thread::sleep(Duration::from_millis(200));
+    let mut source = TcpStream::connect(ingest.addr).unwrap();
+    source.write_all(b"1|B\n2|B\n").unwrap();
+    assert_eq!(read_until_quiet(&mut witness, 8), b"1|B\n2|B\n");
+    let scrape = |addr: &str| {
+        let mut stream = TcpStream::connect(addr).unwrap();
+        stream.write_all(b"GET /metrics HTTP/1.1\r\n\r\n").unwrap();
+        let mut page = String::new();
+        stream.read_to_string(&mut page).unwrap();
+        page
+    };
+    let ingest_page = scrape(&ingest_metrics);
+    assert!(
+        ingest_page.contains("\nfollower_maze_events_routed_total 2\n"),
+        "{ingest_page}"
+    );
+    let edge_page = scrape(&edge_metrics);
+    assert!(
+        edge_page.contains("\nfollower_maze_notifications_total 2\n"),
+        "{edge_page}"
+    );
+    assert!(
+        edge_page.contains("\nfollower_maze_clients 1\n"),
+        "{edge_page}"
+    );
+}

@@ -100,7 +100,10 @@ fn a_scrape_reports_what_the_server_counts() {
     let (head, open) = response.split_once("\r\n\r\n").unwrap();
     assert!(head.contains("application/openmetrics-text"), "{head}");
     assert!(open.ends_with("# EOF\n"));
-    assert_eq!(sample(open, "follower_maze_events_in_total"), stats.events_in);
+    assert_eq!(
+        sample(open, "follower_maze_events_in_total"),
+        stats.events_in
+    );
     let (head, body) = get(addr, "/healthz");
     assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
     assert_eq!(body, "ok\n");
