@@ -93,9 +93,16 @@ pub struct SimConfig {
     #[arg(long, env = "maxEventSourceBatchSize", default_value_t = 100)]
     pub max_event_source_batch_size: u32,
 
-    /// Milliseconds between progress lines (0 turns them off).
+    /// Milliseconds between plain progress lines, shown when stderr is not
+    /// a terminal or with --plain-progress (a terminal gets a live bar); 0
+    /// turns progress off, the bar too.
     #[arg(long = "log-interval", env = "logInterval", default_value = "1000", value_parser = parse_millis)]
     pub log_interval: Duration,
+
+    /// Log the plain progress lines every --log-interval even when stderr
+    /// is a terminal, instead of drawing the live bar there.
+    #[arg(long)]
+    pub plain_progress: bool,
 
     /// Log level: error, warn, info, debug or trace.
     #[arg(long, env = "logLevel", default_value = "info")]
@@ -321,6 +328,16 @@ mod tests {
         assert_eq!(config.mix, Mix::fanout());
         assert_eq!(config.ending(), LineEnding::Lf);
         assert_eq!(config.timeout, Duration::from_millis(50));
+    }
+
+    #[test]
+    fn plain_progress_is_a_flag_off_by_default() {
+        assert!(!SimConfig::default().plain_progress);
+        assert!(!SimConfig::small(1, 2).plain_progress);
+        let config = SimConfig::try_parse_from(["sim", "--plain-progress"]).expect("valid");
+        assert!(config.plain_progress);
+        assert_eq!(config.log_interval, Duration::from_millis(1000));
+        assert!(SimConfig::try_parse_from(["sim", "--plain-progress", "yes"]).is_err());
     }
 
     #[test]

@@ -32,6 +32,8 @@
 //! - [`demo_server`]: the `follower-maze` binary as a child process, for
 //!   `--demo`.
 //! - [`run`](mod@run): the single-threaded mio loop that drives one run.
+//! - [`progress`]: what a run shows while it goes: a live bar on a
+//!   terminal, the original client's plain lines elsewhere.
 //! - [`failure`] and [`report`]: the verdict, as data and as text or JSON.
 //! - [`baseline`]: the loopback bandwidth measured the way a run reads, to
 //!   put a run's delivered bytes per second in proportion.
@@ -50,6 +52,7 @@ pub mod line;
 pub mod mix;
 pub mod model;
 pub mod plan;
+pub mod progress;
 pub mod report;
 pub mod rng;
 pub mod run;

@@ -10,8 +10,12 @@
 //! a new chunk is generated only when the last one is fully written and the
 //! expectations pending over all clients are under the cap. If the server
 //! stops reading, the source simply waits: that is legal back-pressure.
+//!
+//! While it runs, the loop shows its progress as [`progress`](super::progress)
+//! chooses: a live bar on a terminal (updated every 100 ms at most), or the
+//! original client's plain line every `logInterval`.
 
-use std::io::{self, Read, Write};
+use std::io::{self, IsTerminal, Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -26,6 +30,7 @@ use super::generator::Generator;
 use super::line::split_lines;
 use super::model::ClientIndex;
 use super::plan::Plan;
+use super::progress::{BAR_REFRESH, Bar, Counts, ProgressDisplay, progress_display};
 use super::report::{Ports, Report};
 use super::verify::Verifiers;
 use super::{Seq, UserId};
@@ -119,10 +124,14 @@ struct Source {
     more: bool,
 }
 
-/// The progress line's state.
+/// The progress display's state: the plain line's, or the bar's.
 #[derive(Debug)]
 struct Progress {
-    /// When the next line is due.
+    /// The bar, the plain lines, or nothing.
+    display: ProgressDisplay,
+    /// The bar, when that is the display.
+    bar: Option<Bar>,
+    /// When the next line, or the bar's next update, is due.
     next: Instant,
     /// Time of the previous line.
     at: Instant,
@@ -165,7 +174,7 @@ struct Run<'a> {
     drained_at: Option<Instant>,
     /// Next timeout check.
     next_tick: Instant,
-    /// The progress line.
+    /// The progress line or bar.
     progress: Progress,
 }
 
@@ -233,6 +242,11 @@ impl<'a> Run<'a> {
             config.random_seed
         );
         let users: Vec<UserId> = plan.verified.iter().map(|&u| UserId::from(u)).collect();
+        let display = progress_display(
+            io::stderr().is_terminal(),
+            config.log_interval,
+            config.plain_progress,
+        );
         let now = Instant::now();
         Ok(Run {
             config,
@@ -270,7 +284,13 @@ impl<'a> Run<'a> {
             drained_at: None,
             next_tick: now + TICK,
             progress: Progress {
-                next: now + config.log_interval,
+                display,
+                bar: (display == ProgressDisplay::Bar).then(|| Bar::new(config.total_events)),
+                next: now
+                    + match display {
+                        ProgressDisplay::Bar => BAR_REFRESH,
+                        ProgressDisplay::Lines | ProgressDisplay::Off => config.log_interval,
+                    },
                 at: now,
                 events: 0,
                 notifications: 0,
@@ -329,7 +349,7 @@ impl<'a> Run<'a> {
             }
             Phase::Sending | Phase::Draining => {}
         }
-        if !self.config.log_interval.is_zero() {
+        if self.progress.display != ProgressDisplay::Off {
             wake = wake.min(self.progress.next);
         }
         wake.saturating_duration_since(now)
@@ -340,22 +360,24 @@ impl<'a> Run<'a> {
         if let Phase::Settling(at) = self.phase
             && now >= at
         {
-            info!("sending {} events", self.config.total_events);
+            self.log(|| info!("sending {} events", self.config.total_events));
             self.phase = Phase::Sending;
         }
         if self.phase == Phase::Sending {
             self.pump_source(now);
             if self.source.finished {
-                info!(
-                    "all events sent; waiting for {} notifications still owed",
-                    self.verifiers.pending()
-                );
+                self.log(|| {
+                    info!(
+                        "all events sent; waiting for {} notifications still owed",
+                        self.verifiers.pending()
+                    )
+                });
                 self.phase = Phase::Draining;
             }
         }
         if self.phase == Phase::Draining && self.verifiers.pending() == 0 {
             self.drained_at = Some(now);
-            debug!("every notification owed has arrived; grace period");
+            self.log(|| debug!("every notification owed has arrived; grace period"));
             self.phase = Phase::Grace(now + self.config.grace);
         }
     }
@@ -572,9 +594,50 @@ impl<'a> Run<'a> {
         }
     }
 
+    /// Runs `log`, a log line, with the bar (if one is shown) out of its
+    /// way.
+    fn log(&self, log: impl FnOnce()) {
+        match &self.progress.bar {
+            Some(bar) => bar.suspend(log),
+            None => log(),
+        }
+    }
+
+    /// Shows progress as the display says: a plain line when one is due,
+    /// or the bar's counts; `last` at the end of the run.
+    fn log_progress(&mut self, now: Instant, last: bool) {
+        match self.progress.display {
+            ProgressDisplay::Off => {}
+            ProgressDisplay::Lines => self.log_line(now, last),
+            ProgressDisplay::Bar => self.update_bar(now, last),
+        }
+    }
+
+    /// Gives the bar the current counts if its update is due ([`BAR_REFRESH`]
+    /// after the last), or clears it for good (`last`) so the summary
+    /// prints on a clean line.
+    fn update_bar(&mut self, now: Instant, last: bool) {
+        let Some(bar) = &self.progress.bar else {
+            return;
+        };
+        if last {
+            bar.finish();
+            return;
+        }
+        if now < self.progress.next {
+            return;
+        }
+        bar.update(Counts {
+            events: self.source.events,
+            verified: self.verifiers.verified(),
+            pending: self.verifiers.pending() as u64,
+        });
+        self.progress.next = now + BAR_REFRESH;
+    }
+
     /// Logs a progress line when one is due, or a final one (`last`) unless
     /// nothing changed since the previous line.
-    fn log_progress(&mut self, now: Instant, last: bool) {
+    fn log_line(&mut self, now: Instant, last: bool) {
         let interval = self.config.log_interval;
         if interval.is_zero() || (!last && now < self.progress.next) {
             return;
@@ -595,12 +658,10 @@ impl<'a> Run<'a> {
             rate(notifications - self.progress.notifications),
             self.verifiers.pending()
         );
-        self.progress = Progress {
-            next: now + interval,
-            at: now,
-            events,
-            notifications,
-        };
+        self.progress.next = now + interval;
+        self.progress.at = now;
+        self.progress.events = events;
+        self.progress.notifications = notifications;
     }
 
     /// The outcome: the report, or the failures with it.

@@ -11,10 +11,17 @@
 //! The fixtures are deliberately simple (std threads, blocking sockets, a
 //! `BTreeMap` for reordering) and share no code with the real server; they
 //! read events with the simulator's [`read_event`].
+//!
+//! The simulator's binary runs against a correct fixture too, to check what
+//! it shows while it runs: the original client's plain progress lines when
+//! stderr is not a terminal, a live bar, cleared at the end, when it is.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
@@ -22,6 +29,7 @@ use std::time::Duration;
 
 use follower_maze_sim::line::{EventLine, read_event};
 use follower_maze_sim::{self as sim, Failure, FailureReason, Kind, SimConfig, UserId};
+use indicatif::HumanCount;
 
 /// The one thing a fixture does wrong.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -534,4 +542,187 @@ fn with_twins_a_drop_on_either_edge_is_caught() {
             "edge {edge}: {failure}"
         );
     }
+}
+
+/// The simulator's binary.
+const SIM: &str = env!("CARGO_BIN_EXE_follower-maze-sim");
+
+/// What the simulator prints when every notification arrived.
+const BANNER: &str = r"\o/ ALL NOTIFICATIONS RECEIVED \o/";
+
+/// The simulator's binary set up for a run of `events` events against
+/// `fixture`, shaped as [`run_against`]'s, with progress every second
+/// (`--log-interval 1000`, the default, given explicitly) and `extra` flags.
+fn sim_command(fixture: &Fixture, events: u64, extra: &[&str]) -> Command {
+    let mut command = Command::new(SIM);
+    command
+        .args(["--host", &fixture.event_addr.ip().to_string()])
+        .args(["--event-port", &fixture.event_addr.port().to_string()])
+        .args(["--client-port", &fixture.client_addrs[0].port().to_string()])
+        .args(["--total-events", &events.to_string()])
+        .args(["--concurrency-level", "10", "--number-of-users", "20"])
+        .args([
+            "--timeout",
+            "5000",
+            "--settle-ms",
+            "50",
+            "--grace-ms",
+            "100",
+        ])
+        .args(["--log-interval", "1000", "--log-level", "info"])
+        .args(extra)
+        .env_remove("clientListenerPorts")
+        .stdin(Stdio::null());
+    command
+}
+
+/// The notifications the summary line of a successful run of `events`
+/// events reports: `E events, N notifications (...`.
+fn summary_notifications(text: &str, events: u64) -> u64 {
+    let prefix = format!("{events} events, ");
+    let line = text
+        .lines()
+        .find(|line| line.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no summary line for {events} events in:\n{text}"));
+    let (count, _) = line[prefix.len()..]
+        .split_once(" notifications (")
+        .unwrap_or_else(|| panic!("a summary line without notifications: {line}"));
+    count.parse().expect("a count of notifications")
+}
+
+/// The notifications verified, from the original client's plain progress
+/// line of a finished run of `events` events, if `line` is one:
+/// `... sent E/E events (R/s), verified N notifications (R/s), 0 pending`.
+fn final_progress_line(line: &str, events: u64) -> Option<u64> {
+    let start = format!("sent {events}/{events} events (");
+    let rest = &line[line.find(&start)? + start.len()..];
+    let (rate, rest) = rest.split_once("/s), verified ")?;
+    rate.parse::<u64>().ok()?;
+    let (verified, rest) = rest.split_once(" notifications (")?;
+    let (rate, rest) = rest.split_once("/s), ")?;
+    rate.parse::<u64>().ok()?;
+    (rest == "0 pending").then_some(())?;
+    verified.parse().ok()
+}
+
+#[test]
+fn the_plain_progress_line_format_is_recognised() {
+    let line = "2026-11-30T11:18:30.344Z INFO  [follower_maze_sim::run] sent 2000/2000 events (29997/s), verified 3924 notifications (1085/s), 0 pending";
+    assert_eq!(final_progress_line(line, 2000), Some(3924));
+    assert_eq!(final_progress_line(line, 3000), None);
+    let pending = line.replace("0 pending", "2 pending");
+    assert_eq!(final_progress_line(&pending, 2000), None);
+    let bar = "[00:00:01] ===> 2,000/2,000 events sent";
+    assert_eq!(final_progress_line(bar, 2000), None);
+}
+
+#[test]
+fn without_a_terminal_the_binary_logs_the_plain_progress_lines() {
+    let fixture = Fixture::start(Fault::None);
+    // Both streams are pipes here: no terminal, as in a script or CI.
+    let output = sim_command(&fixture, 2000, &[])
+        .output()
+        .expect("the simulator runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains(BANNER), "{text}");
+    // A run shorter than the interval logs one line, the final one, with
+    // the summary's count.
+    let lines: Vec<u64> = text
+        .lines()
+        .filter_map(|line| final_progress_line(line, 2000))
+        .collect();
+    assert_eq!(lines, [summary_notifications(&text, 2000)], "{text}");
+    // Nothing of the bar: neither its text nor terminal control codes.
+    assert!(!text.contains("notifications verified"), "{text}");
+    assert!(!text.contains("events/s, ETA"), "{text}");
+    assert!(!text.contains(['\x1b', '\r']), "{text:?}");
+}
+
+/// A pseudo-terminal of 100 columns: its controlling side, to read what is
+/// drawn on it, and the terminal side, for a child's stream.
+fn pseudo_terminal() -> (File, OwnedFd) {
+    let (mut controller, mut terminal) = (-1, -1);
+    let size = libc::winsize {
+        ws_row: 30,
+        ws_col: 100,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: openpty writes two new descriptors into the two integers and
+    // reads the size; no name buffer or termios is passed.
+    let done = unsafe {
+        libc::openpty(
+            &mut controller,
+            &mut terminal,
+            std::ptr::null_mut(),
+            std::ptr::null(),
+            &size,
+        )
+    };
+    assert_eq!(done, 0, "openpty: {}", std::io::Error::last_os_error());
+    // SAFETY: both descriptors are new and owned by nothing else.
+    unsafe {
+        (
+            File::from_raw_fd(controller),
+            OwnedFd::from_raw_fd(terminal),
+        )
+    }
+}
+
+#[test]
+fn on_a_terminal_the_binary_draws_a_bar_and_clears_it_at_the_end() {
+    let fixture = Fixture::start(Fault::None);
+    let (mut controller, terminal) = pseudo_terminal();
+    // Dripped, so the run lasts long enough for several of the bar's
+    // updates (every 100 ms).
+    let events = 20_000;
+    let child = sim_command(&fixture, events, &["--drip", "--drip-pause-ms", "1"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(terminal))
+        .spawn()
+        .expect("the simulator starts");
+    // Read the terminal while the simulator writes to it; the read fails
+    // (EIO) once the simulator has exited and closed its side.
+    let drawn = thread::spawn(move || {
+        let mut drawn = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = controller.read(&mut buf) {
+            drawn.extend_from_slice(&buf[..n]);
+        }
+        String::from_utf8_lossy(&drawn).into_owned()
+    });
+    let output = child.wait_with_output().expect("the simulator runs");
+    let drawn = drawn.join().expect("the terminal reader");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let text = format!("{stdout}\n--- the terminal:\n{drawn:?}");
+    assert!(output.status.success(), "{text}");
+    assert!(stdout.contains(BANNER), "{text}");
+    let notifications = summary_notifications(&stdout, events);
+    // The bar was drawn on the terminal, and last (an update comes at
+    // most 100 ms apart, the grace period after the last notification
+    // lasts 100 ms) with the final counts...
+    let last = drawn.rfind("notifications verified").expect(&text);
+    let sent = format!("{}/{} events sent", HumanCount(events), HumanCount(events));
+    let verified = format!(
+        "{}/{} notifications verified, 0 pending",
+        HumanCount(notifications),
+        HumanCount(notifications)
+    );
+    assert!(drawn.contains(&sent), "{sent}: {text}");
+    assert!(drawn.contains(&verified), "{verified}: {text}");
+    assert!(drawn.contains(" events/s, ETA "), "{text}");
+    // ...and erased after its last drawing, leaving a clean line.
+    assert!(drawn[last..].contains("\x1b[2K"), "{text}");
+    // No plain progress line anywhere.
+    let lines = stdout
+        .lines()
+        .chain(drawn.lines())
+        .filter(|line| final_progress_line(line, events).is_some())
+        .count();
+    assert_eq!(lines, 0, "{text}");
 }
