@@ -167,6 +167,21 @@ fn sigterm_flushes_everything_routed_in_order_and_exits_zero() {
 }
 
 #[test]
+fn logs_go_to_stderr_and_stdout_stays_empty() {
+    // `Binary::start` reads the listening lines from stderr.
+    let mut binary = Binary::start(&["--event-port", "0", "--client-port", "0"], &[], None);
+    binary.signal(libc::SIGTERM);
+    assert!(binary.wait().success());
+    wait_for_line(&binary.log, "delivered");
+    let stdout = binary.stdout();
+    assert!(
+        stdout.is_empty(),
+        "stdout is not empty: {:?}",
+        String::from_utf8_lossy(&stdout)
+    );
+}
+
+#[test]
 fn sigint_with_nothing_queued_exits_zero_at_once() {
     let mut binary = Binary::start(&["--event-port", "0", "--client-port", "0"], &[], None);
     binary.signal(libc::SIGINT);
