@@ -1,5 +1,6 @@
 //! Every knob of the server: its default, its flag and its environment
-//! variable (flags win over variables, variables over defaults).
+//! variable (flags win over variables, variables over defaults). Sizes take
+//! binary units (`64MiB`; see [`crate::units`]).
 //!
 //! The port and log variables keep the names of the original challenge's test
 //! client (`eventListenerPort`, `clientListenerPort`, `logLevel`), so anyone
@@ -9,6 +10,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use clap::Parser;
+
+use crate::units::parse_bytes;
 
 /// Parses a whole number of milliseconds into a `Duration`.
 pub fn parse_millis(text: &str) -> Result<Duration, String> {
@@ -60,7 +63,7 @@ pub struct Config {
 
     /// Bytes of out-of-order frames the window may hold; past it the oldest
     /// hole is skipped.
-    #[arg(long, env = "FOLLOWER_MAZE_WINDOW_BYTES", default_value_t = 64 << 20)]
+    #[arg(long, env = "FOLLOWER_MAZE_WINDOW_BYTES", value_name = "SIZE", default_value = "64MiB", value_parser = parse_bytes::<usize>)]
     pub window_bytes: usize,
 
     /// Milliseconds a missing seq may hold up the stream, with no progress,
@@ -70,11 +73,11 @@ pub struct Config {
 
     /// Longest accepted event line in bytes, terminator included; longer
     /// lines are dropped and counted as malformed.
-    #[arg(long, env = "FOLLOWER_MAZE_MAX_LINE", default_value_t = 1024)]
+    #[arg(long, env = "FOLLOWER_MAZE_MAX_LINE", value_name = "SIZE", default_value = "1KiB", value_parser = parse_bytes::<usize>)]
     pub max_line: usize,
 
     /// Longest accepted client id line in bytes, terminator included.
-    #[arg(long, env = "FOLLOWER_MAZE_MAX_ID_LINE", default_value_t = 32)]
+    #[arg(long, env = "FOLLOWER_MAZE_MAX_ID_LINE", value_name = "SIZE", default_value = "32B", value_parser = parse_bytes::<usize>)]
     pub max_id_line: usize,
 
     /// Milliseconds a new client may take to send its id before it is closed.
@@ -112,7 +115,7 @@ pub struct Config {
     /// instead) past which it is cut (Redis's pub/sub hard limit is 32 MiB).
     /// A client that still reads and owes over half of it, broadcasts
     /// included, pauses the source until it catches up instead.
-    #[arg(long, env = "FOLLOWER_MAZE_CLIENT_OUTPUT_LIMIT", default_value_t = 32 << 20)]
+    #[arg(long, env = "FOLLOWER_MAZE_CLIENT_OUTPUT_LIMIT", value_name = "SIZE", default_value = "32MiB", value_parser = parse_bytes::<usize>)]
     pub client_output_limit: usize,
 
     /// Most user-client connections at once (awaiting id included); past it
@@ -124,7 +127,7 @@ pub struct Config {
     /// broadcast once however many clients owe it) past which the server
     /// stops reading the event source, until they drain to half: slow
     /// readers slow the source down instead of losing events.
-    #[arg(long, env = "FOLLOWER_MAZE_MAX_QUEUED_BYTES", default_value_t = 256 << 20)]
+    #[arg(long, env = "FOLLOWER_MAZE_MAX_QUEUED_BYTES", value_name = "SIZE", default_value = "256MiB", value_parser = parse_bytes::<usize>)]
     pub max_queued_bytes: usize,
 
     /// Length of each listener's accept queue: connections the kernel
@@ -201,6 +204,42 @@ mod tests {
         .unwrap();
         assert_eq!(config.event_port, 1);
         assert_eq!(config.hole_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn every_size_flag_takes_binary_units() {
+        let config = Config::try_parse_from([
+            "follower-maze",
+            "--window-bytes",
+            "4MiB",
+            "--max-line",
+            "1KiB",
+            "--max-id-line",
+            "64B",
+            "--client-output-limit",
+            "1 MiB",
+            "--max-queued-bytes",
+            "1GiB",
+        ])
+        .unwrap();
+        assert_eq!(config.window_bytes, 4 << 20);
+        assert_eq!(config.max_line, 1024);
+        assert_eq!(config.max_id_line, 64);
+        assert_eq!(config.client_output_limit, 1 << 20);
+        assert_eq!(config.max_queued_bytes, 1 << 30);
+        let default = Config::default();
+        assert_eq!(
+            (default.window_bytes, default.max_line, default.max_id_line),
+            (64 << 20, 1024, 32)
+        );
+        assert_eq!(
+            (default.client_output_limit, default.max_queued_bytes),
+            (32 << 20, 256 << 20)
+        );
+        let err = Config::try_parse_from(["follower-maze", "--window-bytes", "64MB"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("64MiB"), "{err}");
     }
 
     #[test]

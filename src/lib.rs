@@ -79,6 +79,7 @@ mod log_limit;
 mod runner;
 mod server;
 mod stats;
+mod units;
 
 pub use config::Config;
 pub use runner::BackgroundServer;

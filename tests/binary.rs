@@ -122,6 +122,30 @@ fn help_lists_every_knob_with_its_variable() {
 }
 
 #[test]
+fn help_shows_sizes_in_binary_units() {
+    let output = Command::new(env!("CARGO_BIN_EXE_follower-maze"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    for default in [
+        "[default: 64MiB]",
+        "[default: 1KiB]",
+        "[default: 32B]",
+        "[default: 32MiB]",
+        "[default: 256MiB]",
+    ] {
+        assert!(help.contains(default), "--help lacks {default}:\n{help}");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_follower-maze"))
+        .args(["edge", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    assert!(help.contains("[default: 8GiB]"), "edge --help:\n{help}");
+}
+
+#[test]
 fn sigterm_flushes_everything_routed_in_order_and_exits_zero() {
     let args = ["--event-port", "0", "--client-port", "0"];
     let mut binary = Binary::start(&args, &[], None);
