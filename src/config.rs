@@ -177,6 +177,77 @@ impl Config {
             ..Config::default()
         }
     }
+
+    /// Refuses the values that would make the standalone server useless,
+    /// with a message naming the flag and its variable: the limits of
+    /// [`Config::validate_limits`], and one port for both listeners.
+    pub fn validate(&self) -> Result<(), String> {
+        self.validate_limits()?;
+        if self.event_port != 0 && self.event_port == self.client_port {
+            return Err(format!(
+                "--event-port (eventListenerPort) and --client-port (clientListenerPort) are both {}: \
+                 the event source and the clients need a port each",
+                self.event_port
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`Config::validate`] without the ports: what a cluster mode, which
+    /// listens on one of them only, checks.
+    pub fn validate_limits(&self) -> Result<(), String> {
+        // The shortest lines: `1|B` and `1`, each with its newline.
+        const SHORTEST_EVENT_LINE: usize = 4;
+        const SHORTEST_ID_LINE: usize = 2;
+        let refusals = [
+            (
+                self.max_clients == 0,
+                "--max-clients (FOLLOWER_MAZE_MAX_CLIENTS) is 0: no client could ever connect; \
+                 it must be at least 1"
+                    .to_string(),
+            ),
+            (
+                self.max_line < SHORTEST_EVENT_LINE,
+                format!(
+                    "--max-line (FOLLOWER_MAZE_MAX_LINE) is {} bytes: every event line would be \
+                     dropped; it must be at least {SHORTEST_EVENT_LINE}, the shortest one (`1|B` \
+                     and its newline)",
+                    self.max_line
+                ),
+            ),
+            (
+                self.max_id_line < SHORTEST_ID_LINE,
+                format!(
+                    "--max-id-line (FOLLOWER_MAZE_MAX_ID_LINE) is {} bytes: every client would be \
+                     closed for a bad id; it must be at least {SHORTEST_ID_LINE}, the shortest id \
+                     line (`1` and its newline)",
+                    self.max_id_line
+                ),
+            ),
+            (
+                self.window_capacity == 0,
+                "--window-capacity (FOLLOWER_MAZE_WINDOW) is 0: no event could wait for the ones \
+                 before it; it must be at least 1"
+                    .to_string(),
+            ),
+            (
+                self.window_bytes == 0,
+                "--window-bytes (FOLLOWER_MAZE_WINDOW_BYTES) is 0: no event could wait for the \
+                 ones before it; it must be at least 1"
+                    .to_string(),
+            ),
+            (
+                self.client_output_limit == 0,
+                "--client-output-limit (FOLLOWER_MAZE_CLIENT_OUTPUT_LIMIT) is 0: every client \
+                 would be cut at its first notification; it must be at least 1"
+                    .to_string(),
+            ),
+        ];
+        match refusals.into_iter().find(|(refused, _)| *refused) {
+            Some((_, message)) => Err(message),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -240,6 +311,104 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("64MiB"), "{err}");
+    }
+
+    /// The message `validate` gives for the flags in `args`.
+    fn refusal(args: &[&str]) -> String {
+        let config = Config::try_parse_from(["follower-maze"].iter().chain(args)).unwrap();
+        config
+            .validate()
+            .expect_err(&format!("{args:?} is refused"))
+    }
+
+    #[test]
+    fn the_defaults_and_the_smallest_useful_values_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        assert_eq!(
+            Config::ephemeral().validate(),
+            Ok(()),
+            "port 0 twice is fine"
+        );
+        let smallest = Config {
+            max_clients: 1,
+            max_line: 4,
+            max_id_line: 2,
+            window_capacity: 1,
+            window_bytes: 1,
+            client_output_limit: 1,
+            ..Config::default()
+        };
+        assert_eq!(smallest.validate(), Ok(()));
+    }
+
+    #[test]
+    fn values_that_make_the_server_useless_are_refused_naming_the_flag() {
+        for (args, needles) in [
+            (
+                &["--max-clients", "0"][..],
+                &["--max-clients", "FOLLOWER_MAZE_MAX_CLIENTS", "0"][..],
+            ),
+            (
+                &["--max-line", "0"],
+                &["--max-line", "FOLLOWER_MAZE_MAX_LINE", "at least 4"],
+            ),
+            (&["--max-line", "3"], &["--max-line", "is 3"]),
+            (
+                &["--max-id-line", "0"],
+                &["--max-id-line", "FOLLOWER_MAZE_MAX_ID_LINE", "at least 2"],
+            ),
+            (&["--max-id-line", "1"], &["--max-id-line", "is 1"]),
+            (
+                &["--window-capacity", "0"],
+                &["--window-capacity", "FOLLOWER_MAZE_WINDOW"],
+            ),
+            (
+                &["--window-bytes", "0"],
+                &["--window-bytes", "FOLLOWER_MAZE_WINDOW_BYTES"],
+            ),
+            (
+                &["--client-output-limit", "0"],
+                &["--client-output-limit", "FOLLOWER_MAZE_CLIENT_OUTPUT_LIMIT"],
+            ),
+            (
+                &["--event-port", "9000", "--client-port", "9000"],
+                &[
+                    "--event-port",
+                    "eventListenerPort",
+                    "--client-port",
+                    "clientListenerPort",
+                    "9000",
+                ],
+            ),
+        ] {
+            let message = refusal(args);
+            for needle in needles {
+                assert!(
+                    message.contains(needle),
+                    "{args:?}: {message:?} lacks {needle:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_cluster_mode_checks_the_limits_but_not_the_ports() {
+        let same_port = Config {
+            event_port: 9000,
+            client_port: 9000,
+            ..Config::default()
+        };
+        assert_eq!(same_port.validate_limits(), Ok(()));
+        let no_clients = Config {
+            max_clients: 0,
+            ..Config::default()
+        };
+        assert!(
+            no_clients
+                .validate_limits()
+                .unwrap_err()
+                .contains("--max-clients")
+        );
     }
 
     #[test]

@@ -107,8 +107,12 @@ fn bind_listener(config: &Config, port: u16) -> io::Result<Listener> {
 
 impl Server {
     /// Binds both listeners as `config` says (port 0 picks a free port): the
-    /// standalone server.
+    /// standalone server. A `config` that fails [`Config::validate`] is an
+    /// `InvalidInput` error.
     pub fn bind(config: Config) -> io::Result<Server> {
+        config
+            .validate()
+            .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
         let event_listener = bind_listener(&config, config.event_port)?;
         let client_listener = bind_listener(&config, config.client_port)?;
         let engine = Engine::new(config, Instant::now());

@@ -121,6 +121,58 @@ fn help_lists_every_knob_with_its_variable() {
     }
 }
 
+/// Runs the binary with `args` on free ports and returns its exit status
+/// and stderr, or panics if it still runs after [`PATIENCE`].
+fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_follower-maze"))
+        .args(args)
+        .env_remove("eventListenerPort")
+        .env_remove("clientListenerPort")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > PATIENCE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "still running after {PATIENCE:?}: {}",
+                reading.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status, reading.join().unwrap())
+}
+
+#[test]
+fn a_server_without_room_for_clients_refuses_to_start() {
+    let (status, stderr) = run_to_exit(&[
+        "--event-port",
+        "0",
+        "--client-port",
+        "0",
+        "--max-clients",
+        "0",
+    ]);
+    assert!(!status.success(), "exits with failure; {stderr}");
+    assert!(
+        stderr.contains("--max-clients") && stderr.contains("no client could ever connect"),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn help_shows_sizes_in_binary_units() {
     let output = Command::new(env!("CARGO_BIN_EXE_follower-maze"))
