@@ -174,6 +174,25 @@ fn a_server_without_room_for_clients_refuses_to_start() {
 }
 
 #[test]
+fn a_port_in_use_is_named_with_its_listener_and_flag() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (status, stderr) = run_to_exit(&["--event-port", &port, "--client-port", "0"]);
+    assert!(!status.success(), "exits with failure; {stderr}");
+    let expected = format!(
+        "cannot listen for the event source on 127.0.0.1:{port} (--event-port / eventListenerPort): "
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
+    let (status, stderr) = run_to_exit(&["--event-port", "0", "--client-port", &port]);
+    assert!(!status.success(), "exits with failure; {stderr}");
+    let expected = format!(
+        "cannot listen for clients on 127.0.0.1:{port} (--client-port / clientListenerPort): "
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[test]
 fn help_shows_sizes_in_binary_units() {
     let output = Command::new(env!("CARGO_BIN_EXE_follower-maze"))
         .arg("--help")
