@@ -1,5 +1,6 @@
 //! Every knob of the server: its default, its flag and its environment
-//! variable (flags win over variables, variables over defaults).
+//! variable (flags win over variables, variables over defaults). Sizes take
+//! binary units (`64MiB`; see [`crate::units`]).
 //!
 //! The port and log variables keep the names of the original challenge's test
 //! client (`eventListenerPort`, `clientListenerPort`, `logLevel`), so anyone
@@ -9,6 +10,8 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use clap::Parser;
+
+use crate::units::parse_bytes;
 
 /// Parses a whole number of milliseconds into a `Duration`.
 pub fn parse_millis(text: &str) -> Result<Duration, String> {
@@ -60,7 +63,7 @@ pub struct Config {
 
     /// Bytes of out-of-order frames the window may hold; past it the oldest
     /// hole is skipped.
-    #[arg(long, env = "FOLLOWER_MAZE_WINDOW_BYTES", default_value_t = 64 << 20)]
+    #[arg(long, env = "FOLLOWER_MAZE_WINDOW_BYTES", value_name = "SIZE", default_value = "64MiB", value_parser = parse_bytes::<usize>)]
     pub window_bytes: usize,
 
     /// Milliseconds a missing seq may hold up the stream, with no progress,
@@ -70,11 +73,11 @@ pub struct Config {
 
     /// Longest accepted event line in bytes, terminator included; longer
     /// lines are dropped and counted as malformed.
-    #[arg(long, env = "FOLLOWER_MAZE_MAX_LINE", default_value_t = 1024)]
+    #[arg(long, env = "FOLLOWER_MAZE_MAX_LINE", value_name = "SIZE", default_value = "1KiB", value_parser = parse_bytes::<usize>)]
     pub max_line: usize,
 
     /// Longest accepted client id line in bytes, terminator included.
-    #[arg(long, env = "FOLLOWER_MAZE_MAX_ID_LINE", default_value_t = 32)]
+    #[arg(long, env = "FOLLOWER_MAZE_MAX_ID_LINE", value_name = "SIZE", default_value = "32B", value_parser = parse_bytes::<usize>)]
     pub max_id_line: usize,
 
     /// Milliseconds a new client may take to send its id before it is closed.
@@ -112,7 +115,7 @@ pub struct Config {
     /// instead) past which it is cut (Redis's pub/sub hard limit is 32 MiB).
     /// A client that still reads and owes over half of it, broadcasts
     /// included, pauses the source until it catches up instead.
-    #[arg(long, env = "FOLLOWER_MAZE_CLIENT_OUTPUT_LIMIT", default_value_t = 32 << 20)]
+    #[arg(long, env = "FOLLOWER_MAZE_CLIENT_OUTPUT_LIMIT", value_name = "SIZE", default_value = "32MiB", value_parser = parse_bytes::<usize>)]
     pub client_output_limit: usize,
 
     /// Most user-client connections at once (awaiting id included); past it
@@ -124,7 +127,7 @@ pub struct Config {
     /// broadcast once however many clients owe it) past which the server
     /// stops reading the event source, until they drain to half: slow
     /// readers slow the source down instead of losing events.
-    #[arg(long, env = "FOLLOWER_MAZE_MAX_QUEUED_BYTES", default_value_t = 256 << 20)]
+    #[arg(long, env = "FOLLOWER_MAZE_MAX_QUEUED_BYTES", value_name = "SIZE", default_value = "256MiB", value_parser = parse_bytes::<usize>)]
     pub max_queued_bytes: usize,
 
     /// Length of each listener's accept queue: connections the kernel
@@ -180,6 +183,77 @@ impl Config {
             ..Config::default()
         }
     }
+
+    /// Refuses the values that would make the standalone server useless,
+    /// with a message naming the flag and its variable: the limits of
+    /// [`Config::validate_limits`], and one port for both listeners.
+    pub fn validate(&self) -> Result<(), String> {
+        self.validate_limits()?;
+        if self.event_port != 0 && self.event_port == self.client_port {
+            return Err(format!(
+                "--event-port (eventListenerPort) and --client-port (clientListenerPort) are both {}: \
+                 the event source and the clients need a port each",
+                self.event_port
+            ));
+        }
+        Ok(())
+    }
+
+    /// [`Config::validate`] without the ports: what a cluster mode, which
+    /// listens on one of them only, checks.
+    pub fn validate_limits(&self) -> Result<(), String> {
+        // The shortest lines: `1|B` and `1`, each with its newline.
+        const SHORTEST_EVENT_LINE: usize = 4;
+        const SHORTEST_ID_LINE: usize = 2;
+        let refusals = [
+            (
+                self.max_clients == 0,
+                "--max-clients (FOLLOWER_MAZE_MAX_CLIENTS) is 0: no client could ever connect; \
+                 it must be at least 1"
+                    .to_string(),
+            ),
+            (
+                self.max_line < SHORTEST_EVENT_LINE,
+                format!(
+                    "--max-line (FOLLOWER_MAZE_MAX_LINE) is {} bytes: every event line would be \
+                     dropped; it must be at least {SHORTEST_EVENT_LINE}, the shortest one (`1|B` \
+                     and its newline)",
+                    self.max_line
+                ),
+            ),
+            (
+                self.max_id_line < SHORTEST_ID_LINE,
+                format!(
+                    "--max-id-line (FOLLOWER_MAZE_MAX_ID_LINE) is {} bytes: every client would be \
+                     closed for a bad id; it must be at least {SHORTEST_ID_LINE}, the shortest id \
+                     line (`1` and its newline)",
+                    self.max_id_line
+                ),
+            ),
+            (
+                self.window_capacity == 0,
+                "--window-capacity (FOLLOWER_MAZE_WINDOW) is 0: no event could wait for the ones \
+                 before it; it must be at least 1"
+                    .to_string(),
+            ),
+            (
+                self.window_bytes == 0,
+                "--window-bytes (FOLLOWER_MAZE_WINDOW_BYTES) is 0: no event could wait for the \
+                 ones before it; it must be at least 1"
+                    .to_string(),
+            ),
+            (
+                self.client_output_limit == 0,
+                "--client-output-limit (FOLLOWER_MAZE_CLIENT_OUTPUT_LIMIT) is 0: every client \
+                 would be cut at its first notification; it must be at least 1"
+                    .to_string(),
+            ),
+        ];
+        match refusals.into_iter().find(|(refused, _)| *refused) {
+            Some((_, message)) => Err(message),
+            None => Ok(()),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -207,6 +281,140 @@ mod tests {
         .unwrap();
         assert_eq!(config.event_port, 1);
         assert_eq!(config.hole_timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn every_size_flag_takes_binary_units() {
+        let config = Config::try_parse_from([
+            "follower-maze",
+            "--window-bytes",
+            "4MiB",
+            "--max-line",
+            "1KiB",
+            "--max-id-line",
+            "64B",
+            "--client-output-limit",
+            "1 MiB",
+            "--max-queued-bytes",
+            "1GiB",
+        ])
+        .unwrap();
+        assert_eq!(config.window_bytes, 4 << 20);
+        assert_eq!(config.max_line, 1024);
+        assert_eq!(config.max_id_line, 64);
+        assert_eq!(config.client_output_limit, 1 << 20);
+        assert_eq!(config.max_queued_bytes, 1 << 30);
+        let default = Config::default();
+        assert_eq!(
+            (default.window_bytes, default.max_line, default.max_id_line),
+            (64 << 20, 1024, 32)
+        );
+        assert_eq!(
+            (default.client_output_limit, default.max_queued_bytes),
+            (32 << 20, 256 << 20)
+        );
+        let err = Config::try_parse_from(["follower-maze", "--window-bytes", "64MB"])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("64MiB"), "{err}");
+    }
+
+    /// The message `validate` gives for the flags in `args`.
+    fn refusal(args: &[&str]) -> String {
+        let config = Config::try_parse_from(["follower-maze"].iter().chain(args)).unwrap();
+        config
+            .validate()
+            .expect_err(&format!("{args:?} is refused"))
+    }
+
+    #[test]
+    fn the_defaults_and_the_smallest_useful_values_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+        assert_eq!(
+            Config::ephemeral().validate(),
+            Ok(()),
+            "port 0 twice is fine"
+        );
+        let smallest = Config {
+            max_clients: 1,
+            max_line: 4,
+            max_id_line: 2,
+            window_capacity: 1,
+            window_bytes: 1,
+            client_output_limit: 1,
+            ..Config::default()
+        };
+        assert_eq!(smallest.validate(), Ok(()));
+    }
+
+    #[test]
+    fn values_that_make_the_server_useless_are_refused_naming_the_flag() {
+        for (args, needles) in [
+            (
+                &["--max-clients", "0"][..],
+                &["--max-clients", "FOLLOWER_MAZE_MAX_CLIENTS", "0"][..],
+            ),
+            (
+                &["--max-line", "0"],
+                &["--max-line", "FOLLOWER_MAZE_MAX_LINE", "at least 4"],
+            ),
+            (&["--max-line", "3"], &["--max-line", "is 3"]),
+            (
+                &["--max-id-line", "0"],
+                &["--max-id-line", "FOLLOWER_MAZE_MAX_ID_LINE", "at least 2"],
+            ),
+            (&["--max-id-line", "1"], &["--max-id-line", "is 1"]),
+            (
+                &["--window-capacity", "0"],
+                &["--window-capacity", "FOLLOWER_MAZE_WINDOW"],
+            ),
+            (
+                &["--window-bytes", "0"],
+                &["--window-bytes", "FOLLOWER_MAZE_WINDOW_BYTES"],
+            ),
+            (
+                &["--client-output-limit", "0"],
+                &["--client-output-limit", "FOLLOWER_MAZE_CLIENT_OUTPUT_LIMIT"],
+            ),
+            (
+                &["--event-port", "9000", "--client-port", "9000"],
+                &[
+                    "--event-port",
+                    "eventListenerPort",
+                    "--client-port",
+                    "clientListenerPort",
+                    "9000",
+                ],
+            ),
+        ] {
+            let message = refusal(args);
+            for needle in needles {
+                assert!(
+                    message.contains(needle),
+                    "{args:?}: {message:?} lacks {needle:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_cluster_mode_checks_the_limits_but_not_the_ports() {
+        let same_port = Config {
+            event_port: 9000,
+            client_port: 9000,
+            ..Config::default()
+        };
+        assert_eq!(same_port.validate_limits(), Ok(()));
+        let no_clients = Config {
+            max_clients: 0,
+            ..Config::default()
+        };
+        assert!(
+            no_clients
+                .validate_limits()
+                .unwrap_err()
+                .contains("--max-clients")
+        );
     }
 
     #[test]

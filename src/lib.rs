@@ -80,6 +80,7 @@ pub mod metrics;
 mod runner;
 mod server;
 mod stats;
+mod units;
 
 pub use config::Config;
 pub use runner::BackgroundServer;

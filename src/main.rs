@@ -74,6 +74,16 @@ fn main() -> ExitCode {
         eprintln!("follower-maze: cannot start logging: {err}");
         return ExitCode::FAILURE;
     }
+    // Values that would make the server useless are refused before
+    // anything is bound (a cluster mode listens on one port only).
+    let valid = match &cli.mode {
+        None => config.validate(),
+        Some(_) => config.validate_limits(),
+    };
+    if let Err(why) = valid {
+        log::error!("{why}");
+        return ExitCode::FAILURE;
+    }
     let is_ingest = matches!(cli.mode, Some(Mode::Ingest { .. }));
     let outcome = match cli.mode {
         None => Server::bind(cli.config).and_then(Server::run),

@@ -127,19 +127,43 @@ fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into()))
 }
 
-/// Binds a listener on `config.bind` and `port` (0 picks a free port).
+/// Binds a listener on `config.bind` and `port` (0 picks a free port). A
+/// failure names the listener `port` is for and the flag at fault.
 fn bind_listener(config: &Config, port: u16) -> io::Result<Listener> {
+    const EVENT_FLAG: &str = "--event-port / eventListenerPort";
+    const CLIENT_FLAG: &str = "--client-port / clientListenerPort";
     let addr = SocketAddr::new(config.bind, port);
-    let socket = listen(addr, config.listen_backlog)
-        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on {addr}: {e}")))?;
+    let socket = listen(addr, config.listen_backlog).map_err(|e| {
+        let (what, port_flag) = match (port == config.event_port, port == config.client_port) {
+            (true, false) => (" for the event source", format!(" ({EVENT_FLAG})")),
+            (false, true) => (" for clients", format!(" ({CLIENT_FLAG})")),
+            // One port for both: a cluster mode, which binds one of them.
+            (true, true) => ("", format!(" ({EVENT_FLAG} or {CLIENT_FLAG})")),
+            (false, false) => ("", String::new()),
+        };
+        // Not an address of this machine: the port is not at fault.
+        let flag = if e.kind() == io::ErrorKind::AddrNotAvailable {
+            " (--bind / FOLLOWER_MAZE_BIND)".to_string()
+        } else {
+            port_flag
+        };
+        io::Error::new(
+            e.kind(),
+            format!("cannot listen{what} on {addr}{flag}: {e}"),
+        )
+    })?;
     let addr = socket.local_addr()?;
     Ok(Listener { socket, addr })
 }
 
 impl Server {
     /// Binds both listeners as `config` says (port 0 picks a free port): the
-    /// standalone server.
+    /// standalone server. A `config` that fails [`Config::validate`] is an
+    /// `InvalidInput` error.
     pub fn bind(config: Config) -> io::Result<Server> {
+        config
+            .validate()
+            .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
         let event_listener = bind_listener(&config, config.event_port)?;
         let client_listener = bind_listener(&config, config.client_port)?;
         let engine = Engine::new(config, Instant::now());

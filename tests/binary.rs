@@ -121,6 +121,101 @@ fn help_lists_every_knob_with_its_variable() {
     }
 }
 
+/// Runs the binary with `args` on free ports and returns its exit status
+/// and stderr, or panics if it still runs after [`PATIENCE`].
+fn run_to_exit(args: &[&str]) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_follower-maze"))
+        .args(args)
+        .env_remove("eventListenerPort")
+        .env_remove("clientListenerPort")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let reading = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stderr.read_to_string(&mut text);
+        text
+    });
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > PATIENCE {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "still running after {PATIENCE:?}: {}",
+                reading.join().unwrap()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status, reading.join().unwrap())
+}
+
+#[test]
+fn a_server_without_room_for_clients_refuses_to_start() {
+    let (status, stderr) = run_to_exit(&[
+        "--event-port",
+        "0",
+        "--client-port",
+        "0",
+        "--max-clients",
+        "0",
+    ]);
+    assert!(!status.success(), "exits with failure; {stderr}");
+    assert!(
+        stderr.contains("--max-clients") && stderr.contains("no client could ever connect"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_named_with_its_listener_and_flag() {
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port().to_string();
+    let (status, stderr) = run_to_exit(&["--event-port", &port, "--client-port", "0"]);
+    assert!(!status.success(), "exits with failure; {stderr}");
+    let expected = format!(
+        "cannot listen for the event source on 127.0.0.1:{port} (--event-port / eventListenerPort): "
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+    assert!(stderr.contains("in use"), "{stderr}");
+    let (status, stderr) = run_to_exit(&["--event-port", "0", "--client-port", &port]);
+    assert!(!status.success(), "exits with failure; {stderr}");
+    let expected = format!(
+        "cannot listen for clients on 127.0.0.1:{port} (--client-port / clientListenerPort): "
+    );
+    assert!(stderr.contains(&expected), "{stderr}");
+}
+
+#[test]
+fn help_shows_sizes_in_binary_units() {
+    let output = Command::new(env!("CARGO_BIN_EXE_follower-maze"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    for default in [
+        "[default: 64MiB]",
+        "[default: 1KiB]",
+        "[default: 32B]",
+        "[default: 32MiB]",
+        "[default: 256MiB]",
+    ] {
+        assert!(help.contains(default), "--help lacks {default}:\n{help}");
+    }
+    let output = Command::new(env!("CARGO_BIN_EXE_follower-maze"))
+        .args(["edge", "--help"])
+        .output()
+        .unwrap();
+    let help = String::from_utf8(output.stdout).unwrap();
+    assert!(help.contains("[default: 8GiB]"), "edge --help:\n{help}");
+}
+
 #[test]
 fn sigterm_flushes_everything_routed_in_order_and_exits_zero() {
     let args = ["--event-port", "0", "--client-port", "0"];
@@ -163,6 +258,21 @@ fn sigterm_flushes_everything_routed_in_order_and_exits_zero() {
     assert!(
         TcpStream::connect(binary.client_addr).is_err(),
         "still accepting"
+    );
+}
+
+#[test]
+fn logs_go_to_stderr_and_stdout_stays_empty() {
+    // `Binary::start` reads the listening lines from stderr.
+    let mut binary = Binary::start(&["--event-port", "0", "--client-port", "0"], &[], None);
+    binary.signal(libc::SIGTERM);
+    assert!(binary.wait().success());
+    wait_for_line(&binary.log, "delivered");
+    let stdout = binary.stdout();
+    assert!(
+        stdout.is_empty(),
+        "stdout is not empty: {:?}",
+        String::from_utf8_lossy(&stdout)
     );
 }
 

@@ -64,3 +64,14 @@ fn the_bound_addresses_are_reported() {
     assert_ne!(server.event_addr(), server.client_addr());
     assert!(server.event_addr().ip().is_loopback());
 }
+
+#[test]
+fn a_configuration_that_makes_the_server_useless_is_refused_at_bind() {
+    let config = Config {
+        max_clients: 0,
+        ..Config::ephemeral()
+    };
+    let err = follower_maze::Server::bind(config).expect_err("refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+    assert!(err.to_string().contains("--max-clients"), "{err}");
+}

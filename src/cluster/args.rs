@@ -3,6 +3,7 @@
 use clap::Args;
 
 use super::bridge::StreamSettings;
+use crate::units::parse_bytes;
 
 /// Where the shared log lives and how much of it is kept.
 #[derive(Debug, Clone, Args)]
@@ -26,7 +27,7 @@ pub struct ClusterArgs {
     /// records are dropped. An edge that starts rebuilds the follow graph
     /// from the start of the current run, so keep a whole run (the default
     /// run of 10 M events is about 200 MB).
-    #[arg(long, env = "FOLLOWER_MAZE_STREAM_MAX_BYTES", default_value_t = 8 << 30)]
+    #[arg(long, env = "FOLLOWER_MAZE_STREAM_MAX_BYTES", value_name = "SIZE", default_value = "8GiB", value_parser = parse_bytes::<i64>)]
     pub stream_max_bytes: i64,
 }
 

@@ -1,12 +1,14 @@
 //! The real `follower-maze` binary as a child process, for black-box tests:
-//! start it with flags and environment, read its log lines, signal it, and
-//! read its CPU time and memory from `/proc`. Needs the test's `mod common`.
+//! start it with flags and environment, read its log lines (on its stderr)
+//! and its stdout, signal it, and read its CPU time and memory from `/proc`.
+//! Needs the test's `mod common`.
 #![allow(dead_code)] // Each test file uses its own subset.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::common::PATIENCE;
@@ -19,8 +21,10 @@ pub struct Binary {
     pub event_addr: SocketAddr,
     /// Where its clients connect.
     pub client_addr: SocketAddr,
-    /// Its log lines, as they come.
+    /// Its log lines (its stderr), as they come.
     pub log: mpsc::Receiver<String>,
+    /// Everything it writes to stdout, once it has exited.
+    stdout: Option<JoinHandle<Vec<u8>>>,
 }
 
 impl Binary {
@@ -34,7 +38,7 @@ impl Binary {
             .env_remove("clientListenerPort")
             .envs(env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::piped());
         if let Some(limit) = fd_limit {
             use std::os::unix::process::CommandExt;
             // SAFETY: setrlimit is async-signal-safe; the closure touches
@@ -53,7 +57,13 @@ impl Binary {
             }
         }
         let mut child = command.spawn().expect("the binary starts");
-        let log = forward_lines(child.stdout.take().expect("piped stdout"));
+        let log = forward_lines(child.stderr.take().expect("piped stderr"));
+        let mut stdout = child.stdout.take().expect("piped stdout");
+        let stdout = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = stdout.read_to_end(&mut bytes);
+            bytes
+        });
         let event_addr = wait_for_addr(&log, "listening for the event source on");
         let client_addr = wait_for_addr(&log, "listening for clients on");
         Binary {
@@ -61,7 +71,16 @@ impl Binary {
             event_addr,
             client_addr,
             log,
+            stdout: Some(stdout),
         }
+    }
+
+    /// Everything the process wrote to stdout; waits for it to exit (call
+    /// after [`Binary::wait`]).
+    pub fn stdout(&mut self) -> Vec<u8> {
+        self.wait();
+        let reading = self.stdout.take().expect("stdout is taken once");
+        reading.join().expect("the stdout reader does not panic")
     }
 
     /// Sends `signal` to the process.
@@ -107,17 +126,28 @@ impl Binary {
 }
 
 impl Drop for Binary {
+    /// Kills the process; when the test failed, its last log lines go to
+    /// stderr first, to tell what the server was doing.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if std::thread::panicking() {
+            let lines: Vec<String> = self.log.try_iter().collect();
+            let shown = &lines[lines.len().saturating_sub(30)..];
+            eprintln!("--- last log lines of the server ---");
+            for line in shown {
+                eprintln!("{line}");
+            }
+        }
     }
 }
 
-/// Sends each line of `stdout` down a channel from a thread of its own.
-pub fn forward_lines(stdout: ChildStdout) -> mpsc::Receiver<String> {
+/// Sends each line of `output` (a child's stderr, where it logs) down a
+/// channel from a thread of its own.
+pub fn forward_lines(output: impl Read + Send + 'static) -> mpsc::Receiver<String> {
     let (sender, receiver) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
+        for line in BufReader::new(output).lines() {
             let Ok(line) = line else { break };
             if sender.send(line).is_err() {
                 break;

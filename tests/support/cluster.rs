@@ -14,7 +14,7 @@ use crate::support_binary::{forward_lines, last_addr, wait_for_line, wait_for_li
 /// How long a node may take to connect to the log and catch up with it.
 pub const STARTUP: Duration = Duration::from_secs(60);
 
-/// One cluster process and its log.
+/// One cluster process and its log (its stderr).
 pub struct Node {
     /// The process.
     pub child: Child,
@@ -31,12 +31,12 @@ fn start(mode: &str, nats_url: &str, stream: &str, args: &[&str], listening: &st
     let mut child = command(mode, nats_url, stream, args)
         .spawn()
         .expect("the binary starts");
-    let log = forward_lines(child.stdout.take().expect("piped stdout"));
+    let log = forward_lines(child.stderr.take().expect("piped stderr"));
     let addr = last_addr(&wait_for_line_within(&log, listening, STARTUP));
     Node { child, addr, log }
 }
 
-/// The command line of a cluster node, its output piped.
+/// The command line of a cluster node, its log (stderr) piped.
 pub fn command(mode: &str, nats_url: &str, stream: &str, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_follower-maze"));
     command
@@ -47,8 +47,8 @@ pub fn command(mode: &str, nats_url: &str, stream: &str, args: &[&str]) -> Comma
         .env_remove("clientListenerPort")
         .env_remove("FOLLOWER_MAZE_NATS_URL")
         .env_remove("FOLLOWER_MAZE_STREAM")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::piped());
     command
 }
 
