@@ -66,7 +66,11 @@ pub(crate) fn run_with_companion(
     let on_control = move || {
         let mut stop = false;
         for signal in signals.pending() {
-            info!("received signal {signal}");
+            match signal {
+                SIGTERM => info!("received SIGTERM"),
+                SIGINT => info!("received SIGINT"),
+                other => info!("received signal {other}"),
+            }
             stop = true;
         }
         stop

@@ -277,6 +277,17 @@ fn logs_go_to_stderr_and_stdout_stays_empty() {
 }
 
 #[test]
+fn the_shutdown_line_names_the_signal() {
+    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
+        let mut binary = Binary::start(&["--event-port", "0", "--client-port", "0"], &[], None);
+        binary.signal(signal);
+        assert!(binary.wait().success());
+        let line = wait_for_line(&binary.log, "received");
+        assert!(line.ends_with(&format!("received {name}")), "{line}");
+    }
+}
+
+#[test]
 fn sigint_with_nothing_queued_exits_zero_at_once() {
     let mut binary = Binary::start(&["--event-port", "0", "--client-port", "0"], &[], None);
     binary.signal(libc::SIGINT);

@@ -32,8 +32,10 @@ const OUTBOX_KEEP_BYTES: usize = 64 * 1024;
 /// What a user-client connection is doing.
 #[derive(Debug)]
 enum ClientState {
-    /// Connected, collecting its id line.
-    AwaitingId(Inbox),
+    /// Connected, collecting its id line. Boxed: an inbox (with the start
+    /// of a line it drops, for the log) is larger than a registered
+    /// client's state, and every client would pay for it inline.
+    AwaitingId(Box<Inbox>),
     /// Registered under a user id; only receives from now on.
     Registered(UserId),
 }
@@ -310,7 +312,7 @@ impl<T: Transport> Clients<T> {
         self.slab.insert(Client {
             stream,
             peer,
-            state: ClientState::AwaitingId(Inbox::new(0, self.max_id_line)),
+            state: ClientState::AwaitingId(Box::new(Inbox::new(0, self.max_id_line))),
             outbox: Outbox::new(&self.log),
             write_blocked: false,
             read_closed: false,

@@ -5,7 +5,7 @@
 
 use std::io::{self, Read};
 
-use crate::engine::protocol::{Line, LineSplitter};
+use crate::engine::protocol::{Line, LineSplitter, LineStart};
 
 /// True for the error that means "no more right now".
 pub(crate) fn would_block(err: &io::Error) -> bool {
@@ -77,6 +77,22 @@ impl Inbox {
     /// including an overlong line being dropped.
     pub fn has_unfinished_line(&self) -> bool {
         self.filled > 0 || self.splitter.is_discarding()
+    }
+
+    /// The first bytes of the last line dropped as overlong (for the log,
+    /// when [`Inbox::next_line`] returned [`Line::Overlong`]).
+    pub fn dropped_line(&self) -> &LineStart {
+        self.splitter.dropped()
+    }
+
+    /// The first bytes of the line begun and not ended (after
+    /// [`Inbox::compact`]; empty when there is none), for the log.
+    pub fn unfinished_line(&self) -> LineStart {
+        if self.splitter.is_discarding() {
+            *self.splitter.dropped()
+        } else {
+            LineStart::of(&self.buf[..self.filled], true)
+        }
     }
 }
 

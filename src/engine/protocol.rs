@@ -233,12 +233,72 @@ pub enum Line {
     Overlong,
 }
 
+/// The first bytes of a line, kept to name it in a log line (an overlong
+/// line dropped, a bad id): at most [`LineStart::MAX`] bytes, held inline,
+/// so keeping one never allocates. Displays as the escaped bytes in quotes,
+/// then `...` if the line went on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineStart {
+    /// The bytes, at `bytes[..len]`.
+    bytes: [u8; LineStart::MAX],
+    /// How many there are.
+    len: u8,
+    /// True when the line went on past them.
+    cut: bool,
+}
+
+impl LineStart {
+    /// Most bytes kept.
+    pub const MAX: usize = 64;
+
+    /// No bytes.
+    pub const EMPTY: LineStart = LineStart {
+        bytes: [0; LineStart::MAX],
+        len: 0,
+        cut: false,
+    };
+
+    /// The start of `line`, which is `whole` (false: more of it was never
+    /// seen, or was dropped).
+    pub fn of(line: &[u8], whole: bool) -> LineStart {
+        let len = line.len().min(Self::MAX);
+        let mut bytes = [0; Self::MAX];
+        bytes[..len].copy_from_slice(&line[..len]);
+        LineStart {
+            bytes,
+            len: len as u8,
+            cut: !whole || line.len() > len,
+        }
+    }
+
+    /// The bytes kept.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+
+    /// True when nothing was kept.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl fmt::Display for LineStart {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.as_bytes().escape_ascii())?;
+        if self.cut {
+            f.write_str("...")?;
+        }
+        Ok(())
+    }
+}
+
 /// Splits a byte buffer into lines, enforcing a length limit *before* the
 /// terminator arrives so a peer cannot make the inbox grow without bound.
 ///
-/// The splitter keeps only a cursor into the caller's buffer and a flag for a
-/// line being discarded; the caller owns the bytes, reads more into the same
-/// buffer, and calls [`LineSplitter::consume`] to compact it.
+/// The splitter keeps only a cursor into the caller's buffer, a flag for a
+/// line being discarded, and that line's first bytes (for the log); the
+/// caller owns the bytes, reads more into the same buffer, and calls
+/// [`LineSplitter::consume`] to compact it.
 #[derive(Debug, Clone)]
 pub struct LineSplitter {
     /// Longest accepted frame in bytes, terminator included.
@@ -248,6 +308,9 @@ pub struct LineSplitter {
     /// True while skipping the rest of an overlong line: its head was already
     /// dropped, so the bytes up to the next `\n` belong to nothing.
     discarding: bool,
+    /// The first bytes of the last overlong line, kept when it began to be
+    /// dropped (off the hot path: only overlong lines pay for it).
+    dropped: LineStart,
 }
 
 impl LineSplitter {
@@ -257,6 +320,7 @@ impl LineSplitter {
             max_line: max_line.max(2),
             cursor: 0,
             discarding: false,
+            dropped: LineStart::EMPTY,
         }
     }
 
@@ -290,13 +354,15 @@ impl LineSplitter {
                         end: self.cursor,
                     });
                 }
-                Some(_) => {
+                Some(at) => {
                     // Terminated, but too long: drop it whole.
+                    self.dropped = LineStart::of(strip_terminator(&rest[..=at]), true);
                     self.discarding = true;
                 }
                 None if rest.len() >= self.max_line => {
                     // No terminator within the limit: drop what we have and
                     // keep dropping until the next one.
+                    self.dropped = LineStart::of(rest, false);
                     self.discarding = true;
                 }
                 None => return None,
@@ -313,6 +379,12 @@ impl LineSplitter {
     /// True while the rest of an overlong line is being dropped.
     pub fn is_discarding(&self) -> bool {
         self.discarding
+    }
+
+    /// The first bytes of the last line dropped as overlong (the one being
+    /// dropped, while [`LineSplitter::is_discarding`]).
+    pub fn dropped(&self) -> &LineStart {
+        &self.dropped
     }
 }
 

@@ -191,7 +191,8 @@ impl<T: Transport> Engine<T> {
                     if source.inbox.has_unfinished_line() {
                         self.pipeline.overlong_line();
                         warn!(
-                            "event source ended in the middle of a line; the partial line is dropped"
+                            "event source ended in the middle of a line; the partial line {} is dropped",
+                            source.inbox.unfinished_line()
                         );
                     }
                     self.close_source("closed by the source", now, net);
@@ -279,20 +280,28 @@ impl<T: Transport> Engine<T> {
             let (frame, result) = match line {
                 Line::Frame { start, end } => {
                     let frame = source.inbox.frame(start, end);
-                    (frame, self.pipeline.on_frame(frame, now, &mut fanout))
+                    (Some(frame), self.pipeline.on_frame(frame, now, &mut fanout))
                 }
                 Line::Overlong => {
                     self.pipeline.overlong_line();
-                    (&[][..], Err(protocol::ParseError::TooLong))
+                    (None, Err(protocol::ParseError::TooLong))
                 }
             };
             if let Err(reason) = result
                 && self.malformed_log.allow(now)
             {
-                warn!(
-                    "skipping malformed event line \"{}\": {reason}",
-                    frame.escape_ascii()
-                );
+                match frame {
+                    Some(frame) => warn!(
+                        "skipping malformed event line \"{}\": {reason}",
+                        frame.escape_ascii()
+                    ),
+                    // Dropped as it came: its first bytes were kept.
+                    None => warn!(
+                        "skipping malformed event line {}: {reason} (--max-line {})",
+                        source.inbox.dropped_line(),
+                        self.config.max_line
+                    ),
+                }
             }
         }
         source.inbox.compact();

@@ -6,6 +6,7 @@ use follower_maze::Config;
 use follower_maze::engine::memory::{Harness, Peer};
 use follower_maze::engine::{Ending, Port};
 
+use crate::logs;
 use crate::support::{config, ms, turn_seeing_only_the_event_port, with_clients, with_source};
 
 #[test]
@@ -112,6 +113,62 @@ fn bad_client_ids_close_only_that_client() {
     source.send(b"1|B\n");
     harness.settle();
     assert_eq!(good[0].take_received(), b"1|B\n");
+}
+
+#[test]
+fn a_client_closed_for_its_id_is_logged_with_its_peer_and_what_it_sent() {
+    let long_id = "1234567890".repeat(4); // over the 32-byte limit
+    let endless = "x".repeat(100); // over it too, and no newline
+    let (peers, lines) = logs::capture(|| {
+        let mut harness = Harness::new(config());
+        let long_id_line = format!("{long_id}\n");
+        let sent: [&[u8]; 7] = [
+            b"abc\r\n",
+            b"12 \n",
+            b"\x01\xff\"\n",
+            long_id_line.as_bytes(),
+            b"7",
+            b"",
+            endless.as_bytes(),
+        ];
+        let peers: Vec<Peer> = sent
+            .iter()
+            .map(|bytes| {
+                let peer = harness.connect(Port::Clients);
+                peer.send(bytes);
+                peer
+            })
+            .collect();
+        harness.settle();
+        harness.run_for(ms(2100), ms(100));
+        for peer in &peers {
+            assert_eq!(peer.ended(), Some(Ending::Close), "peer #{}", peer.number);
+        }
+        peers
+    });
+    let not_a_number = "bad id line: numeric field holds a non-digit; it sent ";
+    let late = "no id in time: none within 2s";
+    let expected = [
+        format!(r#"{not_a_number}"abc""#),
+        format!(r#"{not_a_number}"12 ""#),
+        format!(r#"{not_a_number}"\x01\xff\"""#),
+        format!(r#"bad id line: line longer than the limit; it sent "{long_id}""#),
+        format!(r#"{late}; it sent "7""#),
+        late.to_string(),
+        format!(r#"{late}; it sent "{}"#, &endless[..32]),
+    ];
+    for (peer, expected) in peers.iter().zip(&expected) {
+        let who = format!("closing a client without id (peer #{}): ", peer.number);
+        let line = logs::the_line(&lines, &[&who]);
+        assert!(
+            line.contains(expected.as_str()),
+            "{line:?} lacks {expected:?}"
+        );
+    }
+    assert!(
+        lines.iter().any(|line| line.ends_with(r#"xxxx"..."#)),
+        "{lines:?}"
+    );
 }
 
 #[test]

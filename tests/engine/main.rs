@@ -10,6 +10,7 @@ mod clients;
 mod cluster;
 mod cluster_props;
 mod limits;
+mod logs;
 mod probation;
 mod routing;
 mod sources;

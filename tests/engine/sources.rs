@@ -7,6 +7,7 @@ use follower_maze::engine::Port;
 use follower_maze::engine::memory::Harness;
 
 use crate::bad_lines::{bad_source_lines, between_good_lines};
+use crate::logs;
 use crate::support::{config, ms, private_messages, shuffled, with_clients, with_source};
 
 #[test]
@@ -63,6 +64,35 @@ fn an_overlong_source_line_is_dropped_and_the_next_one_routed() {
     harness.settle();
     assert_eq!(client.take_received(), b"1|P|1|2\n");
     assert_eq!(harness.engine.stats().malformed, 1);
+}
+
+#[test]
+fn an_overlong_source_line_is_logged_with_its_first_bytes() {
+    let ((), lines) = logs::capture(|| {
+        let mut harness = Harness::new(follower_maze::Config {
+            max_line: 64,
+            ..config()
+        });
+        let source = harness.connect(Port::Events);
+        harness.settle();
+        // Dropped before its newline arrives, in two reads...
+        source.send(format!("1|P|1|{}", "2".repeat(100)).as_bytes());
+        harness.settle();
+        source.send(b"222\n");
+        // ... and a whole one, dropped at its newline.
+        source.send(format!("2|S|{}\r\n", "7".repeat(70)).as_bytes());
+        // A line short enough to show whole, terminator and all.
+        source.send(b"3|B|\xff\n");
+        harness.settle();
+        assert_eq!(harness.engine.stats().malformed, 3);
+    });
+    let first = format!(r#""1|P|1|{}"..."#, "2".repeat(58));
+    let second = format!(r#""2|S|{}"..."#, "7".repeat(60));
+    for head in [first, second] {
+        let line = logs::the_line(&lines, &["skipping malformed event line", &head]);
+        assert!(line.contains("line longer than the limit"), "{line}");
+    }
+    logs::the_line(&lines, &[r#"skipping malformed event line "3|B|\xff\n": "#]);
 }
 
 #[test]

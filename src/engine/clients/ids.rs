@@ -11,7 +11,7 @@ use crate::engine::consumer::CloseReason;
 use crate::engine::inbox::{Inbox, interrupted, would_block};
 use crate::engine::outbox::Outbox;
 use crate::engine::pipeline::Pipeline;
-use crate::engine::protocol::{self, Line, UserId};
+use crate::engine::protocol::{self, Line, LineStart, UserId};
 use crate::engine::router::ConnKey;
 use crate::engine::transport::Transport;
 
@@ -71,11 +71,18 @@ impl<T: Transport> Clients<T> {
                     None
                 }
                 IdRead::Closed => Some((CloseReason::ClosedBeforeId, None)),
-                IdRead::Bad(why) => Some((CloseReason::BadId, Some(why))),
+                IdRead::Bad(why, sent) => Some((CloseReason::BadId, Some((why, sent)))),
             };
-            if let Some((reason, why)) = reason {
-                let why = why.as_ref().map(|why| why as &dyn std::fmt::Display);
-                self.endings.end(key, client, reason, why, now);
+            if let Some((reason, bad)) = reason {
+                match bad {
+                    Some((why, sent)) => {
+                        let detail = format_args!("{why}; it sent {sent}");
+                        self.endings.end(key, client, reason, Some(&detail), now);
+                    }
+                    None => {
+                        self.endings.end(key, client, reason, None, now);
+                    }
+                }
                 return;
             }
         }
@@ -113,8 +120,17 @@ impl<T: Transport> Clients<T> {
             let Some(client) = self.slab.get_mut(key) else {
                 continue;
             };
-            if client.serial == serial && matches!(client.state, ClientState::AwaitingId(_)) {
-                let within = format_args!("none within {:?}", self.id_timeout);
+            if client.serial == serial
+                && let ClientState::AwaitingId(inbox) = &client.state
+            {
+                // What it did send, if anything: the start of its id line.
+                let sent = inbox.unfinished_line();
+                let timeout = self.id_timeout;
+                let within = if sent.is_empty() {
+                    format_args!("none within {timeout:?}")
+                } else {
+                    format_args!("none within {timeout:?}; it sent {sent}")
+                };
                 let reason = CloseReason::NoIdInTime;
                 self.endings.end(key, client, reason, Some(&within), now);
             }
@@ -140,8 +156,8 @@ enum IdRead {
     Id(UserId),
     /// The peer closed (or failed) first.
     Closed,
-    /// Not a valid id line.
-    Bad(protocol::ParseError),
+    /// Not a valid id line, and its first bytes (without terminator).
+    Bad(protocol::ParseError, LineStart),
 }
 
 /// Reads from `stream` until a complete id line, the peer closing, an error
@@ -153,10 +169,13 @@ fn read_id(inbox: &mut Inbox, stream: &mut impl Read) -> IdRead {
                 let line = protocol::strip_terminator(inbox.frame(start, end));
                 return match protocol::parse_user_id(line) {
                     Ok(user) => IdRead::Id(user),
-                    Err(reason) => IdRead::Bad(reason),
+                    Err(reason) => IdRead::Bad(reason, LineStart::of(line, true)),
                 };
             }
-            Some(Line::Overlong) => return IdRead::Bad(protocol::ParseError::TooLong),
+            Some(Line::Overlong) => {
+                let sent = *inbox.dropped_line();
+                return IdRead::Bad(protocol::ParseError::TooLong, sent);
+            }
             None => inbox.compact(),
         }
         match inbox.read_from(stream, usize::MAX) {

@@ -263,3 +263,22 @@ fn a_line_exactly_at_the_limit_is_kept() {
     let lines = split_all(&mut splitter, buf);
     assert_eq!(lines, vec![Some(b"12|B\n".to_vec()), None]);
 }
+
+#[test]
+fn a_dropped_line_keeps_its_first_bytes_for_the_log() {
+    let mut splitter = LineSplitter::new(8);
+    // Terminated: the whole line without its terminator, if it fits.
+    let buf = b"123456789|B\r\n";
+    assert_eq!(split_all(&mut splitter, buf), vec![None]);
+    assert_eq!(splitter.dropped().as_bytes(), b"123456789|B");
+    assert_eq!(splitter.dropped().to_string(), r#""123456789|B""#);
+    // Unterminated: what had arrived, marked as going on.
+    let mut splitter = LineSplitter::new(8);
+    assert_eq!(splitter.next_line(b"\x00\"23456789"), None);
+    assert_eq!(splitter.dropped().to_string(), r#""\x00\"23456789"..."#);
+    // Long: the first LineStart::MAX bytes.
+    let mut splitter = LineSplitter::new(8);
+    let long = [b'7'; 100];
+    assert_eq!(splitter.next_line(&long), None);
+    assert_eq!(splitter.dropped().as_bytes(), &long[..LineStart::MAX]);
+}
