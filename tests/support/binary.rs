@@ -64,15 +64,19 @@ impl Binary {
             let _ = stdout.read_to_end(&mut bytes);
             bytes
         });
-        let event_addr = wait_for_addr(&log, "listening for the event source on");
-        let client_addr = wait_for_addr(&log, "listening for clients on");
-        Binary {
+        // Built before waiting, so a binary that never says it listens is
+        // killed when the wait panics.
+        let unknown = SocketAddr::from(([0, 0, 0, 0], 0));
+        let mut binary = Binary {
             child,
-            event_addr,
-            client_addr,
+            event_addr: unknown,
+            client_addr: unknown,
             log,
             stdout: Some(stdout),
-        }
+        };
+        binary.event_addr = wait_for_addr(&binary.log, "listening for the event source on");
+        binary.client_addr = wait_for_addr(&binary.log, "listening for clients on");
+        binary
     }
 
     /// Everything the process wrote to stdout; waits for it to exit (call
