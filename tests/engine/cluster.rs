@@ -5,7 +5,7 @@
 use std::time::Instant;
 
 use follower_maze::engine::Engine;
-use follower_maze::engine::batcher::{BATCH_LINES, Batcher};
+use follower_maze::engine::batcher::{BATCH_LINES, BATCH_QUIET, Batcher};
 use follower_maze::engine::memory::{Harness, MemoryNet, Peer};
 use follower_maze::engine::records::Record;
 use follower_maze::engine::{Port, protocol::Seq};
@@ -243,15 +243,20 @@ pub fn standalone_and_clustered(ids: &[u64], steps: &[Step]) -> (Vec<Vec<u8>>, V
     let (mut alone, mut alone_source, alone_clients) = with_clients(config(), ids);
     let (mut edge, edge_clients) = edge(ids);
     let (mut ingest, mut ingest_source) = ingest(0, 1, 64);
+    // Each step: the standalone engine and the ingest move on; what the
+    // ingest appended reaches the edge, which then moves on too, so the
+    // edge is never a step behind when the run ends.
     let mut advance = |ms: u64, alone: &mut Harness, ingest: &mut Harness| {
         for _ in 0..ms.div_ceil(10) {
-            for harness in [&mut *alone, &mut *ingest, &mut edge] {
+            for harness in [&mut *alone, &mut *ingest] {
                 harness.advance(ms_step());
                 harness.settle();
             }
             for record in drain_records(ingest) {
                 edge.engine.push_record(record);
             }
+            edge.advance(ms_step());
+            edge.settle();
         }
     };
     for step in steps {
@@ -277,6 +282,15 @@ pub fn standalone_and_clustered(ids: &[u64], steps: &[Step]) -> (Vec<Vec<u8>>, V
     }
     // Long enough for every hole to be skipped and every batch stored.
     advance(1500, &mut alone, &mut ingest);
+    // A batch the ingest filled in the last step closes after its quiet
+    // time (steps are 10 ms apart, so no hole's deadline falls inside it);
+    // then the edge routes it.
+    ingest.advance(BATCH_QUIET);
+    ingest.settle();
+    for record in drain_records(&mut ingest) {
+        edge.engine.push_record(record);
+    }
+    edge.settle();
     let received = |clients: &[Peer]| clients.iter().map(Peer::take_received).collect();
     (received(&alone_clients), received(&edge_clients))
 }
