@@ -116,6 +116,8 @@ fn help_lists_every_knob_with_its_variable() {
         "--max-queued-bytes",
         "--listen-backlog",
         "FOLLOWER_MAZE_LISTEN_BACKLOG",
+        "--metrics-addr",
+        "FOLLOWER_MAZE_METRICS_ADDR",
     ] {
         assert!(help.contains(needle), "--help lacks {needle}");
     }
