@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use common::{PATIENCE, connect_clients, connect_source, start, wait_for};
 use follower_maze::Config;
-use follower_maze::metrics::endpoint::MAX_CONNECTIONS;
+use follower_maze::metrics::endpoint::{DEADLINE, MAX_CONNECTIONS};
 
 /// A server with metrics on a free loopback port.
 fn server_with_metrics() -> (follower_maze::BackgroundServer, SocketAddr) {
@@ -180,4 +180,22 @@ fn connections_past_the_cap_are_closed_and_the_rest_still_served() {
     drop(idle);
     std::thread::sleep(Duration::from_millis(200));
     assert!(get(addr, "/metrics").0.starts_with("HTTP/1.1 200 OK"));
+}
+
+#[test]
+fn a_scraper_that_sends_nothing_is_cut_after_the_deadline() {
+    let (_server, addr) = server_with_metrics();
+    let mut silent = TcpStream::connect(addr).unwrap();
+    silent
+        .set_read_timeout(Some(DEADLINE + Duration::from_secs(3)))
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buffer = [0u8; 64];
+    let read = silent.read(&mut buffer);
+    assert!(
+        matches!(read, Ok(0)),
+        "closed, not left open: {read:?} after {:?}",
+        started.elapsed()
+    );
+    assert!(started.elapsed() >= DEADLINE - Duration::from_millis(100));
 }
