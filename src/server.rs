@@ -127,29 +127,33 @@ fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into()))
 }
 
-/// Binds a listener on `config.bind` and `port` (0 picks a free port). A
-/// failure names the listener `port` is for and the flag at fault.
-fn bind_listener(config: &Config, port: u16) -> io::Result<Listener> {
-    const EVENT_FLAG: &str = "--event-port / eventListenerPort";
-    const CLIENT_FLAG: &str = "--client-port / clientListenerPort";
-    let addr = SocketAddr::new(config.bind, port);
+/// Binds the listener for `port` on `config.bind` and its configured port
+/// number (0 picks a free port). A failure names the listener and the flag
+/// at fault.
+fn bind_listener(config: &Config, port: Port) -> io::Result<Listener> {
+    let (number, what, port_flag) = match port {
+        Port::Events => (
+            config.event_port,
+            "the event source",
+            "--event-port / eventListenerPort",
+        ),
+        Port::Clients => (
+            config.client_port,
+            "clients",
+            "--client-port / clientListenerPort",
+        ),
+    };
+    let addr = SocketAddr::new(config.bind, number);
     let socket = listen(addr, config.listen_backlog).map_err(|e| {
-        let (what, port_flag) = match (port == config.event_port, port == config.client_port) {
-            (true, false) => (" for the event source", format!(" ({EVENT_FLAG})")),
-            (false, true) => (" for clients", format!(" ({CLIENT_FLAG})")),
-            // One port for both: a cluster mode, which binds one of them.
-            (true, true) => ("", format!(" ({EVENT_FLAG} or {CLIENT_FLAG})")),
-            (false, false) => ("", String::new()),
-        };
         // Not an address of this machine: the port is not at fault.
         let flag = if e.kind() == io::ErrorKind::AddrNotAvailable {
-            " (--bind / FOLLOWER_MAZE_BIND)".to_string()
+            "--bind / FOLLOWER_MAZE_BIND"
         } else {
             port_flag
         };
         io::Error::new(
             e.kind(),
-            format!("cannot listen{what} on {addr}{flag}: {e}"),
+            format!("cannot listen for {what} on {addr} ({flag}): {e}"),
         )
     })?;
     let addr = socket.local_addr()?;
@@ -164,8 +168,8 @@ impl Server {
         config
             .validate()
             .map_err(|why| io::Error::new(io::ErrorKind::InvalidInput, why))?;
-        let event_listener = bind_listener(&config, config.event_port)?;
-        let client_listener = bind_listener(&config, config.client_port)?;
+        let event_listener = bind_listener(&config, Port::Events)?;
+        let client_listener = bind_listener(&config, Port::Clients)?;
         let engine = Engine::new(config, Instant::now());
         Server::with(engine, Some(event_listener), Some(client_listener))
     }
@@ -174,7 +178,7 @@ impl Server {
     /// [`Engine::new_ingest`]) batches the source's events into records for
     /// the shared log, which the caller takes with [`Server::take_record`].
     pub fn bind_ingest(config: Config, batcher: Batcher, next_seq: Seq) -> io::Result<Server> {
-        let event_listener = bind_listener(&config, config.event_port)?;
+        let event_listener = bind_listener(&config, Port::Events)?;
         let engine = Engine::new_ingest(config, Instant::now(), batcher, next_seq);
         Server::with(engine, Some(event_listener), None)
     }
@@ -235,7 +239,7 @@ impl Server {
     /// history. Call after [`Server::register`].
     pub fn open_client_port(&mut self) -> io::Result<SocketAddr> {
         let config = self.engine.config();
-        let mut listener = bind_listener(config, config.client_port)?;
+        let mut listener = bind_listener(config, Port::Clients)?;
         let registry = self
             .net
             .registry
