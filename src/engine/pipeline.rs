@@ -164,15 +164,14 @@ impl Pipeline {
     /// reason returned; nothing else is affected.
     pub fn on_ordered(&mut self, frame: &[u8], out: &mut impl Deliver) -> Result<(), ParseError> {
         let event = self.parse(frame)?;
-        route(
-            &mut self.router,
-            &mut self.counters,
-            event.seq,
-            event.kind,
-            frame,
-            out,
-        );
+        self.route_now(event, frame, out);
         Ok(())
+    }
+
+    /// Routes `event`, whose frame is `frame` (not held in the window).
+    fn route_now(&mut self, event: Event, frame: &[u8], out: &mut impl Deliver) {
+        let (router, counters) = (&mut self.router, &mut self.counters);
+        route(router, counters, event.seq, event.kind, frame, out);
     }
 
     /// Parses one source line (terminator included) and counts it: a valid
@@ -242,14 +241,7 @@ impl Pipeline {
     /// while `out` is full.
     fn accept(&mut self, event: Event, frame: &[u8], now: Instant, out: &mut impl Deliver) -> bool {
         if !out.is_full() && self.window.bypass(event.seq) {
-            route(
-                &mut self.router,
-                &mut self.counters,
-                event.seq,
-                event.kind,
-                frame,
-                out,
-            );
+            self.route_now(event, frame, out);
             self.progress(now);
             return true;
         }

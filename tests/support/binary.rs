@@ -133,16 +133,7 @@ impl Drop for Binary {
     /// Kills the process; when the test failed, its last log lines go to
     /// stderr first, to tell what the server was doing.
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let lines: Vec<String> = self.log.try_iter().collect();
-            let shown = &lines[lines.len().saturating_sub(30)..];
-            eprintln!("--- last log lines of the server ---");
-            for line in shown {
-                eprintln!("{line}");
-            }
-        }
+        kill_showing_log(&mut self.child, &self.log, "the server");
     }
 }
 
@@ -193,6 +184,20 @@ pub fn wait_for_line_within(
             Ok(line) if line.contains(needle) => return line,
             Ok(_) => continue,
             Err(err) => panic!("no log line with {needle:?} within {within:?}: {err}"),
+        }
+    }
+}
+
+/// Kills `child` and waits for it; when the test is failing, the last 30
+/// lines of its `log` go to stderr first, headed by `what` it was.
+pub fn kill_showing_log(child: &mut Child, log: &mpsc::Receiver<String>, what: &str) {
+    let _ = child.kill();
+    let _ = child.wait();
+    if std::thread::panicking() {
+        let lines: Vec<String> = log.try_iter().collect();
+        eprintln!("--- last log lines of {what} ---");
+        for line in &lines[lines.len().saturating_sub(30)..] {
+            eprintln!("{line}");
         }
     }
 }

@@ -9,7 +9,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::common::PATIENCE;
-use crate::support_binary::{forward_lines, last_addr, wait_for_line, wait_for_line_within};
+use crate::support_binary::{
+    forward_lines, kill_showing_log, last_addr, wait_for_line, wait_for_line_within,
+};
 
 /// How long a node may take to connect to the log and catch up with it.
 pub const STARTUP: Duration = Duration::from_secs(60);
@@ -104,15 +106,7 @@ impl Drop for Node {
     /// Kills the process; when the test failed, its last log lines go to
     /// stderr first, to tell what the node was doing.
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() {
-            let lines: Vec<String> = self.log.try_iter().collect();
-            let shown = &lines[lines.len().saturating_sub(30)..];
-            eprintln!("--- last log lines of the node on {} ---", self.addr);
-            for line in shown {
-                eprintln!("{line}");
-            }
-        }
+        let what = format!("the node on {}", self.addr);
+        kill_showing_log(&mut self.child, &self.log, &what);
     }
 }
