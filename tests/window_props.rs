@@ -36,8 +36,11 @@ fn drain(window: &mut ReorderWindow<()>, run: &mut Run) {
     }
 }
 
+/// A frame naming its seq and tag; some tags make it long, so both the
+/// window's inline cells and its pool of buffers are used.
 fn frame(seq: u64, tag: u8) -> Vec<u8> {
-    format!("{seq}|B|{tag}\n").into_bytes()
+    let padding = "-".repeat(usize::from(tag % 64));
+    format!("{seq}|B|{tag}{padding}\n").into_bytes()
 }
 
 /// 1..=n cut into contiguous batches of at most `max_batch`, each shuffled

@@ -5,7 +5,7 @@
 
 use std::io::{self, Read};
 
-use crate::engine::protocol::{Line, LineSplitter, LineStart};
+use crate::engine::protocol::{EventLine, Line, LineSplitter, LineStart};
 
 /// True for the error that means "no more right now".
 pub(crate) fn would_block(err: &io::Error) -> bool {
@@ -61,7 +61,15 @@ impl Inbox {
         self.splitter.next_line(&self.buf[..self.filled])
     }
 
-    /// The bytes of a frame returned by [`Inbox::next_line`].
+    /// The next complete line, parsed as an event, or `None` when more
+    /// bytes are needed (see [`LineSplitter::next_event`]).
+    #[inline]
+    pub fn next_event(&mut self) -> Option<EventLine> {
+        self.splitter.next_event(&self.buf[..self.filled])
+    }
+
+    /// The bytes of a frame returned by [`Inbox::next_line`] or
+    /// [`Inbox::next_event`].
     pub fn frame(&self, start: usize, end: usize) -> &[u8] {
         &self.buf[start..end]
     }

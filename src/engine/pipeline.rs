@@ -177,7 +177,11 @@ impl Pipeline {
     /// Parses one source line (terminator included) and counts it: a valid
     /// event or a malformed line.
     fn parse(&mut self, frame: &[u8]) -> Result<Event, ParseError> {
-        let parsed = protocol::parse_event(protocol::strip_terminator(frame));
+        self.count(protocol::parse_event(protocol::strip_terminator(frame)))
+    }
+
+    /// Counts one parsed source line: a valid event or a malformed line.
+    fn count(&mut self, parsed: Result<Event, ParseError>) -> Result<Event, ParseError> {
         match parsed {
             Ok(_) => self.counters.events_in += 1,
             Err(_) => self.counters.malformed += 1,
@@ -215,7 +219,22 @@ impl Pipeline {
         now: Instant,
         out: &mut impl Deliver,
     ) -> Result<(), ParseError> {
-        let event = self.parse(frame)?;
+        let parsed = protocol::parse_event(protocol::strip_terminator(frame));
+        self.on_parsed_frame(parsed, frame, now, out)
+    }
+
+    /// [`Pipeline::on_frame`] for a frame the caller has parsed already
+    /// (e.g. by [`Inbox::next_event`](crate::engine::inbox::Inbox::next_event),
+    /// which frames and parses in one pass): `parsed` must be what
+    /// [`protocol::parse_event`] makes of `frame` without its terminator.
+    pub fn on_parsed_frame(
+        &mut self,
+        parsed: Result<Event, ParseError>,
+        frame: &[u8],
+        now: Instant,
+        out: &mut impl Deliver,
+    ) -> Result<(), ParseError> {
+        let event = self.count(parsed)?;
         if self.probation == Probation::Off && self.backlog.is_empty() {
             if !self.accept(event, frame, now, out) {
                 self.backlog.push(event, frame);
@@ -246,7 +265,7 @@ impl Pipeline {
             return true;
         }
         let fits = |window: &ReorderWindow<EventKind>| {
-            !window.is_ready() || window.has_room_for(frame.len())
+            window.has_room_for(frame.len()) || !window.is_ready()
         };
         if event.seq >= self.window.next_seq() && !fits(&self.window) {
             // In-order frames fill the window's byte budget: they leave
@@ -275,7 +294,11 @@ impl Pipeline {
                     }
                 }
                 Push::Held => {
-                    self.release(now, out);
+                    // Only a frame that filled the next seq, or a floor
+                    // raised for the byte budget, releases anything.
+                    if self.window.is_ready() {
+                        self.release(now, out);
+                    }
                     break;
                 }
                 Push::Late => {

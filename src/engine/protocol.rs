@@ -9,6 +9,9 @@
 
 use std::fmt;
 
+mod scan;
+pub use scan::scan_event;
+
 /// A user id as it appears on the wire: an unsigned decimal integer.
 pub type UserId = u64;
 
@@ -233,6 +236,23 @@ pub enum Line {
     Overlong,
 }
 
+/// What [`LineSplitter::next_event`] found in the buffer: a line, parsed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventLine {
+    /// A complete frame, `start..end` of the buffer with its terminator,
+    /// and the event it holds or why it holds none.
+    Frame {
+        /// First byte of the frame.
+        start: usize,
+        /// One past its terminator.
+        end: usize,
+        /// What [`parse_event`] makes of it.
+        parsed: Result<Event, ParseError>,
+    },
+    /// A line over the limit was dropped up to and including its terminator.
+    Overlong,
+}
+
 /// The first bytes of a line, kept to name it in a log line (an overlong
 /// line dropped, a bad id): at most [`LineStart::MAX`] bytes, held inline,
 /// so keeping one never allocates. Displays as the escaped bytes in quotes,
@@ -368,6 +388,34 @@ impl LineSplitter {
                 None => return None,
             }
         }
+    }
+
+    /// The next complete line in `buf`, parsed as an event, or `None` when
+    /// more bytes are needed: [`LineSplitter::next_line`] and
+    /// [`parse_event`] in one pass over the bytes when the line is a plain
+    /// valid one ([`scan_event`]), the two in turn otherwise. Same contract
+    /// on `buf` as `next_line`; the two may be mixed.
+    #[inline]
+    pub fn next_event(&mut self, buf: &[u8]) -> Option<EventLine> {
+        if !self.discarding
+            && let Some((event, len)) = scan_event(&buf[self.cursor..], self.max_line)
+        {
+            let start = self.cursor;
+            self.cursor += len;
+            return Some(EventLine::Frame {
+                start,
+                end: self.cursor,
+                parsed: Ok(event),
+            });
+        }
+        Some(match self.next_line(buf)? {
+            Line::Frame { start, end } => EventLine::Frame {
+                start,
+                end,
+                parsed: parse_event(strip_terminator(&buf[start..end])),
+            },
+            Line::Overlong => EventLine::Overlong,
+        })
     }
 
     /// Bytes at the front of the buffer that no future line needs; the caller

@@ -9,7 +9,7 @@ use log::{debug, info, warn};
 use super::Engine;
 use super::delivery::Fanout;
 use super::inbox::{Inbox, interrupted, would_block};
-use super::protocol::{self, Line};
+use super::protocol::{self, EventLine};
 use super::transport::{ConnId, Ending, Port, Transport};
 
 /// Size of the event source's read buffer: large reads mean few syscalls.
@@ -274,15 +274,18 @@ impl<T: Transport> Engine<T> {
                     break;
                 }
             }
-            let Some(line) = source.inbox.next_line() else {
+            let Some(line) = source.inbox.next_event() else {
                 break;
             };
             let (frame, result) = match line {
-                Line::Frame { start, end } => {
+                EventLine::Frame { start, end, parsed } => {
                     let frame = source.inbox.frame(start, end);
-                    (Some(frame), self.pipeline.on_frame(frame, now, &mut fanout))
+                    let routed = self
+                        .pipeline
+                        .on_parsed_frame(parsed, frame, now, &mut fanout);
+                    (Some(frame), routed)
                 }
-                Line::Overlong => {
+                EventLine::Overlong => {
                     self.pipeline.overlong_line();
                     (None, Err(protocol::ParseError::TooLong))
                 }

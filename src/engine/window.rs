@@ -1,10 +1,15 @@
 //! The hole-tolerant reorder window: frames go in by sequence number in any
 //! order and come out strictly in order.
 //!
-//! Storage is a ring of `capacity` slot indices (4 bytes each) over a pool of
-//! frame buffers. A released buffer goes back to the pool with its capacity,
-//! so once the pool has grown to the largest number of frames held at once,
-//! holding and releasing a frame allocates nothing.
+//! Storage is a ring of `capacity` slot indices (4 bytes each). A seq near
+//! the next one (within [`NEAR_SEQS`]) whose frame is short (at most
+//! [`INLINE_BYTES`], as event lines almost always are) is held in a cell of
+//! a second, small ring, found by the seq alone: holding and releasing it
+//! is one fixed-size copy in and one read out. Any other frame goes to a
+//! pool of frame buffers, its slot naming the buffer. A released buffer goes
+//! back to the pool with its capacity, so once the pool has grown to the
+//! largest number of such frames held at once, holding and releasing a
+//! frame allocates nothing either way.
 //!
 //! The window never waits forever. A *release floor* says "every seq below
 //! this is given up on": [`ReorderWindow::pop`] skips missing seqs below it
@@ -17,6 +22,30 @@ use crate::engine::protocol::Seq;
 
 /// Marks an empty ring slot.
 const EMPTY: u32 = u32::MAX;
+
+/// Marks a ring slot whose frame is in its near cell.
+const NEAR: u32 = u32::MAX - 1;
+
+/// Seqs from the next one on that may be held in near cells: the span a
+/// shuffled source keeps out of order (batches of up to 100 in the default
+/// run, and in the original test client), with room to spare. A cell is 64
+/// bytes with the usual metadata, so the near ring is 256 KiB.
+const NEAR_SEQS: usize = 4096;
+
+/// Longest frame held in a near cell: an event line with ten-digit seq and
+/// ids (`1234567890|P|1234567890|1234567890\r\n` is 36 bytes) fits.
+const INLINE_BYTES: usize = 38;
+
+/// A near cell: one short frame and its metadata, stored inline.
+#[derive(Debug, Clone, Copy)]
+struct Cell<M> {
+    /// The frame's metadata; `None` only before the cell is first used.
+    meta: Option<M>,
+    /// The frame's length.
+    len: u8,
+    /// The frame, at `bytes[..len]`.
+    bytes: [u8; INLINE_BYTES],
+}
 
 /// Largest ring the window accepts: slot indices must stay below the
 /// empty-slot marker, `u32::MAX`.
@@ -59,6 +88,11 @@ pub struct ReorderWindow<M> {
     slots: Box<[u32]>,
     /// `capacity - 1`; the capacity is a power of two so a mask finds a slot.
     mask: u64,
+    /// `near[seq & near_mask]` holds `seq` when its slot says [`NEAR`].
+    near: Box<[Cell<M>]>,
+    /// `near.len() - 1`; the near ring is a power of two no larger than
+    /// half the capacity (or 1).
+    near_mask: u64,
     /// Frame buffers with their metadata, reused; indices are stable while
     /// held.
     pool: Vec<(M, Vec<u8>)>,
@@ -81,11 +115,21 @@ impl<M: Copy> ReorderWindow<M> {
     /// holding at most `max_bytes` of frames, starting at seq 1.
     pub fn new(capacity: usize, max_bytes: usize) -> Self {
         let capacity = capacity.clamp(1, MAX_CAPACITY).next_power_of_two();
+        // Half the ring at most: a small window (in tests) keeps both kinds
+        // of storage in use.
+        let near_seqs = (capacity / 2).clamp(1, NEAR_SEQS);
+        let unused = Cell {
+            meta: None,
+            len: 0,
+            bytes: [0; INLINE_BYTES],
+        };
         ReorderWindow {
             next: 1,
             floor: 1,
             slots: vec![EMPTY; capacity].into_boxed_slice(),
             mask: capacity as u64 - 1,
+            near: vec![unused; near_seqs].into_boxed_slice(),
+            near_mask: near_seqs as u64 - 1,
             pool: Vec::new(),
             free: Vec::new(),
             held: 0,
@@ -157,7 +201,9 @@ impl<M: Copy> ReorderWindow<M> {
     /// the counters are kept.
     pub fn start_at(&mut self, next: Seq) {
         for slot in self.slots.iter_mut().filter(|slot| **slot != EMPTY) {
-            self.free.push(*slot);
+            if *slot != NEAR {
+                self.free.push(*slot);
+            }
             *slot = EMPTY;
         }
         self.counters.skipped += self.held as u64;
@@ -212,6 +258,17 @@ impl<M: Copy> ReorderWindow<M> {
             let lowest_held = self.lowest_held();
             self.raise_floor(seq.min(lowest_held));
         }
+        self.held += 1;
+        self.held_bytes += frame.len();
+        self.highest = self.highest.max(seq);
+        if seq - self.next <= self.near_mask && frame.len() <= INLINE_BYTES {
+            let cell = &mut self.near[(seq & self.near_mask) as usize];
+            cell.meta = Some(meta);
+            cell.len = frame.len() as u8;
+            cell.bytes[..frame.len()].copy_from_slice(frame);
+            self.slots[slot] = NEAR;
+            return Push::Held;
+        }
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
@@ -229,9 +286,6 @@ impl<M: Copy> ReorderWindow<M> {
         buffer.clear();
         buffer.extend_from_slice(frame);
         self.slots[slot] = index;
-        self.held += 1;
-        self.held_bytes += frame.len();
-        self.highest = self.highest.max(seq);
         Push::Held
     }
 
@@ -243,13 +297,20 @@ impl<M: Copy> ReorderWindow<M> {
             let index = self.slots[slot];
             if index != EMPTY {
                 self.slots[slot] = EMPTY;
-                self.free.push(index);
                 self.held -= 1;
                 let seq = self.next;
                 self.next += 1;
-                let (meta, frame) = &self.pool[index as usize];
+                let (meta, frame) = if index == NEAR {
+                    let cell = &self.near[(seq & self.near_mask) as usize];
+                    let meta = cell.meta.expect("a cell marked held holds a frame");
+                    (meta, &cell.bytes[..usize::from(cell.len)])
+                } else {
+                    self.free.push(index);
+                    let (meta, frame) = &self.pool[index as usize];
+                    (*meta, &frame[..])
+                };
                 self.held_bytes -= frame.len();
-                return Some((seq, *meta, frame));
+                return Some((seq, meta, frame));
             }
             if self.next >= self.floor {
                 return None;

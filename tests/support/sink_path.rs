@@ -1,6 +1,7 @@
 //! The server's source path without sockets, shared by `tests/alloc.rs` and
-//! `benches/route.rs`: server-sized reads into an [`Inbox`], every frame
-//! through [`Pipeline::on_frame`], deliveries into one [`Outbox`] per
+//! `benches/route.rs`: server-sized reads into an [`Inbox`], every line
+//! framed and parsed in one pass ([`Inbox::next_event`]) and handed to
+//! [`Pipeline::on_parsed_frame`], as the server does, deliveries into one [`Outbox`] per
 //! connection and broadcasts into one [`BroadcastLog`], and at the end of
 //! each 8 MiB turn the outboxes written out (to `io::sink`, so the copy to
 //! a socket is left out) and shrunk, and the log released, by the server's
@@ -12,7 +13,7 @@ use std::time::Instant;
 use follower_maze::engine::inbox::Inbox;
 use follower_maze::engine::outbox::{BroadcastLog, Outbox};
 use follower_maze::engine::pipeline::{Deliver, Pipeline};
-use follower_maze::engine::protocol::Line;
+use follower_maze::engine::protocol::EventLine;
 use follower_maze::engine::router::ConnKey;
 
 /// The server's source inbox and read size.
@@ -111,11 +112,11 @@ pub fn route_in_turns(
         let read = inbox.read_from(&mut bytes, INBOX_BYTES);
         assert!(matches!(read, Ok(n) if n > 0));
         turn += read.unwrap_or(0);
-        while let Some(line) = inbox.next_line() {
-            let Line::Frame { start, end } = line else {
+        while let Some(line) = inbox.next_event() {
+            let EventLine::Frame { start, end, parsed } = line else {
                 panic!("the stream holds no overlong line");
             };
-            let routed = pipeline.on_frame(inbox.frame(start, end), now, out);
+            let routed = pipeline.on_parsed_frame(parsed, inbox.frame(start, end), now, out);
             assert!(routed.is_ok(), "the stream holds valid lines");
         }
         inbox.compact();

@@ -161,12 +161,17 @@ fn at_the_byte_budget_the_frame_filling_the_hole_is_kept() {
     assert_eq!(window.counters().late, 0);
 }
 
+/// A frame too long for a near cell.
+fn long_line(seq: Seq) -> String {
+    format!("{seq}|B|{}\n", "-".repeat(INLINE_BYTES))
+}
+
 #[test]
 fn a_buffer_that_held_a_huge_frame_gives_its_memory_back() {
     let mut window = Window::new(64, 1 << 20);
     push_and_drain(&mut window, 2, &"x".repeat(100_000));
-    push_and_drain(&mut window, 1, "1|B\n");
-    push_and_drain(&mut window, 4, "4|B\n");
+    push_and_drain(&mut window, 1, &long_line(1));
+    push_and_drain(&mut window, 4, &long_line(4));
     assert!(
         window
             .pool
@@ -206,9 +211,40 @@ fn buffers_are_reused_once_the_pool_has_grown() {
     for batch in 0..50u64 {
         let base = batch * 10 + 1;
         for seq in (base..base + 10).rev() {
-            push_and_drain(&mut window, seq, &line(seq));
+            push_and_drain(&mut window, seq, &long_line(seq));
         }
     }
     assert_eq!(window.next_seq(), 501);
     assert_eq!(window.pool.len(), 10, "pool grows only to the most held");
+}
+
+#[test]
+fn short_frames_near_the_next_seq_need_no_buffer() {
+    let mut window = Window::new(1024, 1 << 20);
+    let mut released = Vec::new();
+    for batch in 0..50u64 {
+        let base = batch * 10 + 1;
+        for seq in (base..base + 10).rev() {
+            released.extend(push_and_drain(&mut window, seq, &line(seq)));
+        }
+    }
+    let expected: Vec<(Seq, String)> = (1..=500).map(|seq| (seq, line(seq))).collect();
+    assert_eq!(released, expected);
+    assert!(window.pool.is_empty(), "held in near cells");
+}
+
+#[test]
+fn a_short_frame_far_ahead_is_held_in_a_buffer_and_kept_apart_from_near_ones() {
+    // Near cells cover seqs 1..=512 at first; 700 shares a cell index with
+    // 188 (700 - 512) but not a cell: it is in the pool.
+    let mut window = Window::new(1024, 1 << 20);
+    assert!(push_and_drain(&mut window, 700, &line(700)).is_empty());
+    assert_eq!(window.pool.len(), 1);
+    let mut released = Vec::new();
+    for seq in (1..=699).rev() {
+        released.extend(push_and_drain(&mut window, seq, &line(seq)));
+    }
+    let expected: Vec<(Seq, String)> = (1..=700).map(|seq| (seq, line(seq))).collect();
+    assert_eq!(released, expected);
+    assert_eq!(window.held_bytes(), 0);
 }
