@@ -17,8 +17,9 @@
 //! in a teardown function. Neither is counted.
 //!
 //! - `parse`: the stream through an [`Inbox`] of the server's size in reads
-//!   of at most 1 MiB and every frame through [`parse_event`], as
-//!   `benches/parse.rs` does.
+//!   of at most 1 MiB, every line framed and parsed in one pass
+//!   ([`Inbox::next_event`]), as the server and `benches/parse.rs`'s
+//!   `frame+parse` do.
 //! - `window`: the stream's frames, in the order it sends them (batches of
 //!   random size up to 100, where `benches/window.rs` shuffles runs of
 //!   exactly 100), through a [`ReorderWindow`] of the server's default size
@@ -50,7 +51,7 @@ use std::time::{Duration, Instant};
 
 use follower_maze::engine::inbox::Inbox;
 use follower_maze::engine::pipeline::Pipeline;
-use follower_maze::engine::protocol::{EventKind, Line, Seq, parse_event, strip_terminator};
+use follower_maze::engine::protocol::{EventKind, EventLine, Seq, parse_event, strip_terminator};
 use follower_maze::engine::window::{Push, ReorderWindow};
 use follower_maze_sim::plan::Plan;
 use follower_maze_sim::{CountingSink, Generator, GeneratorConfig, SimConfig};
@@ -113,10 +114,10 @@ struct ParseOutput {
 fn frame_and_parse(inbox: &mut Inbox, mut bytes: &[u8]) -> (u64, u64) {
     let (mut frames, mut parsed) = (0u64, 0u64);
     loop {
-        while let Some(line) = inbox.next_line() {
-            if let Line::Frame { start, end } = line {
+        while let Some(line) = inbox.next_event() {
+            if let EventLine::Frame { parsed: event, .. } = line {
                 frames += 1;
-                if let Ok(event) = parse_event(strip_terminator(inbox.frame(start, end))) {
+                if let Ok(event) = event {
                     black_box(event);
                     parsed += 1;
                 }

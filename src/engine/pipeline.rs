@@ -259,7 +259,9 @@ impl Pipeline {
     /// it is too far ahead, and the frames that must leave first cannot
     /// while `out` is full.
     fn accept(&mut self, event: Event, frame: &[u8], now: Instant, out: &mut impl Deliver) -> bool {
-        if !out.is_full() && self.window.bypass(event.seq) {
+        // The window's check first: most events of a shuffled source are
+        // not the next one, and asking `out` costs more.
+        if self.window.can_bypass(event.seq) && !out.is_full() && self.window.bypass(event.seq) {
             self.route_now(event, frame, out);
             self.progress(now);
             return true;
@@ -298,8 +300,13 @@ impl Pipeline {
                     // raised for the byte budget, releases anything.
                     if self.window.is_ready() {
                         self.release(now, out);
+                        break;
                     }
-                    break;
+                    // Held behind a hole: the timer runs (what
+                    // `settle_hole_timer` would find, without asking the
+                    // window again).
+                    self.waiting_since.get_or_insert(now);
+                    return true;
                 }
                 Push::Late => {
                     if self.drop_log.allow(now) {

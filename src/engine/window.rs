@@ -214,10 +214,16 @@ impl<M: Copy> ReorderWindow<M> {
         self.highest = 0;
     }
 
+    /// True when [`ReorderWindow::bypass`] would take `seq`.
+    #[inline]
+    pub fn can_bypass(&self, seq: Seq) -> bool {
+        seq == self.next && self.held == 0
+    }
+
     /// Takes `seq` straight through when it is the next one and nothing is
     /// held: the common in-order case needs no copy into the window.
     pub fn bypass(&mut self, seq: Seq) -> bool {
-        let next_and_empty = seq == self.next && self.held == 0;
+        let next_and_empty = self.can_bypass(seq);
         if next_and_empty {
             self.next += 1;
             self.floor = self.floor.max(self.next);
@@ -291,7 +297,28 @@ impl<M: Copy> ReorderWindow<M> {
 
     /// The next frame in sequence order, if it is here (or the seqs before it
     /// are below the floor and skipped).
+    #[inline(always)]
     pub fn pop(&mut self) -> Option<(Seq, M, &[u8])> {
+        // The usual case, kept small enough to inline: the next seq is here,
+        // in its near cell.
+        let slot = (self.next & self.mask) as usize;
+        if self.slots[slot] == NEAR {
+            self.slots[slot] = EMPTY;
+            self.held -= 1;
+            let seq = self.next;
+            self.next += 1;
+            let cell = &self.near[(seq & self.near_mask) as usize];
+            let meta = cell.meta.expect("a cell marked held holds a frame");
+            self.held_bytes -= usize::from(cell.len);
+            return Some((seq, meta, &cell.bytes[..usize::from(cell.len)]));
+        }
+        self.pop_slowly()
+    }
+
+    /// [`ReorderWindow::pop`] when the next seq is not in a near cell: in a
+    /// buffer, missing below the floor, or missing.
+    #[inline(never)]
+    fn pop_slowly(&mut self) -> Option<(Seq, M, &[u8])> {
         loop {
             let slot = (self.next & self.mask) as usize;
             let index = self.slots[slot];
