@@ -258,9 +258,37 @@ impl Pipeline {
     /// whatever that releases. Returns false if it could not be stored yet:
     /// it is too far ahead, and the frames that must leave first cannot
     /// while `out` is full.
+    ///
+    /// Inlined for the usual case of a shuffled source: the event is not
+    /// the next one, there is room, and it is held behind a hole. Everything
+    /// else is [`Pipeline::accept_slowly`] and [`Pipeline::settle_push`].
+    #[inline(always)]
     fn accept(&mut self, event: Event, frame: &[u8], now: Instant, out: &mut impl Deliver) -> bool {
-        // The window's check first: most events of a shuffled source are
-        // not the next one, and asking `out` costs more.
+        if !self.window.can_bypass(event.seq) && self.window.has_room_for(frame.len()) {
+            let pushed = self.window.push(event.seq, event.kind, frame);
+            if pushed == Push::Held && !self.window.is_ready() {
+                // Held behind a hole: the timer runs (what
+                // `settle_hole_timer` would find, without asking the window
+                // again).
+                self.waiting_since.get_or_insert(now);
+                return true;
+            }
+            return self.settle_push(pushed, event, frame, now, out);
+        }
+        self.accept_slowly(event, frame, now, out)
+    }
+
+    /// [`Pipeline::accept`] for the next event, or one that would pass the
+    /// window's byte budget.
+    #[inline(never)]
+    fn accept_slowly(
+        &mut self,
+        event: Event,
+        frame: &[u8],
+        now: Instant,
+        out: &mut impl Deliver,
+    ) -> bool {
+        // The window's check first: asking `out` costs more.
         if self.window.can_bypass(event.seq) && !out.is_full() && self.window.bypass(event.seq) {
             self.route_now(event, frame, out);
             self.progress(now);
@@ -278,8 +306,25 @@ impl Pipeline {
                 return false;
             }
         }
+        let pushed = self.window.push(event.seq, event.kind, frame);
+        self.settle_push(pushed, event, frame, now, out)
+    }
+
+    /// Acts on what pushing `event` into the window did: releases what it
+    /// made ready, makes room for it and pushes it again, or logs it as
+    /// dropped; then settles the hole timer. Returns what
+    /// [`Pipeline::accept`] returns.
+    #[inline(never)]
+    fn settle_push(
+        &mut self,
+        mut pushed: Push,
+        event: Event,
+        frame: &[u8],
+        now: Instant,
+        out: &mut impl Deliver,
+    ) -> bool {
         loop {
-            match self.window.push(event.seq, event.kind, frame) {
+            match pushed {
                 Push::NeedsRoom => {
                     let skipped_before = self.window.counters().skipped;
                     let next = self.window.next_seq();
@@ -294,19 +339,15 @@ impl Pipeline {
                     if self.window.is_ready() {
                         return false; // `out` is full; try again later.
                     }
+                    pushed = self.window.push(event.seq, event.kind, frame);
                 }
                 Push::Held => {
                     // Only a frame that filled the next seq, or a floor
                     // raised for the byte budget, releases anything.
                     if self.window.is_ready() {
                         self.release(now, out);
-                        break;
                     }
-                    // Held behind a hole: the timer runs (what
-                    // `settle_hole_timer` would find, without asking the
-                    // window again).
-                    self.waiting_since.get_or_insert(now);
-                    return true;
+                    break;
                 }
                 Push::Late => {
                     if self.drop_log.allow(now) {

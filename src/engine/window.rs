@@ -240,7 +240,24 @@ impl<M: Copy> ReorderWindow<M> {
     /// Stores `frame` (the exact bytes to forward) and `meta` (what the
     /// caller needs to act on it, e.g. the parsed event) under `seq`, which
     /// must be below `u64::MAX` (the parser refuses that one).
+    #[inline(always)]
     pub fn push(&mut self, seq: Seq, meta: M, frame: &[u8]) -> Push {
+        // The usual case, kept small enough to inline: a short frame near
+        // the next seq (so neither late nor too far), not held yet, within
+        // the byte budget.
+        let slot = (seq & self.mask) as usize;
+        let near = seq.wrapping_sub(self.next) <= self.near_mask && frame.len() <= INLINE_BYTES;
+        if near && self.slots[slot] == EMPTY && self.has_room_for(frame.len()) {
+            self.hold_near(seq, meta, frame);
+            self.slots[slot] = NEAR;
+            return Push::Held;
+        }
+        self.push_slowly(seq, meta, frame)
+    }
+
+    /// [`ReorderWindow::push`] in every case.
+    #[inline(never)]
+    fn push_slowly(&mut self, seq: Seq, meta: M, frame: &[u8]) -> Push {
         if seq < self.next {
             self.counters.late += 1;
             return Push::Late;
@@ -264,17 +281,14 @@ impl<M: Copy> ReorderWindow<M> {
             let lowest_held = self.lowest_held();
             self.raise_floor(seq.min(lowest_held));
         }
-        self.held += 1;
-        self.held_bytes += frame.len();
-        self.highest = self.highest.max(seq);
         if seq - self.next <= self.near_mask && frame.len() <= INLINE_BYTES {
-            let cell = &mut self.near[(seq & self.near_mask) as usize];
-            cell.meta = Some(meta);
-            cell.len = frame.len() as u8;
-            cell.bytes[..frame.len()].copy_from_slice(frame);
+            self.hold_near(seq, meta, frame);
             self.slots[slot] = NEAR;
             return Push::Held;
         }
+        self.held += 1;
+        self.held_bytes += frame.len();
+        self.highest = self.highest.max(seq);
         let index = match self.free.pop() {
             Some(index) => index,
             None => {
@@ -293,6 +307,20 @@ impl<M: Copy> ReorderWindow<M> {
         buffer.extend_from_slice(frame);
         self.slots[slot] = index;
         Push::Held
+    }
+
+    /// Holds `frame` (at most [`INLINE_BYTES`]) of `seq` (within
+    /// [`NEAR_SEQS`] of the next) in its near cell and counts it; the caller
+    /// marks its slot [`NEAR`].
+    #[inline(always)]
+    fn hold_near(&mut self, seq: Seq, meta: M, frame: &[u8]) {
+        self.held += 1;
+        self.held_bytes += frame.len();
+        self.highest = self.highest.max(seq);
+        let cell = &mut self.near[(seq & self.near_mask) as usize];
+        cell.meta = Some(meta);
+        cell.len = frame.len() as u8;
+        cell.bytes[..frame.len()].copy_from_slice(frame);
     }
 
     /// The next frame in sequence order, if it is here (or the seqs before it
