@@ -16,6 +16,50 @@ pub type ConnKey = usize;
 /// Connections that claimed one user id; almost always exactly one.
 type Claimants = SmallVec<[ConnKey; 1]>;
 
+/// Buckets of [`ClaimFilter`]: 16 KiB of counts, small enough to stay in
+/// the first-level cache beside the hot path's other data.
+const CLAIM_BUCKETS: usize = 4096;
+
+/// Counts of claimed ids by bucket, so that a lookup of an id nobody
+/// claimed (most recipients of Follow, Private and Status events: users
+/// who are not connected) costs one load instead of a hash-map probe.
+/// A bucket shared with a claimed id only means the map is asked.
+#[derive(Debug)]
+struct ClaimFilter {
+    /// Claims of ids in each bucket.
+    counts: Box<[u32]>,
+}
+
+impl Default for ClaimFilter {
+    fn default() -> Self {
+        ClaimFilter {
+            counts: vec![0; CLAIM_BUCKETS].into_boxed_slice(),
+        }
+    }
+}
+
+impl ClaimFilter {
+    /// The bucket of `user`: the top bits of a multiplicative hash.
+    fn bucket(user: UserId) -> usize {
+        const SHIFT: u32 = 64 - CLAIM_BUCKETS.trailing_zeros();
+        (user.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> SHIFT) as usize
+    }
+
+    /// False only when nobody claims `user`.
+    #[inline]
+    fn may_be_claimed(&self, user: UserId) -> bool {
+        self.counts[Self::bucket(user)] > 0
+    }
+
+    fn add(&mut self, user: UserId) {
+        self.counts[Self::bucket(user)] += 1;
+    }
+
+    fn remove(&mut self, user: UserId) {
+        self.counts[Self::bucket(user)] -= 1;
+    }
+}
+
 /// Applies events to the follower graph and finds their recipients.
 #[derive(Debug, Default)]
 pub struct Router {
@@ -23,6 +67,8 @@ pub struct Router {
     graph: FollowerGraph,
     /// Every registered connection, by the user id it claimed.
     directory: IdMap<Claimants>,
+    /// Which ids may be in `directory`, answered without a probe.
+    claimed: ClaimFilter,
     /// Registered connections, over all ids.
     connections: usize,
 }
@@ -37,6 +83,7 @@ impl Router {
     /// connections may claim one id, and each is notified.
     pub fn register(&mut self, user: UserId, conn: ConnKey) {
         self.directory.entry(user).or_default().push(conn);
+        self.claimed.add(user);
         self.connections += 1;
     }
 
@@ -44,6 +91,7 @@ impl Router {
     /// untouched: follows outlive connections.
     pub fn unregister(&mut self, user: UserId, conn: ConnKey) {
         if remove_from_set(&mut self.directory, user, &conn) {
+            self.claimed.remove(user);
             self.connections -= 1;
         }
     }
@@ -74,17 +122,17 @@ impl Router {
         match event {
             EventKind::Follow { from, to } => {
                 self.graph.follow(from, to);
-                notify(&self.directory, to, &mut deliver)
+                self.notify(to, &mut deliver)
             }
             EventKind::Unfollow { from, to } => {
                 self.graph.unfollow(from, to);
                 0
             }
-            EventKind::Private { to, .. } => notify(&self.directory, to, &mut deliver),
+            EventKind::Private { to, .. } => self.notify(to, &mut deliver),
             EventKind::Status { from } => self
                 .graph
                 .followers(from)
-                .map(|follower| notify(&self.directory, follower, &mut deliver))
+                .map(|follower| self.notify(follower, &mut deliver))
                 .sum(),
             EventKind::Broadcast => {
                 self.connection_keys().for_each(deliver);
@@ -92,17 +140,22 @@ impl Router {
             }
         }
     }
-}
 
-/// Calls `deliver` for each connection that claimed `user`; returns how many.
-fn notify(directory: &IdMap<Claimants>, user: UserId, deliver: &mut impl FnMut(ConnKey)) -> u64 {
-    let Some(claimants) = directory.get(&user) else {
-        return 0;
-    };
-    for &conn in claimants {
-        deliver(conn);
+    /// Calls `deliver` for each connection that claimed `user`; returns
+    /// how many.
+    #[inline]
+    fn notify(&self, user: UserId, deliver: &mut impl FnMut(ConnKey)) -> u64 {
+        if !self.claimed.may_be_claimed(user) {
+            return 0;
+        }
+        let Some(claimants) = self.directory.get(&user) else {
+            return 0;
+        };
+        for &conn in claimants {
+            deliver(conn);
+        }
+        claimants.len() as u64
     }
-    claimants.len() as u64
 }
 
 #[cfg(test)]
@@ -174,6 +227,56 @@ mod tests {
             Vec::<usize>::new()
         );
         assert_eq!(r.connections(), 2);
+    }
+
+    #[test]
+    fn ids_sharing_a_filter_bucket_are_told_apart() {
+        let first = 7;
+        let second = (first + 1..)
+            .find(|&id| ClaimFilter::bucket(id) == ClaimFilter::bucket(first))
+            .expect("4096 buckets: another id shares one soon");
+        let mut r = Router::new();
+        r.register(first, 1);
+        r.register(second, 2);
+        assert_eq!(
+            recipients(
+                &mut r,
+                Private {
+                    from: 0,
+                    to: second
+                }
+            ),
+            vec![2]
+        );
+        r.unregister(first, 1);
+        r.unregister(first, 1);
+        assert_eq!(
+            recipients(
+                &mut r,
+                Private {
+                    from: 0,
+                    to: second
+                }
+            ),
+            vec![2]
+        );
+        assert_eq!(
+            recipients(&mut r, Private { from: 0, to: first }),
+            Vec::<usize>::new()
+        );
+        r.unregister(second, 2);
+        assert_eq!(
+            recipients(
+                &mut r,
+                Private {
+                    from: 0,
+                    to: second
+                }
+            ),
+            Vec::<usize>::new()
+        );
+        r.register(first, 3);
+        assert_eq!(recipients(&mut r, Private { from: 0, to: first }), vec![3]);
     }
 
     #[test]
