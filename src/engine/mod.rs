@@ -50,6 +50,7 @@ pub(crate) mod consumer;
 mod delivery;
 pub mod feed;
 mod graph;
+mod id_filter;
 pub mod inbox;
 pub mod memory;
 pub mod outbox;

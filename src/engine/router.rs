@@ -8,6 +8,7 @@
 use smallvec::SmallVec;
 
 use crate::engine::graph::{FollowerGraph, IdMap, remove_from_set};
+use crate::engine::id_filter::IdFilter;
 use crate::engine::protocol::{EventKind, UserId};
 
 /// Identifies one connection to the router: the server's slab key.
@@ -16,50 +17,6 @@ pub type ConnKey = usize;
 /// Connections that claimed one user id; almost always exactly one.
 type Claimants = SmallVec<[ConnKey; 1]>;
 
-/// Buckets of [`ClaimFilter`]: 16 KiB of counts, small enough to stay in
-/// the first-level cache beside the hot path's other data.
-const CLAIM_BUCKETS: usize = 4096;
-
-/// Counts of claimed ids by bucket, so that a lookup of an id nobody
-/// claimed (most recipients of Follow, Private and Status events: users
-/// who are not connected) costs one load instead of a hash-map probe.
-/// A bucket shared with a claimed id only means the map is asked.
-#[derive(Debug)]
-struct ClaimFilter {
-    /// Claims of ids in each bucket.
-    counts: Box<[u32]>,
-}
-
-impl Default for ClaimFilter {
-    fn default() -> Self {
-        ClaimFilter {
-            counts: vec![0; CLAIM_BUCKETS].into_boxed_slice(),
-        }
-    }
-}
-
-impl ClaimFilter {
-    /// The bucket of `user`: the top bits of a multiplicative hash.
-    fn bucket(user: UserId) -> usize {
-        const SHIFT: u32 = 64 - CLAIM_BUCKETS.trailing_zeros();
-        (user.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> SHIFT) as usize
-    }
-
-    /// False only when nobody claims `user`.
-    #[inline]
-    fn may_be_claimed(&self, user: UserId) -> bool {
-        self.counts[Self::bucket(user)] > 0
-    }
-
-    fn add(&mut self, user: UserId) {
-        self.counts[Self::bucket(user)] += 1;
-    }
-
-    fn remove(&mut self, user: UserId) {
-        self.counts[Self::bucket(user)] -= 1;
-    }
-}
-
 /// Applies events to the follower graph and finds their recipients.
 #[derive(Debug, Default)]
 pub struct Router {
@@ -67,8 +24,9 @@ pub struct Router {
     graph: FollowerGraph,
     /// Every registered connection, by the user id it claimed.
     directory: IdMap<Claimants>,
-    /// Which ids may be in `directory`, answered without a probe.
-    claimed: ClaimFilter,
+    /// Which ids may be in `directory`, answered without a probe (most
+    /// recipients of Follow, Private and Status events are not connected).
+    claimed: IdFilter,
     /// Registered connections, over all ids.
     connections: usize,
 }
@@ -145,7 +103,7 @@ impl Router {
     /// how many.
     #[inline]
     fn notify(&self, user: UserId, deliver: &mut impl FnMut(ConnKey)) -> u64 {
-        if !self.claimed.may_be_claimed(user) {
+        if !self.claimed.may_contain(user) {
             return 0;
         }
         let Some(claimants) = self.directory.get(&user) else {
@@ -233,7 +191,7 @@ mod tests {
     fn ids_sharing_a_filter_bucket_are_told_apart() {
         let first = 7;
         let second = (first + 1..)
-            .find(|&id| ClaimFilter::bucket(id) == ClaimFilter::bucket(first))
+            .find(|&id| IdFilter::bucket(id) == IdFilter::bucket(first))
             .expect("4096 buckets: another id shares one soon");
         let mut r = Router::new();
         r.register(first, 1);
