@@ -12,7 +12,8 @@
 //!
 //! One frame's path, from read to write, never leaves the core:
 //! [`Engine::tick`] → `read_source` → `Inbox::read_from` (the source's
-//! `Read`) → `route_source_lines` → [`pipeline::Pipeline::on_frame`] →
+//! `Read`) → `route_source_lines` → [`inbox::Inbox::next_event`] (framing
+//! and parsing in one pass) → [`pipeline::Pipeline::on_parsed_frame`] →
 //! the reorder window → the router → `Fanout::deliver` (admitted by
 //! `ConsumerLimits::admit`) → [`outbox::Outbox::push`] →
 //! `flush_dirty` → [`outbox::Outbox::write_to`] (the client's `Write`,
@@ -20,8 +21,10 @@
 //!
 //! The modules, in the order data flows through them:
 //! - [`inbox`]: a fixed-size read buffer that yields complete lines.
-//! - [`protocol`]: bytes to frames (memchr line splitting with a length
-//!   cap) and frames to [`protocol::Event`]s.
+//! - [`protocol`]: bytes to frames and frames to [`protocol::Event`]s, in
+//!   one pass for a plain valid line, else by memchr line splitting with a
+//!   length cap and the strict parser.
+//! - `id_filter`: "this user is certainly not connected" in one load.
 //! - [`window`]: holds out-of-order frames until their seq comes up; skips
 //!   holes that wait too long.
 //! - [`router`]: an in-order event to the connections it concerns, with
