@@ -246,7 +246,8 @@ impl<M: Copy> ReorderWindow<M> {
         // the next seq (so neither late nor too far), not held yet, within
         // the byte budget.
         let slot = (seq & self.mask) as usize;
-        let near = seq.wrapping_sub(self.next) <= self.near_mask && frame.len() <= INLINE_BYTES;
+        let near =
+            seq >= self.next && seq - self.next <= self.near_mask && frame.len() <= INLINE_BYTES;
         if near && self.slots[slot] == EMPTY && self.has_room_for(frame.len()) {
             self.hold_near(seq, meta, frame);
             self.slots[slot] = NEAR;

@@ -292,3 +292,19 @@ fn the_first_source_ever_needs_no_probation() {
     pipeline.source_connected();
     assert_eq!(feed(&mut pipeline, &["1|P|0|1\n"], Instant::now()).len(), 1);
 }
+
+#[test]
+fn after_the_last_seq_a_small_one_is_late_and_holds_nothing_up() {
+    let mut pipeline = pipeline_with_users(&[1]);
+    let start = Instant::now();
+    let mut sink = |_conn, _: &[u8]| {};
+    feed(&mut pipeline, &["18446744073709551614|P|0|1\n"], start);
+    // Every seq before it is given up on after the hole timeout.
+    let later = start + Duration::from_secs(2);
+    pipeline.on_timer(later, &mut sink);
+    assert_eq!(pipeline.next_seq(), u64::MAX);
+    assert!(feed(&mut pipeline, &["5|P|0|1\n"], later).is_empty());
+    assert_eq!(pipeline.counters().window.late, 1);
+    assert_eq!(pipeline.window_depth(), (0, 0));
+    assert_eq!(pipeline.deadline(), None, "no hole to wait for");
+}

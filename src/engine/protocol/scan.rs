@@ -186,7 +186,7 @@ pub fn scan_event(bytes: &[u8], max_line: usize) -> Option<(Event, usize)> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::{Line, LineSplitter, parse_event, strip_terminator};
+    use super::super::{EventLine, Line, LineSplitter, ParseError, parse_event, strip_terminator};
     use super::*;
 
     /// What the general path makes of the first line of `bytes`: the frame
@@ -272,9 +272,133 @@ mod tests {
         assert_eq!(scan_event(b"1|S|22\n", 6), None);
         assert!(scan_event(b"1|S|22\n", 7).is_some());
         assert_eq!(scan_event(b"1|S|22\r\n", 7), None);
+        assert_eq!(
+            scan_event(b"1|S|22\r\n", 8).map(|(_, len)| len),
+            Some(8),
+            "a CRLF line of exactly the limit"
+        );
+    }
+
+    /// Lines shaped like events, valid or nearly: numbers of every length
+    /// (leading zeros, 19 and 20 digits, the largest ones, none), any kind
+    /// byte, any number of fields, every terminator and none.
+    fn event_like_line() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+        use proptest::prelude::*;
+        let number = prop_oneof![
+            (0u64..2000).prop_map(|n| n.to_string()),
+            any::<u64>().prop_map(|n| n.to_string()),
+            (0usize..22).prop_map(|zeros| format!("{}7", "0".repeat(zeros))),
+            Just("18446744073709551615".to_string()),
+            Just("18446744073709551614".to_string()),
+            Just("9999999999999999999".to_string()),
+            Just(String::new()),
+        ];
+        let kind = proptest::sample::select(vec!["F", "U", "B", "P", "S", "X", ""]);
+        let terminator = proptest::sample::select(vec!["\n", "\r\n", "\r\r\n", "\r", ""]);
+        (
+            proptest::collection::vec(number, 3),
+            kind,
+            0usize..3,
+            terminator,
+        )
+            .prop_map(|(numbers, kind, arguments, terminator)| {
+                let mut line = format!("{}|{kind}", numbers[0]);
+                for number in &numbers[1..=arguments] {
+                    line = format!("{line}|{number}");
+                }
+                format!("{line}{terminator}").into_bytes()
+            })
+    }
+
+    /// What the splitter yields for `bytes` fed in pieces cut at `cuts`,
+    /// by the one pass (`fast`) or by memchr framing and the strict parser:
+    /// each frame's bytes and parse (`None` for an overlong line), then
+    /// whether a line is being dropped and the bytes kept at the end.
+    type Yielded = (
+        Vec<Option<(Vec<u8>, Result<Event, ParseError>)>>,
+        bool,
+        Vec<u8>,
+    );
+
+    fn split(bytes: &[u8], cuts: &[usize], max_line: usize, fast: bool) -> Yielded {
+        let mut splitter = LineSplitter::new(max_line);
+        let (mut yielded, mut buf, mut fed) = (Vec::new(), Vec::new(), 0);
+        for &cut in cuts.iter().chain([&bytes.len()]) {
+            let cut = cut.clamp(fed, bytes.len());
+            buf.extend_from_slice(&bytes[fed..cut]);
+            fed = cut;
+            loop {
+                let line = if fast {
+                    match splitter.next_event(&buf) {
+                        None => break,
+                        Some(EventLine::Frame { start, end, parsed }) => {
+                            Some((buf[start..end].to_vec(), parsed))
+                        }
+                        Some(EventLine::Overlong) => None,
+                    }
+                } else {
+                    match splitter.next_line(&buf) {
+                        None => break,
+                        Some(Line::Frame { start, end }) => {
+                            let frame = &buf[start..end];
+                            Some((frame.to_vec(), parse_event(strip_terminator(frame))))
+                        }
+                        Some(Line::Overlong) => None,
+                    }
+                };
+                yielded.push(line);
+            }
+            let consumed = splitter.consume();
+            buf.drain(..consumed);
+        }
+        (yielded, splitter.is_discarding(), buf)
     }
 
     proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+        /// Over event-like lines, the fast path answers what the general
+        /// one answers, and answers for every valid line whose numbers have
+        /// at most 19 digits.
+        #[test]
+        fn the_fast_path_answers_as_the_general_one(
+            line in event_like_line(),
+            rest in proptest::collection::vec(proptest::sample::select(b"1|\r\n".to_vec()), 0..8),
+            max_line in 2usize..50,
+        ) {
+            let bytes = [line, rest].concat();
+            let general = general(&bytes, max_line);
+            let fast = scan_event(&bytes, max_line);
+            if let Some((event, len)) = fast {
+                proptest::prop_assert_eq!(general, Some((Some(event), len)));
+            }
+            if let Some((Some(_), len)) = general {
+                let short_numbers = strip_terminator(&bytes[..len])
+                    .split(|&byte| byte == b'|')
+                    .all(|field| field.len() <= MAX_FAST_DIGITS);
+                proptest::prop_assert_eq!(fast.is_some(), short_numbers);
+            }
+        }
+
+        /// A stream of event-like lines read in arbitrary pieces: the one
+        /// pass yields the same frames, events, errors and dropped lines as
+        /// framing then parsing, and leaves the splitter in the same state
+        /// (an overlong line's tail is never taken for an event).
+        #[test]
+        fn one_pass_and_two_passes_split_a_stream_alike(
+            lines in proptest::collection::vec(event_like_line(), 0..12),
+            cuts in proptest::collection::vec(0usize..300, 0..12),
+            max_line in 2usize..30,
+        ) {
+            let bytes = lines.concat();
+            let mut cuts = cuts;
+            cuts.sort_unstable();
+            proptest::prop_assert_eq!(
+                split(&bytes, &cuts, max_line, true),
+                split(&bytes, &cuts, max_line, false)
+            );
+        }
+
         /// Over lines made of the protocol's own bytes (and a few others),
         /// the fast path only ever answers what the general path answers.
         #[test]

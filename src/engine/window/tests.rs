@@ -248,3 +248,26 @@ fn a_short_frame_far_ahead_is_held_in_a_buffer_and_kept_apart_from_near_ones() {
     assert_eq!(released, expected);
     assert_eq!(window.held_bytes(), 0);
 }
+
+#[test]
+fn a_seq_below_the_next_is_late_even_after_the_last_seq() {
+    // The next seq is then u64::MAX: a small seq must not look "near".
+    let mut window = Window::new(8, 1 << 20);
+    let last = u64::MAX - 1;
+    push_and_drain(&mut window, last, "x\n");
+    window.release_all();
+    assert_eq!(drain(&mut window), vec![(last, "x\n".to_string())]);
+    assert_eq!(window.next_seq(), u64::MAX);
+    assert_eq!(window.push(1, (), b"1|B\n"), Push::Late);
+    assert_eq!(window.held(), 0);
+}
+
+#[test]
+fn a_reset_with_near_frames_held_returns_no_cell_to_the_pool() {
+    let mut window = Window::new(16, 1 << 20);
+    push_and_drain(&mut window, 3, &line(3));
+    window.reset();
+    assert!(push_and_drain(&mut window, 2, &long_line(2)).is_empty());
+    let released = push_and_drain(&mut window, 1, &line(1));
+    assert_eq!(released, vec![(1, line(1)), (2, long_line(2))]);
+}
