@@ -9,6 +9,9 @@
 #
 #   scripts/cluster-run.sh                 # the default size
 #   RUNS=1 scripts/cluster-run.sh --total-events 1000000
+#
+# SERVER=path runs another follower-maze binary (an older build, say) in
+# both setups under this tree's simulator.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${RUNS:-3}
@@ -17,7 +20,7 @@ command -v nats-server >/dev/null || {
   exit 1
 }
 cargo build --release -q
-bin=target/release/follower-maze
+bin=${SERVER:-target/release/follower-maze}
 sim=target/release/follower-maze-sim
 work=$(mktemp -d)
 results=$work/results
