@@ -11,7 +11,8 @@
 #   - the end-to-end rate: the simulator's events/s against the server;
 #   - their ratio (end to end / generator);
 #   - the server's CPU (its on-CPU time from /proc/PID/schedstat, user
-#     and system, over the whole run) per event and per notification, and its peak RSS (VmHWM).
+#     and system, over the whole run) per event and per notification;
+#   - its peak RSS (VmHWM).
 # Before the runs, the criterion bench `parse/events/frame+parse` (framing
 # and parsing alone, in process) gives a time per event; the server's CPU
 # per event is also printed as a multiple of it, which is steadier than

@@ -5,11 +5,11 @@
 //! the next one (within `NEAR_SEQS`, 4,096, or half a smaller ring) whose
 //! frame is short (at most `INLINE_BYTES`, 38, as event lines almost always
 //! are) is held in a cell of a second, small ring, found by the seq alone:
-//! holding and releasing it is one fixed-size copy in and one read out. Any other frame goes to a
-//! pool of frame buffers, its slot naming the buffer. A released buffer goes
-//! back to the pool with its capacity, so once the pool has grown to the
-//! largest number of such frames held at once, holding and releasing a
-//! frame allocates nothing either way.
+//! holding and releasing it is one fixed-size copy in and one read out.
+//! Any other frame goes to a pool of frame buffers, its slot naming the
+//! buffer. A released buffer goes back to the pool with its capacity, so
+//! once the pool has grown to the largest number of such frames held at
+//! once, holding and releasing a frame allocates nothing either way.
 //!
 //! The window never waits forever. A *release floor* says "every seq below
 //! this is given up on": [`ReorderWindow::pop`] skips missing seqs below it

@@ -1,11 +1,11 @@
 //! The server's source path without sockets, shared by `tests/alloc.rs` and
-//! `benches/route.rs`: server-sized reads into an [`Inbox`], every line
+//! the `route` benches: server-sized reads into an [`Inbox`], every line
 //! framed and parsed in one pass ([`Inbox::next_event`]) and handed to
-//! [`Pipeline::on_parsed_frame`], as the server does, deliveries into one [`Outbox`] per
-//! connection and broadcasts into one [`BroadcastLog`], and at the end of
-//! each 8 MiB turn the outboxes written out (to `io::sink`, so the copy to
-//! a socket is left out) and shrunk, and the log released, by the server's
-//! rules.
+//! [`Pipeline::on_parsed_frame`], as the server does; deliveries into one
+//! [`Outbox`] per connection and broadcasts into one [`BroadcastLog`]; and
+//! at the end of each 8 MiB turn the outboxes written out (to `io::sink`,
+//! so the copy to a socket is left out) and shrunk, and the log released,
+//! by the server's rules.
 
 use std::io;
 use std::time::Instant;
