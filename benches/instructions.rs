@@ -51,8 +51,8 @@ use std::time::{Duration, Instant};
 
 use follower_maze::engine::inbox::Inbox;
 use follower_maze::engine::pipeline::Pipeline;
-use follower_maze::engine::protocol::{EventKind, EventLine, Seq, parse_event, strip_terminator};
-use follower_maze::engine::window::{Push, ReorderWindow};
+use follower_maze::engine::protocol::{EventKind, EventLine, parse_event, strip_terminator};
+use follower_maze::engine::window::ReorderWindow;
 use follower_maze_sim::plan::Plan;
 use follower_maze_sim::{CountingSink, Generator, GeneratorConfig, SimConfig};
 use gungraun::{library_benchmark, library_benchmark_group, main};
@@ -61,6 +61,11 @@ use gungraun::{library_benchmark, library_benchmark_group, main};
 mod sink_path;
 
 use sink_path::{INBOX_BYTES, SinkOutboxes, route_in_turns};
+
+#[path = "support/window_feed.rs"]
+mod window_feed;
+
+use window_feed::{Item, feed};
 
 /// Events in every stream: small enough for valgrind to get through the
 /// whole file in about a minute.
@@ -167,9 +172,6 @@ library_benchmark_group!(name = parse_group; benchmarks = parse);
 
 // ---- window ----------------------------------------------------------------
 
-/// One event ready to push: seq, parsed kind, and where its frame lies.
-type Item = (Seq, EventKind, usize, usize);
-
 /// The stream's frames, their events in the order sent, and a window that
 /// has taken the whole stream once (its buffer pool warm, as in the
 /// criterion bench after its first iteration).
@@ -186,29 +188,11 @@ struct WindowOutput {
     released: u64,
 }
 
-/// Feeds every item to `window` as the pipeline does, its seqs moved up to
-/// carry on from where the window is; returns how many events came out.
-fn feed(window: &mut ReorderWindow<EventKind>, bytes: &[u8], items: &[Item]) -> u64 {
-    let offset = window.next_seq() - 1;
-    let mut released = 0u64;
-    for &(seq, kind, start, end) in items {
-        let seq = seq + offset;
-        if window.bypass(seq) {
-            black_box((kind, &bytes[start..end]));
-            released += 1;
-            continue;
-        }
-        match window.push(seq, kind, &bytes[start..end]) {
-            Push::Held => {
-                while let Some((_, kind, frame)) = window.pop() {
-                    black_box((kind, frame));
-                    released += 1;
-                }
-            }
-            other => panic!("seq {seq}: {other:?} in a window that fits every batch"),
-        }
-    }
-    released
+/// Feeds every item as the pipeline does; returns how many events came out.
+fn feed_all(window: &mut ReorderWindow<EventKind>, bytes: &[u8], items: &[Item]) -> u64 {
+    feed(window, bytes, items, |kind, frame| {
+        _ = black_box((kind, frame))
+    })
 }
 
 fn window_setup(events: u64) -> WindowInput {
@@ -221,7 +205,7 @@ fn window_setup(events: u64) -> WindowInput {
         start += line.len();
     }
     let mut window = ReorderWindow::new(WINDOW_SEQS, WINDOW_BYTES);
-    assert_eq!(feed(&mut window, &bytes, &items), events);
+    assert_eq!(feed_all(&mut window, &bytes, &items), events);
     WindowInput {
         bytes,
         items,
@@ -237,7 +221,7 @@ fn window_check(output: WindowOutput) {
 #[library_benchmark]
 #[bench::default_mix(args = (EVENTS), setup = window_setup, teardown = window_check)]
 fn window(mut input: WindowInput) -> WindowOutput {
-    let released = feed(&mut input.window, &input.bytes, black_box(&input.items));
+    let released = feed_all(&mut input.window, &input.bytes, black_box(&input.items));
     WindowOutput { input, released }
 }
 

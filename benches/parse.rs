@@ -42,20 +42,20 @@ fn stream() -> Vec<u8> {
     out
 }
 
-/// Runs `bytes` through `inbox` as the server does and calls `on_frame` on
-/// every frame; returns how many frames there were.
-fn frame_all(inbox: &mut Inbox, mut bytes: &[u8], mut on_frame: impl FnMut(&[u8])) -> u64 {
-    let mut frames = 0;
+/// Runs `bytes` through `inbox` in server-sized reads, calling
+/// `take_lines` after each read (and once before the first) to take the
+/// complete lines out; returns the sum of what it returned.
+fn read_all(
+    inbox: &mut Inbox,
+    mut bytes: &[u8],
+    mut take_lines: impl FnMut(&mut Inbox) -> u64,
+) -> u64 {
+    let mut lines = 0;
     loop {
-        while let Some(line) = inbox.next_line() {
-            if let Line::Frame { start, end } = line {
-                on_frame(inbox.frame(start, end));
-                frames += 1;
-            }
-        }
+        lines += take_lines(inbox);
         inbox.compact();
         if bytes.is_empty() {
-            return frames;
+            return lines;
         }
         // Reading from a slice cannot fail; it advances `bytes`.
         let read = inbox.read_from(&mut bytes, INBOX_BYTES);
@@ -63,12 +63,27 @@ fn frame_all(inbox: &mut Inbox, mut bytes: &[u8], mut on_frame: impl FnMut(&[u8]
     }
 }
 
+/// Runs `bytes` through `inbox` as the server once did, memchr framing, and
+/// calls `on_frame` on every frame; returns how many frames there were.
+fn frame_all(inbox: &mut Inbox, bytes: &[u8], mut on_frame: impl FnMut(&[u8])) -> u64 {
+    read_all(inbox, bytes, |inbox| {
+        let mut frames = 0;
+        while let Some(line) = inbox.next_line() {
+            if let Line::Frame { start, end } = line {
+                on_frame(inbox.frame(start, end));
+                frames += 1;
+            }
+        }
+        frames
+    })
+}
+
 /// Runs `bytes` through `inbox` as the server does, framing and parsing in
 /// one pass ([`Inbox::next_event`]), and calls `on_event` on every event;
 /// returns how many frames there were.
-fn scan_all(inbox: &mut Inbox, mut bytes: &[u8], mut on_event: impl FnMut(Event)) -> u64 {
-    let mut frames = 0;
-    loop {
+fn scan_all(inbox: &mut Inbox, bytes: &[u8], mut on_event: impl FnMut(Event)) -> u64 {
+    read_all(inbox, bytes, |inbox| {
+        let mut frames = 0;
         while let Some(line) = inbox.next_event() {
             if let EventLine::Frame { parsed, .. } = line {
                 if let Ok(event) = parsed {
@@ -77,14 +92,8 @@ fn scan_all(inbox: &mut Inbox, mut bytes: &[u8], mut on_event: impl FnMut(Event)
                 frames += 1;
             }
         }
-        inbox.compact();
-        if bytes.is_empty() {
-            return frames;
-        }
-        // Reading from a slice cannot fail; it advances `bytes`.
-        let read = inbox.read_from(&mut bytes, INBOX_BYTES);
-        debug_assert!(matches!(read, Ok(n) if n > 0));
-    }
+        frames
+    })
 }
 
 fn bench(c: &mut Criterion) {

@@ -14,9 +14,14 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use follower_maze::engine::protocol::{EventKind, Seq, parse_event, strip_terminator};
-use follower_maze::engine::window::{Push, ReorderWindow};
+use follower_maze::engine::protocol::{EventKind, parse_event, strip_terminator};
+use follower_maze::engine::window::ReorderWindow;
 use follower_maze_sim::{CountingSink, Generator, GeneratorConfig};
+
+#[path = "support/window_feed.rs"]
+mod window_feed;
+
+use window_feed::{Item, feed};
 
 /// Events per iteration.
 const EVENTS: u64 = 1_000_000;
@@ -24,9 +29,6 @@ const EVENTS: u64 = 1_000_000;
 const CAPACITY: usize = 1 << 20;
 /// The server's default window byte budget.
 const MAX_BYTES: usize = 64 * 1024 * 1024;
-
-/// One event ready to push: seq, parsed kind, and where its frame lies.
-type Item = (Seq, EventKind, usize, usize);
 
 /// Every event's frame back to back in seq order, and one item per event.
 fn in_order() -> (Vec<u8>, Vec<Item>) {
@@ -71,28 +73,15 @@ fn shuffled(items: &[Item], batch: usize) -> Vec<Item> {
     out
 }
 
-/// Feeds every item to `window` as the pipeline does, its seqs moved up to
-/// carry on from where the window is; returns a checksum of what came out.
-fn feed(window: &mut ReorderWindow<EventKind>, bytes: &[u8], items: &[Item]) -> u64 {
-    let offset = window.next_seq() - 1;
-    let mut released = 0u64;
-    for &(seq, kind, start, end) in items {
-        let seq = seq + offset;
-        if window.bypass(seq) {
-            released = released.wrapping_add(black_box((kind, &bytes[start..end])).1.len() as u64);
-            continue;
-        }
-        match window.push(seq, kind, &bytes[start..end]) {
-            Push::Held => {
-                while let Some((_, kind, frame)) = window.pop() {
-                    released = released.wrapping_add(black_box((kind, frame)).1.len() as u64);
-                }
-            }
-            other => panic!("seq {seq}: {other:?} in a window that fits every batch"),
-        }
-    }
+/// Feeds every item as the pipeline does; returns a checksum of what came
+/// out.
+fn feed_all(window: &mut ReorderWindow<EventKind>, bytes: &[u8], items: &[Item]) -> u64 {
+    let mut checksum = 0u64;
+    feed(window, bytes, items, |kind, frame| {
+        checksum = checksum.wrapping_add(black_box((kind, frame)).1.len() as u64);
+    });
     assert_eq!(window.held(), 0, "every batch completes");
-    released
+    checksum
 }
 
 fn bench(c: &mut Criterion) {
@@ -108,7 +97,7 @@ fn bench(c: &mut Criterion) {
             // One window for every iteration, each carrying on the seqs of
             // the last: its buffer pool stays warm, as in a long run.
             let mut window = ReorderWindow::new(CAPACITY, MAX_BYTES);
-            b.iter(|| feed(&mut window, &bytes, order))
+            b.iter(|| feed_all(&mut window, &bytes, order))
         });
     }
     group.finish();

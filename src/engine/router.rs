@@ -193,48 +193,19 @@ mod tests {
         let second = (first + 1..)
             .find(|&id| IdFilter::bucket(id) == IdFilter::bucket(first))
             .expect("4096 buckets: another id shares one soon");
+        let to = |to| Private { from: 0, to };
         let mut r = Router::new();
         r.register(first, 1);
         r.register(second, 2);
-        assert_eq!(
-            recipients(
-                &mut r,
-                Private {
-                    from: 0,
-                    to: second
-                }
-            ),
-            vec![2]
-        );
+        assert_eq!(recipients(&mut r, to(second)), vec![2]);
         r.unregister(first, 1);
         r.unregister(first, 1);
-        assert_eq!(
-            recipients(
-                &mut r,
-                Private {
-                    from: 0,
-                    to: second
-                }
-            ),
-            vec![2]
-        );
-        assert_eq!(
-            recipients(&mut r, Private { from: 0, to: first }),
-            Vec::<usize>::new()
-        );
+        assert_eq!(recipients(&mut r, to(second)), vec![2]);
+        assert_eq!(recipients(&mut r, to(first)), Vec::<usize>::new());
         r.unregister(second, 2);
-        assert_eq!(
-            recipients(
-                &mut r,
-                Private {
-                    from: 0,
-                    to: second
-                }
-            ),
-            Vec::<usize>::new()
-        );
+        assert_eq!(recipients(&mut r, to(second)), Vec::<usize>::new());
         r.register(first, 3);
-        assert_eq!(recipients(&mut r, Private { from: 0, to: first }), vec![3]);
+        assert_eq!(recipients(&mut r, to(first)), vec![3]);
     }
 
     #[test]
