@@ -248,6 +248,7 @@ fn pipeline(users: &[u64]) -> Pipeline {
         WINDOW_SEQS,
         WINDOW_BYTES,
         Duration::from_secs(1),
+        Duration::from_secs(10),
         Instant::now(),
     );
     for (key, &user) in users.iter().enumerate() {

@@ -62,6 +62,7 @@ impl Case {
             1 << 20,
             64 * 1024 * 1024,
             Duration::from_secs(1),
+            Duration::from_secs(10),
             Instant::now(),
         );
         for (key, &user) in self.users.iter().enumerate() {

@@ -67,9 +67,23 @@ pub struct Config {
     pub window_bytes: usize,
 
     /// Milliseconds a missing seq may hold up the stream, with no progress,
-    /// before it is skipped (the original test client's clients wait 20 s).
+    /// while the source keeps sending other lines, before it is skipped.
+    /// Only the source's activity counts: a silence between two of its
+    /// reads counts as 100 ms at most, so a source that pauses (a garbage
+    /// collection, a descheduled process) may send the missing line after
+    /// it. With no source connected the wait runs on the clock.
     #[arg(long = "hole-timeout-ms", env = "FOLLOWER_MAZE_HOLE_TIMEOUT_MS", default_value = "1000", value_parser = parse_millis)]
     pub hole_timeout: Duration,
+
+    /// Milliseconds a connected source may stay silent while a missing seq
+    /// holds up the stream before the seq is skipped anyway, so a hung
+    /// source cannot hold back the events after it forever. Far above a
+    /// garbage collector's pause (seconds at worst); below the original
+    /// test client's 20 s read timeout, so its clients still get the events
+    /// after a lost seq; the same as the write deadline, the time a stuck
+    /// client is given.
+    #[arg(long = "hole-silence-ms", env = "FOLLOWER_MAZE_HOLE_SILENCE_MS", default_value = "10000", value_parser = parse_millis)]
+    pub hole_silence: Duration,
 
     /// Longest accepted event line in bytes, terminator included; longer
     /// lines are dropped and counted as malformed.
@@ -266,6 +280,7 @@ mod tests {
         assert_eq!(config.event_port, 9090);
         assert_eq!(config.client_port, 9099);
         assert_eq!(config.hole_timeout, Duration::from_millis(1000));
+        assert_eq!(config.hole_silence, Duration::from_millis(10_000));
         assert_eq!(config.log_level, log::LevelFilter::Info);
     }
 

@@ -144,6 +144,7 @@ impl Path {
             1 << 20,
             64 * 1024 * 1024,
             Duration::from_secs(1),
+            Duration::from_secs(10),
             Instant::now(),
         );
         for (key, &user) in users.iter().enumerate() {

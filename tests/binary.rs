@@ -108,6 +108,8 @@ fn help_lists_every_knob_with_its_variable() {
         "clientListenerPort",
         "logLevel",
         "--hole-timeout-ms",
+        "--hole-silence-ms",
+        "FOLLOWER_MAZE_HOLE_SILENCE_MS",
         "--max-clients",
         "--write-deadline-ms",
         "FOLLOWER_MAZE_WRITE_DEADLINE_MS",

@@ -253,6 +253,9 @@ fn a_second_ingest_on_the_same_stream_is_refused() {
     // ...so the second's first append is refused, and it stops.
     let mut late = TcpStream::connect(second.addr).unwrap();
     late.write_all(b"3|B\n").unwrap();
+    // It ends without 1 and 2, so they are given up on one hole timeout
+    // later (a connected source's silence would hold them for longer).
+    late.shutdown(std::net::Shutdown::Write).unwrap();
     let refusal = second.wait_for_line("another ingest");
     assert!(refusal.contains("ERROR"), "{refusal}");
     assert!(

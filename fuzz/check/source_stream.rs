@@ -28,7 +28,13 @@ pub fn check(data: &[u8]) {
     };
     let mut inbox = Inbox::new(256, MAX_LINE);
     let mut general = Inbox::new(256, MAX_LINE);
-    let mut pipeline = Pipeline::new(16, 256, Duration::from_millis(10), Instant::now());
+    let mut pipeline = Pipeline::new(
+        16,
+        256,
+        Duration::from_millis(10),
+        Duration::from_millis(100),
+        Instant::now(),
+    );
     // Users 0..4 online, one connection each.
     for user in 0..4 {
         pipeline.register(user, user as usize);

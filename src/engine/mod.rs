@@ -116,6 +116,7 @@ impl<T: Transport> Engine<T> {
                 config.window_capacity,
                 config.window_bytes,
                 config.hole_timeout,
+                config.hole_silence,
                 now,
             ),
             clients: Clients::new(&config, now),
@@ -183,7 +184,7 @@ impl<T: Transport> Engine<T> {
     /// id is read right away; it is usually there already).
     pub fn accept(&mut self, port: Port, now: Instant, net: &mut T) {
         match port {
-            Port::Events => self.accept_sources(net),
+            Port::Events => self.accept_sources(now, net),
             Port::Clients => self.accept_clients(now, net),
         }
     }
@@ -271,11 +272,11 @@ impl<T: Transport> Engine<T> {
             now,
             &mut Fanout::new(&mut self.clients, self.batcher.as_mut(), now),
         );
-        self.take_over_source(net);
+        self.take_over_source(now, net);
         self.read_source(now, net);
         self.route_feed(now);
         if self.sources.left_in_queue && self.sources.waiting.len() < MAX_WAITING_SOURCES {
-            self.accept_sources(net);
+            self.accept_sources(now, net);
         }
         if !self.sources.has_unread_bytes() && !self.sources.paused {
             // The missing seq cannot be sitting unread in the source.

@@ -2,8 +2,9 @@
 //! route. No I/O; time comes in as an argument.
 //!
 //! The pipeline also decides when a hole has waited long enough (the hole
-//! timer) and when a new event source is starting a new run rather than
-//! carrying on.
+//! timer, which counts the source's activity rather than the clock: see
+//! [`hole_timer`]) and when a new event source is starting a new run rather
+//! than carrying on.
 
 use std::time::{Duration, Instant};
 
@@ -14,8 +15,10 @@ use crate::log_limit::LogLimit;
 
 mod backlog;
 mod deliver;
+pub mod hole_timer;
 use backlog::Backlog;
 pub use deliver::{Deliver, route_event};
+use hole_timer::{Expiry, HoleTimer};
 
 /// Counts of everything the pipeline has seen, for stats and logs.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -64,10 +67,8 @@ pub struct Pipeline {
     window: ReorderWindow<EventKind>,
     /// The graph and who is connected.
     router: Router,
-    /// How long a hole may hold up the stream without progress.
-    hole_timeout: Duration,
-    /// When the current hole started holding frames up, if one does.
-    waiting_since: Option<Instant>,
+    /// How long the current hole has held the stream up, if one does.
+    hole_timer: HoleTimer,
     /// Whether the current source's run is known yet.
     probation: Probation,
     /// Source events waiting to go into the window.
@@ -85,18 +86,19 @@ pub struct Pipeline {
 
 impl Pipeline {
     /// A pipeline whose window spans `window_capacity` seqs and
-    /// `window_bytes` bytes, and that skips a hole after `hole_timeout`.
+    /// `window_bytes` bytes, and that skips a hole after `hole_timeout` of
+    /// its source's activity, or `hole_silence` of its silence.
     pub fn new(
         window_capacity: usize,
         window_bytes: usize,
         hole_timeout: Duration,
+        hole_silence: Duration,
         now: Instant,
     ) -> Self {
         Pipeline {
             window: ReorderWindow::new(window_capacity, window_bytes),
             router: Router::new(),
-            hole_timeout,
-            waiting_since: None,
+            hole_timer: HoleTimer::new(hole_timeout, hole_silence),
             probation: Probation::Off,
             backlog: Backlog::default(),
             ending: false,
@@ -136,15 +138,26 @@ impl Pipeline {
 
     /// A new event source has connected. Unless the window is fresh, its
     /// first events wait until it is clear whether it carries on the current
-    /// run or starts a new one at seq 1.
-    pub fn source_connected(&mut self) {
+    /// run or starts a new one at seq 1. From now on a hole waits for the
+    /// source's activity, not the clock.
+    pub fn source_connected(&mut self, now: Instant) {
         if self.window.next_seq() > 1 || self.window.held() > 0 {
             self.probation = Probation::Pending(None);
         }
+        self.hole_timer.source_connected(now);
     }
 
-    /// The event source has gone: an undecided run is taken as carried on.
+    /// The event source delivered bytes at `now` (once per read, not per
+    /// line): the time since its last read counts against a hole, up to
+    /// [`hole_timer::ACTIVITY_QUANTUM`].
+    pub fn source_heard(&mut self, now: Instant) {
+        self.hole_timer.heard(now);
+    }
+
+    /// The event source has gone: an undecided run is taken as carried on,
+    /// and a hole's wait runs on the clock until the next source.
     pub fn source_disconnected(&mut self, now: Instant, out: &mut impl Deliver) {
+        self.hole_timer.source_disconnected(now);
         if matches!(self.probation, Probation::Pending(_)) {
             self.decide(false);
         }
@@ -270,7 +283,7 @@ impl Pipeline {
                 // Held behind a hole: the timer runs (what
                 // `settle_hole_timer` would find, without asking the window
                 // again).
-                self.waiting_since.get_or_insert(now);
+                self.hole_timer.start(now);
                 return true;
             }
             return self.settle_push(pushed, event, frame, now, out);
@@ -434,7 +447,7 @@ impl Pipeline {
         if matches!(self.probation, Probation::Pending(Some(_))) {
             return None;
         }
-        self.waiting_since.map(|since| since + self.hole_timeout)
+        self.hole_timer.deadline()
     }
 
     /// Ends a probation that has waited long enough, and skips the hole
@@ -446,19 +459,34 @@ impl Pipeline {
             self.decide(false);
             self.drain_backlog(now, out);
         }
-        if self.hole_deadline().is_some_and(|deadline| deadline <= now) {
-            let skipped_before = self.window.counters().skipped;
-            let next = self.window.next_seq();
-            self.window.skip_hole();
-            self.release(now, out);
-            self.settle_hole_timer(now);
-            let skipped = self.window.counters().skipped - skipped_before;
-            if skipped > 0 && self.skip_log.allow(now) {
-                log::warn!(
-                    "skipped {skipped} missing seq(s) from {next} after waiting {:?}",
-                    self.hole_timeout
-                );
-            }
+        if self.hole_deadline().is_none_or(|deadline| deadline > now) {
+            return;
+        }
+        let Some(why) = self.hole_timer.expired(now) else {
+            return;
+        };
+        let skipped_before = self.window.counters().skipped;
+        let next = self.window.next_seq();
+        self.window.skip_hole();
+        self.release(now, out);
+        self.settle_hole_timer(now);
+        let skipped = self.window.counters().skipped - skipped_before;
+        if skipped > 0 && self.skip_log.allow(now) {
+            let after = match why {
+                Expiry::Active => format!(
+                    "the source sent other lines for {:?} without them",
+                    self.hole_timer.timeout()
+                ),
+                Expiry::Silent => format!(
+                    "the source was silent for {:?} with them missing",
+                    self.hole_timer.silence()
+                ),
+                Expiry::NoSource => format!(
+                    "waiting {:?} in all, the last part with no source connected",
+                    self.hole_timer.timeout()
+                ),
+            };
+            log::warn!("skipped {skipped} missing seq(s) from {next}: {after}");
         }
     }
 
@@ -466,9 +494,7 @@ impl Pipeline {
     /// source for back-pressure: a hole may then sit unread in a socket
     /// buffer, so that time must not count against it.
     pub fn restart_hole_timer(&mut self, now: Instant) {
-        if self.waiting_since.is_some() {
-            self.waiting_since = Some(now);
-        }
+        self.hole_timer.restart(now);
     }
 
     /// The stream has ended for good (shutdown): every hole is given up on,
@@ -513,7 +539,7 @@ impl Pipeline {
         let (old_next, dropped) = (self.window.next_seq(), self.window.held());
         self.window.reset();
         out.new_run(&mut self.router);
-        self.waiting_since = None;
+        self.hole_timer.stop();
         self.probation = Probation::Off;
         self.counters.runs += 1;
         log::info!(
@@ -544,17 +570,20 @@ impl Pipeline {
 
     /// The stream moved: a remaining hole starts its wait now.
     fn progress(&mut self, now: Instant) {
-        self.waiting_since = self.window.is_waiting().then_some(now);
+        self.hole_timer.stop();
+        if self.window.is_waiting() {
+            self.hole_timer.start(now);
+        }
     }
 
     /// The hole timer runs exactly while there is a hole: started when one
     /// appears, kept while it lasts, stopped when it is gone (frames that are
     /// merely waiting for room are not a hole).
     fn settle_hole_timer(&mut self, now: Instant) {
-        if !self.window.is_waiting() {
-            self.waiting_since = None;
-        } else if self.waiting_since.is_none() {
-            self.waiting_since = Some(now);
+        if self.window.is_waiting() {
+            self.hole_timer.start(now);
+        } else {
+            self.hole_timer.stop();
         }
     }
 }

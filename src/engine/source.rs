@@ -98,7 +98,7 @@ pub(super) enum Routed {
 impl<T: Transport> Engine<T> {
     /// Accepts pending event sources while fewer than
     /// [`MAX_WAITING_SOURCES`] wait; the rest stay in the accept queue.
-    pub(super) fn accept_sources(&mut self, net: &mut T) {
+    pub(super) fn accept_sources(&mut self, now: Instant, net: &mut T) {
         while !self.shutting_down {
             if self.sources.waiting.len() >= MAX_WAITING_SOURCES {
                 self.sources.left_in_queue = true;
@@ -118,20 +118,26 @@ impl<T: Transport> Engine<T> {
                 self.sources.waiting.push_back((stream, peer));
                 self.sources.revisit();
             } else {
-                self.install_source(stream, peer, net);
+                self.install_source(stream, peer, now, net);
             }
         }
     }
 
     /// Makes `stream` the event source; false if the transport refused it.
-    fn install_source(&mut self, mut stream: T::Stream, peer: T::Peer, net: &mut T) -> bool {
+    fn install_source(
+        &mut self,
+        mut stream: T::Stream,
+        peer: T::Peer,
+        now: Instant,
+        net: &mut T,
+    ) -> bool {
         if let Err(err) = net.open(&mut stream, ConnId::Source) {
             warn!("cannot take event source {peer}: {err}");
             net.close(stream, Ending::Close);
             return false;
         }
         info!("event source connected from {peer}");
-        self.pipeline.source_connected();
+        self.pipeline.source_connected(now);
         self.sources.current = Some(Source {
             stream,
             inbox: Inbox::new(SOURCE_INBOX_BYTES, self.config.max_line),
@@ -142,12 +148,12 @@ impl<T: Transport> Engine<T> {
 
     /// Lets the first waiting source take over, if there is no source and
     /// the last one's events are all in the window. True if one did.
-    pub(super) fn take_over_source(&mut self, net: &mut T) -> bool {
+    pub(super) fn take_over_source(&mut self, now: Instant, net: &mut T) -> bool {
         if self.sources.current.is_some() || self.shutting_down || self.pipeline.is_blocked() {
             return false;
         }
         while let Some((stream, peer)) = self.sources.waiting.pop_front() {
-            if self.install_source(stream, peer, net) {
+            if self.install_source(stream, peer, now, net) {
                 return true;
             }
         }
@@ -196,12 +202,15 @@ impl<T: Transport> Engine<T> {
                         );
                     }
                     self.close_source("closed by the source", now, net);
-                    if !self.take_over_source(net) {
+                    if !self.take_over_source(now, net) {
                         return;
                     }
                 }
                 Ok(n) => {
                     budget -= n;
+                    // A source that sends is alive: time counts against a
+                    // hole while it does (the hole timer).
+                    self.pipeline.source_heard(now);
                     // Whatever a client sent before these bytes were sent
                     // goes in before they are routed.
                     self.take_in_client_port(now, net);
@@ -217,7 +226,7 @@ impl<T: Transport> Engine<T> {
                 Err(err) => {
                     warn!("event source read error: {err}");
                     self.close_source("read error", now, net);
-                    if !self.take_over_source(net) {
+                    if !self.take_over_source(now, net) {
                         return;
                     }
                 }

@@ -18,16 +18,115 @@ fn a_hole_is_skipped_only_after_the_hole_timeout_then_events_flow() {
     source.send(b"1|P|0|1\r\n3|P|0|1\r\n4|P|0|1\r\n");
     harness.settle();
     assert_eq!(client.take_received(), b"1|P|0|1\r\n");
-    harness.run_for(ms(900), ms(100));
+    // The source goes on without seq 2: a line every 100 ms.
+    let later = |seq: u64| format!("{seq}|P|0|1\r\n");
+    for seq in 5..=13 {
+        harness.advance(ms(100));
+        source.send(later(seq).as_bytes());
+        harness.settle();
+    }
     assert!(client.take_received().is_empty(), "seq 2 may still come");
-    harness.run_for(ms(200), ms(100));
-    assert_eq!(client.take_received(), b"3|P|0|1\r\n4|P|0|1\r\n");
-    // Seq 2 comes after all: late, dropped; the stream goes on.
-    source.send(b"2|P|0|1\r\n5|P|0|1\r\n");
+    harness.advance(ms(100));
+    source.send(later(14).as_bytes());
     harness.settle();
-    assert_eq!(client.take_received(), b"5|P|0|1\r\n");
+    let after: String = [3, 4].into_iter().chain(5..=14).map(later).collect();
+    assert_eq!(client.take_received(), after.as_bytes());
+    // Seq 2 comes after all: late, dropped; the stream goes on.
+    source.send(b"2|P|0|1\r\n15|P|0|1\r\n");
+    harness.settle();
+    assert_eq!(client.take_received(), b"15|P|0|1\r\n");
     let stats = harness.engine.stats();
     assert_eq!((stats.skipped, stats.late), (1, 1));
+}
+
+/// What the source does in a row of
+/// [`the_hole_timer_counts_the_sources_activity_not_the_clock`].
+enum Act {
+    /// Sends these lines.
+    Send(String),
+    /// Ends its connection.
+    Close,
+}
+
+/// The private message `seq` to user 1, as the source sends it.
+fn to_one(seq: u64) -> String {
+    format!("{seq}|P|0|1\n")
+}
+
+#[test]
+fn the_hole_timer_counts_the_sources_activity_not_the_clock() {
+    // Each row: the source has sent 1 and 3 at 0 ms (2 is missing); then
+    // what it does at each 10 ms step, and when seq 2 is given up on (the
+    // defaults: 1 s of the source's activity, 10 s of its silence).
+    type Script = fn(u64) -> Option<Act>;
+    let table: [(&str, Script, Option<u64>); 6] = [
+        (
+            "silent 2.5 s mid-batch, then the missing line",
+            |t| (t == 2500).then(|| Act::Send(to_one(2) + &to_one(4))),
+            None,
+        ),
+        (
+            "silent 2.5 s three times, sending on in between",
+            |t| match t {
+                2500 | 5500 | 8500 => Some(Act::Send(to_one(4 + (t - 2500) / 3000))),
+                9000 => Some(Act::Send(to_one(2))),
+                _ => None,
+            },
+            None,
+        ),
+        (
+            "later seqs every 10 ms without it (as on the clock)",
+            |t| (t > 0 && t % 10 == 0).then(|| Act::Send(to_one(3 + t / 10))),
+            Some(1000),
+        ),
+        (
+            "later seqs every 500 ms: each silence counts 100 ms",
+            |t| (t > 0 && t % 500 == 0).then(|| Act::Send(to_one(3 + t / 500))),
+            Some(4600),
+        ),
+        ("silent past the cap", |_| None, Some(10_000)),
+        (
+            "ends 300 ms in without it: the wait counts on the clock",
+            |t| (t == 300).then_some(Act::Close),
+            Some(1000),
+        ),
+    ];
+    for (what, script, expected) in table {
+        let (mut harness, source, clients) = with_clients(config(), &[1]);
+        source.send((to_one(1) + &to_one(3)).as_bytes());
+        harness.settle();
+        let mut skipped_at = None;
+        let mut sent = vec![1, 3];
+        for t in (0..=12_000).step_by(10) {
+            harness.advance(ms(10).min(ms(t)));
+            match script(t) {
+                Some(Act::Send(lines)) => {
+                    sent.extend(
+                        lines
+                            .lines()
+                            .map(|l| l.split('|').next().unwrap().parse::<u64>().unwrap()),
+                    );
+                    source.send(lines.as_bytes());
+                }
+                Some(Act::Close) => source.close_sending(),
+                None => {}
+            }
+            harness.settle();
+            if skipped_at.is_none() && harness.engine.stats().skipped > 0 {
+                skipped_at = Some(t);
+            }
+        }
+        assert_eq!(skipped_at, expected, "{what}");
+        let stats = harness.engine.stats();
+        assert_eq!(stats.late, 0, "{what}: nothing arrived after being skipped");
+        sent.sort_unstable();
+        let owed: String = sent.into_iter().map(to_one).collect();
+        assert_eq!(
+            clients[0].take_received().escape_ascii().to_string(),
+            owed.as_bytes().escape_ascii().to_string(),
+            "{what}: every line sent, in order"
+        );
+    }
 }
 
 #[test]

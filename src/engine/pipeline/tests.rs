@@ -2,7 +2,13 @@ use super::*;
 
 /// Connection keys used in these tests: user N is on connection N.
 fn pipeline_with_users(users: &[UserId]) -> Pipeline {
-    let mut pipeline = Pipeline::new(64, 1 << 20, Duration::from_secs(1), Instant::now());
+    let mut pipeline = Pipeline::new(
+        64,
+        1 << 20,
+        Duration::from_secs(1),
+        Duration::from_secs(10),
+        Instant::now(),
+    );
     for &user in users {
         pipeline.register(user, user as ConnKey);
     }
@@ -131,7 +137,7 @@ fn a_source_that_starts_over_starts_a_new_run() {
     let mut pipeline = pipeline_with_users(&[1]);
     let now = Instant::now();
     feed(&mut pipeline, &["1|F|1|9\n", "2|B\n"], now);
-    pipeline.source_connected();
+    pipeline.source_connected(now);
     // A second run: seq 1 again, and the old follow of 9 is gone.
     let out = feed(&mut pipeline, &["1|S|9\n", "2|P|0|1\n"], now);
     assert_eq!(out, vec![(1, "2|P|0|1\n".to_string())]);
@@ -145,7 +151,7 @@ fn a_reconnecting_source_that_resends_recent_events_carries_on() {
     let mut pipeline = pipeline_with_users(&[1]);
     let now = Instant::now();
     feed(&mut pipeline, &["1|F|1|2\n", "2|B\n", "3|B\n"], now);
-    pipeline.source_connected();
+    pipeline.source_connected(now);
     assert!(feed(&mut pipeline, &["3|B\n", "4|S|2\n", "5|B\n"], now).is_empty());
     let mut out = Vec::new();
     pipeline.on_timer(now + PROBATION_TIME, &mut |conn, f: &[u8]| {
@@ -171,7 +177,7 @@ fn new_run_behind_a_full_receiver(now: Instant) -> (Pipeline, Limited) {
     for frame in [&b"1|B\n"[..], b"3|B\n"] {
         pipeline.on_frame(frame, now, &mut sink).unwrap();
     }
-    pipeline.source_connected();
+    pipeline.source_connected(now);
     pipeline.on_frame(b"1|P|0|1\n", now, &mut sink).unwrap();
     (pipeline, sink)
 }
@@ -227,7 +233,7 @@ fn a_source_that_carries_on_keeps_the_run_after_a_short_wait() {
     let mut pipeline = pipeline_with_users(&[1]);
     let now = Instant::now();
     feed(&mut pipeline, &["1|F|1|9\n"], now);
-    pipeline.source_connected();
+    pipeline.source_connected(now);
     assert!(feed(&mut pipeline, &["3|P|0|1\n", "2|S|9\n"], now).is_empty());
     assert_eq!(pipeline.deadline(), Some(now + PROBATION_TIME));
     let mut out = Vec::new();
@@ -247,7 +253,7 @@ fn a_new_run_whose_first_line_is_above_the_old_next_seq_is_still_caught() {
     let mut pipeline = pipeline_with_users(&[1]);
     let now = Instant::now();
     feed(&mut pipeline, &["1|B\n", "2|B\n"], now);
-    pipeline.source_connected();
+    pipeline.source_connected(now);
     let out = feed(
         &mut pipeline,
         &[
@@ -279,7 +285,7 @@ fn a_source_leaving_during_probation_has_its_events_delivered() {
     let mut pipeline = pipeline_with_users(&[1]);
     let now = Instant::now();
     feed(&mut pipeline, &["1|B\n"], now);
-    pipeline.source_connected();
+    pipeline.source_connected(now);
     assert!(feed(&mut pipeline, &["2|P|0|1\n"], now).is_empty());
     let mut out = Vec::new();
     pipeline.source_disconnected(now, &mut |conn, _: &[u8]| out.push(conn));
@@ -289,8 +295,9 @@ fn a_source_leaving_during_probation_has_its_events_delivered() {
 #[test]
 fn the_first_source_ever_needs_no_probation() {
     let mut pipeline = pipeline_with_users(&[1]);
-    pipeline.source_connected();
-    assert_eq!(feed(&mut pipeline, &["1|P|0|1\n"], Instant::now()).len(), 1);
+    let now = Instant::now();
+    pipeline.source_connected(now);
+    assert_eq!(feed(&mut pipeline, &["1|P|0|1\n"], now).len(), 1);
 }
 
 #[test]
