@@ -11,6 +11,10 @@ mod bad_lines;
 mod common;
 
 use std::io::Write;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use bad_lines::{bad_source_lines, between_good_lines};
 use common::*;
@@ -27,4 +31,108 @@ fn malformed_source_lines_are_skipped_and_counted() {
         s.malformed == bad.len() as u64
     });
     assert_eq!(stats.events_routed, bad.len() as u64 + 1);
+}
+
+/// Sends `prefix`, then 1 MiB blocks of `byte` as fast as the connection
+/// takes them, from a thread of its own, until a write fails (the server
+/// closed it) or the returned guard is dropped.
+fn flood(addr: std::net::SocketAddr, prefix: &'static [u8], byte: u8) -> Flood {
+    let stop = Arc::new(AtomicBool::new(false));
+    let stream = TcpStream::connect(addr).expect("the flooder connects");
+    // Short, so the thread sees the guard drop even when the server does
+    // not read.
+    stream
+        .set_write_timeout(Some(Duration::from_millis(50)))
+        .unwrap();
+    let thread = std::thread::spawn({
+        let stop = Arc::clone(&stop);
+        move || {
+            let mut stream = stream;
+            let block = vec![byte; 1 << 20];
+            let mut written = 0u64;
+            if stream.write_all(prefix).is_err() {
+                return written;
+            }
+            while !stop.load(Ordering::Relaxed) {
+                match stream.write(&block) {
+                    Ok(n) => written += n as u64,
+                    Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(err) if err.kind() == std::io::ErrorKind::TimedOut => {}
+                    Err(_) => break,
+                }
+            }
+            written
+        }
+    });
+    Flood {
+        stop,
+        thread: Some(thread),
+    }
+}
+
+/// A flooding connection's thread; dropping it stops the flood.
+struct Flood {
+    /// Tells the thread to stop.
+    stop: Arc<AtomicBool>,
+    /// The thread, which returns the bytes it wrote.
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl Flood {
+    /// Stops the flood; returns the bytes written.
+    fn stop(mut self) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let thread = self.thread.take().expect("joined once");
+        thread.join().expect("the flooder does not panic")
+    }
+}
+
+impl Drop for Flood {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Lines `seq|B` for seqs `1..=count`.
+fn broadcasts(count: u64) -> Vec<u8> {
+    (1..=count)
+        .flat_map(|seq| format!("{seq}|B\n").into_bytes())
+        .collect()
+}
+
+#[test]
+fn clients_flooding_an_id_line_with_no_newline_are_closed_at_the_limit() {
+    let (server, mut source, mut clients) = start_with_clients(Config::ephemeral(), &[1]);
+    let flooders: Vec<Flood> = (0..2)
+        .map(|_| flood(server.client_addr(), b"", b'7'))
+        .collect();
+    wait_for(&server, "both flooders closed for their id", |s| {
+        s.bad_ids == 2
+    });
+    let events = broadcasts(1000);
+    source.write_all(&events).unwrap();
+    assert_receives(&mut clients[0], &events);
+    for flooder in flooders {
+        let written = flooder.stop();
+        assert!(written < 64 << 20, "closed early: it wrote {written} bytes");
+    }
+}
+
+#[test]
+fn clients_flooding_bytes_after_their_id_do_not_stall_the_others() {
+    let (server, mut source, mut clients) = start_with_clients(Config::ephemeral(), &[1]);
+    let flooders: Vec<Flood> = (0..2)
+        .map(|_| flood(server.client_addr(), b"2\n", b'x'))
+        .collect();
+    wait_for(&server, "both flooders registered", |s| s.clients == 3);
+    let events = broadcasts(1000);
+    source.write_all(&events).unwrap();
+    assert_receives(&mut clients[0], &events);
+    assert_eq!(
+        server.stats().clients,
+        3,
+        "sending is no reason to close one"
+    );
+    let written: u64 = flooders.into_iter().map(Flood::stop).sum();
+    assert!(written > 0, "the flooders flooded");
 }

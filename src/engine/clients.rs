@@ -63,6 +63,8 @@ pub(super) struct Client<S, P> {
     pub(super) closing: Option<CloseReason>,
     /// Serial number of the connection: keys are reused, serials not.
     serial: u64,
+    /// True while it is on the revisit list (once at most).
+    revisit: bool,
     /// True while it is on the owing list.
     owes: bool,
     /// When bytes were last written to it, or when it last owed nothing.
@@ -205,6 +207,12 @@ pub(super) struct Clients<T: Transport> {
     pub(super) holders: usize,
     /// The earliest time a client on `owing` can be due (never later).
     next_judgement: Option<Instant>,
+    /// Clients whose reads stopped at the last turn's budget with bytes
+    /// perhaps left, with serials: read again this turn.
+    unread: Vec<(ConnKey, u64)>,
+    /// The same for this turn's reads: read again next turn (so a client
+    /// is read one budget per turn, however its reads came about).
+    unread_next: Vec<(ConnKey, u64)>,
     /// Clients awaiting their id, by deadline (one timeout, so a queue in
     /// accept order is sorted).
     id_deadlines: VecDeque<(Instant, ConnKey, u64)>,
@@ -244,6 +252,8 @@ impl<T: Transport> Clients<T> {
             owing: Vec::new(),
             holders: 0,
             next_judgement: None,
+            unread: Vec::new(),
+            unread_next: Vec::new(),
             id_deadlines: VecDeque::new(),
             own_bytes: 0,
             log: BroadcastLog::new(),
@@ -318,6 +328,7 @@ impl<T: Transport> Clients<T> {
             read_closed: false,
             closing: None,
             serial,
+            revisit: false,
             owes: false,
             last_progress: now,
             holding: false,

@@ -87,6 +87,13 @@ impl Inbox {
         self.filled > 0 || self.splitter.is_discarding()
     }
 
+    /// True once the line begun and not ended is over the length limit:
+    /// its bytes are being dropped, and it is known to be too long before
+    /// its end arrives.
+    pub fn is_dropping_line(&self) -> bool {
+        self.splitter.is_discarding()
+    }
+
     /// The first bytes of the last line dropped as overlong (for the log,
     /// when [`Inbox::next_line`] returned [`Line::Overlong`]).
     pub fn dropped_line(&self) -> &LineStart {

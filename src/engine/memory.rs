@@ -37,6 +37,11 @@ struct Pipe {
     ended: Option<Ending>,
     /// True once the engine was told the peer's sending side ended.
     read_closed_seen: bool,
+    /// A byte the peer sends once `input` is drained, and how many more
+    /// times: a flood that does not run dry within any test's turns.
+    flood: Option<(u8, u64)>,
+    /// Bytes the engine has read from the peer.
+    taken: u64,
 }
 
 /// The engine's end of an in-memory connection.
@@ -50,12 +55,20 @@ impl Read for MemoryStream {
             return Err(io::ErrorKind::ConnectionReset.into());
         }
         if pipe.input.is_empty() {
+            if let Some((byte, left)) = pipe.flood.as_mut().filter(|(_, left)| *left > 0) {
+                let n = buf.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
+                buf[..n].fill(*byte);
+                *left -= n as u64;
+                pipe.taken += n as u64;
+                return Ok(n);
+            }
             return match pipe.input_closed {
                 true => Ok(0),
                 false => Err(io::ErrorKind::WouldBlock.into()),
             };
         }
         let n = pipe.input.read(buf)?;
+        pipe.taken += n as u64;
         Ok(n)
     }
 }
@@ -97,6 +110,21 @@ impl Peer {
         self.pipe.borrow_mut().input.extend(bytes);
     }
 
+    /// Once what was sent is read, sends `count` bytes `byte` (held as a
+    /// count, not in memory): every read fills the engine's buffer, and
+    /// none would block until they are all read. A count far above what a
+    /// test's turns may read is a flood that never runs dry, yet a loop
+    /// that reads until `WouldBlock` ends (and fails the test) instead of
+    /// hanging it.
+    pub fn flood(&self, byte: u8, count: u64) {
+        self.pipe.borrow_mut().flood = Some((byte, count));
+    }
+
+    /// Bytes the engine has read from this peer so far.
+    pub fn taken(&self) -> u64 {
+        self.pipe.borrow().taken
+    }
+
     /// Ends the peer's sending side (a half-close: it may still read).
     pub fn close_sending(&self) {
         self.pipe.borrow_mut().input_closed = true;
@@ -132,7 +160,9 @@ impl Peer {
     fn readiness(&self) -> Readiness {
         let pipe = self.pipe.borrow();
         Readiness {
-            readable: !pipe.input.is_empty() || pipe.input_closed,
+            readable: !pipe.input.is_empty()
+                || pipe.input_closed
+                || pipe.flood.is_some_and(|(_, left)| left > 0),
             writable: pipe.room != Some(0),
             gone: pipe.reset,
         }

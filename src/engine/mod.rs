@@ -226,7 +226,7 @@ impl<T: Transport> Engine<T> {
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
         let can_release =
             (self.pipeline.has_ready() || !self.feed.is_empty()) && !self.output_full();
-        if self.sources.has_unread_bytes() || can_release {
+        if self.sources.has_unread_bytes() || self.clients.has_unread() || can_release {
             return Some(Duration::ZERO); // Work is waiting.
         }
         // The pipeline's timers run only while the source is not paused.
@@ -242,6 +242,8 @@ impl<T: Transport> Engine<T> {
     /// The per-turn work; call once after handling each batch of readiness.
     /// The order of work in a turn is decided here and only here:
     ///
+    /// 0. Clients whose reads stopped at the last turn's budget are read
+    ///    again (readiness will not be reported for bytes already there).
     /// 1. The source resumes if queued output drained to half the budget
     ///    and no client far behind holds it.
     /// 2. In-order frames an earlier turn left in the window are routed.
@@ -267,6 +269,7 @@ impl<T: Transport> Engine<T> {
     ///    source resumes if that drained enough.
     /// 10. An ingest's open batch closes if it has been quiet long enough.
     pub fn tick(&mut self, now: Instant, net: &mut T) {
+        self.clients.read_unread(now, &mut self.pipeline, net);
         self.resume_source_if_drained(now);
         self.pipeline.release_ready(
             now,
@@ -460,5 +463,6 @@ impl<T: Transport> Engine<T> {
     fn end_turn(&mut self, net: &mut T) {
         self.clients.close_marked(&mut self.pipeline, net);
         self.clients.release_log();
+        self.clients.end_turn_reads();
     }
 }

@@ -118,7 +118,7 @@ fn bad_client_ids_close_only_that_client() {
 #[test]
 fn a_client_closed_for_its_id_is_logged_with_its_peer_and_what_it_sent() {
     let long_id = "1234567890".repeat(4); // over the 32-byte limit
-    let endless = "x".repeat(100); // over it too, and no newline
+    let endless = "x".repeat(100); // over it too, with no newline
     let (peers, lines) = logs::capture(|| {
         let mut harness = Harness::new(config());
         let long_id_line = format!("{long_id}\n");
@@ -155,7 +155,11 @@ fn a_client_closed_for_its_id_is_logged_with_its_peer_and_what_it_sent() {
         format!(r#"bad id line: line longer than the limit; it sent "{long_id}""#),
         format!(r#"{late}; it sent "7""#),
         late.to_string(),
-        format!(r#"{late}; it sent "{}"#, &endless[..32]),
+        // Refused at the byte that makes it too long, not at its deadline.
+        format!(
+            r#"bad id line: line longer than the limit; it sent "{}"#,
+            &endless[..32]
+        ),
     ];
     for (peer, expected) in peers.iter().zip(&expected) {
         let who = format!("closing a client without id (peer #{}): ", peer.number);

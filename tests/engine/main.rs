@@ -9,6 +9,7 @@ mod bad_lines;
 mod clients;
 mod cluster;
 mod cluster_props;
+mod floods;
 mod limits;
 mod logs;
 mod probation;

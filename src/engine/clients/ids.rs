@@ -20,6 +20,12 @@ use crate::engine::transport::Transport;
 /// memory.
 const DISCARD_BYTES: usize = 4096;
 
+/// Reads of [`DISCARD_BYTES`] a registered client gets per turn (16 KiB,
+/// one Redis I/O buffer per readable event): a client that sends without
+/// end is read this much, then waits for the next turn on the revisit
+/// list, so it cannot keep the loop from everyone else.
+const DISCARD_READS_PER_TURN: usize = 4;
+
 impl<T: Transport> Clients<T> {
     /// Reads the id line of every client still awaiting one, oldest first.
     pub(in crate::engine) fn read_ids(
@@ -41,10 +47,45 @@ impl<T: Transport> Clients<T> {
         }
     }
 
+    /// Reads the clients whose bytes a turn's budget left unread, once each
+    /// (readiness is edge-triggered: it will not be reported again for
+    /// bytes already waiting).
+    pub(in crate::engine) fn read_unread(
+        &mut self,
+        now: Instant,
+        pipeline: &mut Pipeline,
+        net: &mut T,
+    ) {
+        for index in 0..self.unread.len() {
+            let (key, serial) = self.unread[index];
+            let Some(client) = self.slab.get_mut(key) else {
+                continue;
+            };
+            if client.serial == serial {
+                client.revisit = false;
+                self.read(key, now, pipeline, net);
+            }
+        }
+        self.unread.clear();
+    }
+
+    /// The end of a turn: the clients this turn's budget left with bytes
+    /// are read in the next.
+    pub(in crate::engine) fn end_turn_reads(&mut self) {
+        self.unread.clear();
+        std::mem::swap(&mut self.unread, &mut self.unread_next);
+    }
+
+    /// True when clients have bytes a turn's budget left unread.
+    pub(in crate::engine) fn has_unread(&self) -> bool {
+        !self.unread.is_empty() || !self.unread_next.is_empty()
+    }
+
     /// Reads what a client sent: its id line, or (once registered) anything
-    /// else, which is dropped, until it would block. End-of-file after the
-    /// id is a half-close: the client stays and keeps receiving. Registers
-    /// a client whose id arrived with `pipeline`.
+    /// else, which is dropped, until it would block or a turn's budget is
+    /// spent (then it is revisited next turn). End-of-file after the id is
+    /// a half-close: the client stays and keeps receiving. Registers a
+    /// client whose id arrived with `pipeline`.
     pub(in crate::engine) fn read(
         &mut self,
         key: ConnKey,
@@ -55,7 +96,8 @@ impl<T: Transport> Clients<T> {
         let Some(client) = self.slab.get_mut(key) else {
             return;
         };
-        if client.closing.is_some() || client.read_closed {
+        if client.closing.is_some() || client.read_closed || client.revisit {
+            // On the revisit list, it is read in its turn, once per turn.
             return;
         }
         if let ClientState::AwaitingId(inbox) = &mut client.state {
@@ -87,7 +129,7 @@ impl<T: Transport> Clients<T> {
             }
         }
         let mut discard = [0u8; DISCARD_BYTES];
-        loop {
+        for _ in 0..DISCARD_READS_PER_TURN {
             match client.stream.read(&mut discard) {
                 Ok(0) => {
                     debug!(
@@ -107,6 +149,11 @@ impl<T: Transport> Clients<T> {
                     return;
                 }
             }
+        }
+        // The budget is spent and bytes may be left: next turn.
+        if !client.revisit {
+            client.revisit = true;
+            self.unread_next.push((key, client.serial));
         }
     }
 
@@ -160,8 +207,10 @@ enum IdRead {
     Bad(protocol::ParseError, LineStart),
 }
 
-/// Reads from `stream` until a complete id line, the peer closing, an error
-/// or `WouldBlock`.
+/// Reads from `stream` until a complete id line, an id line known to be
+/// too long (at the byte that makes it so, not at its end: a peer that
+/// streams bytes with no newline is read at most twice the limit), the
+/// peer closing, an error or `WouldBlock`.
 fn read_id(inbox: &mut Inbox, stream: &mut impl Read) -> IdRead {
     loop {
         match inbox.next_line() {
@@ -174,6 +223,10 @@ fn read_id(inbox: &mut Inbox, stream: &mut impl Read) -> IdRead {
             }
             Some(Line::Overlong) => {
                 let sent = *inbox.dropped_line();
+                return IdRead::Bad(protocol::ParseError::TooLong, sent);
+            }
+            None if inbox.is_dropping_line() => {
+                let sent = inbox.unfinished_line();
                 return IdRead::Bad(protocol::ParseError::TooLong, sent);
             }
             None => inbox.compact(),

@@ -1,0 +1,85 @@
+//! Bounded work per input per turn: a peer that sends without end is read
+//! a budget per turn (or closed at the byte that breaks a limit), and the
+//! others are served in the same turns. Counted in bytes read and turns,
+//! not time.
+
+use std::time::Duration;
+
+use follower_maze::engine::Ending;
+use follower_maze::engine::Port;
+
+use crate::support::{config, with_clients};
+
+/// A flood no test's turns can read to its end (a loop that reads until
+/// `WouldBlock` still ends, and fails the test, instead of hanging it).
+const ENDLESS: u64 = 64 << 20;
+
+/// What a registered client is read per turn at most: 16 KiB.
+const CLIENT_READ_BUDGET: u64 = 16 * 1024;
+
+/// Lines `seq|B` for seqs `1..=count`.
+fn broadcasts(count: u64) -> Vec<u8> {
+    (1..=count)
+        .flat_map(|seq| format!("{seq}|B\n").into_bytes())
+        .collect()
+}
+
+#[test]
+fn an_id_line_with_no_newline_is_refused_at_the_limit() {
+    let (mut harness, source, clients) = with_clients(config(), &[1]);
+    let limit = config().max_id_line as u64;
+    let flooder = harness.connect(Port::Clients);
+    flooder.flood(b'7', ENDLESS);
+    harness.turn();
+    assert!(
+        flooder.taken() <= 2 * limit,
+        "read {} bytes of an id line longer than {limit}",
+        flooder.taken()
+    );
+    assert_eq!(flooder.ended(), Some(Ending::Close), "closed at once");
+    assert_eq!(harness.engine.stats().bad_ids, 1);
+    source.send(&broadcasts(3));
+    harness.settle();
+    assert_eq!(clients[0].take_received(), broadcasts(3));
+}
+
+#[test]
+fn a_client_that_sends_without_end_after_its_id_is_read_a_budget_per_turn() {
+    let (mut harness, source, clients) = with_clients(config(), &[1, 2]);
+    let (reader, flooder) = (&clients[0], &clients[1]);
+    flooder.flood(b'x', ENDLESS);
+    source.send(&broadcasts(100));
+    for turn in 0..10 {
+        let before = flooder.taken();
+        harness.turn();
+        let read = flooder.taken() - before;
+        assert!(
+            read <= CLIENT_READ_BUDGET,
+            "turn {turn}: read {read} bytes from one client"
+        );
+        assert!(read > 0, "turn {turn}: the flooder is still read");
+    }
+    assert_eq!(reader.take_received(), broadcasts(100));
+    assert_eq!(flooder.take_received(), broadcasts(100), "it is served too");
+    assert_eq!(flooder.ended(), None, "sending is no reason to close it");
+}
+
+#[test]
+fn a_client_left_with_bytes_is_revisited_without_readiness() {
+    // Readiness is edge-triggered: a client whose bytes a turn's budget left
+    // unread is not reported again. The engine keeps it on its own list.
+    let (mut harness, _source, clients) = with_clients(config(), &[1]);
+    clients[0].flood(b'x', ENDLESS);
+    harness.turn();
+    assert_eq!(
+        harness.engine.timeout(harness.now),
+        Some(Duration::ZERO),
+        "work is waiting"
+    );
+    for _ in 0..3 {
+        let before = clients[0].taken();
+        // A turn with no readiness reported at all.
+        harness.engine.tick(harness.now, &mut harness.net);
+        assert_eq!(clients[0].taken() - before, CLIENT_READ_BUDGET);
+    }
+}
