@@ -136,3 +136,20 @@ fn clients_flooding_bytes_after_their_id_do_not_stall_the_others() {
     let written: u64 = flooders.into_iter().map(Flood::stop).sum();
     assert!(written > 0, "the flooders flooded");
 }
+
+#[test]
+fn lines_far_apart_do_not_pin_the_loop() {
+    // 20,000 lines, each a whole default window (2^20 seqs) after the last:
+    // each gives up on a million missing seqs, which must cost the frames
+    // held, not the seqs skipped. The source then ends, so the last line's
+    // hole is given up on a hole timeout later.
+    let (server, mut source, mut clients) = start_with_clients(Config::ephemeral(), &[2]);
+    let lines: Vec<u8> = (1..=20_000u64)
+        .flat_map(|k| format!("{}|P|1|2\n", k << 20).into_bytes())
+        .collect();
+    source.write_all(&lines).unwrap();
+    source.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_receives(&mut clients[0], &lines);
+    let stats = wait_for(&server, "every line routed", |s| s.events_routed == 20_000);
+    assert_eq!(stats.skipped, (20_000 << 20) - 20_000);
+}

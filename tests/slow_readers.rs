@@ -128,8 +128,12 @@ fn readers_slower_than_the_source_get_everything_and_only_the_stuck_client_is_cu
         .expect("the writer finished")
         .expect("the source was never cut off");
     assert!(cut_line.contains("user 21"), "{cut_line}");
+    // Never before its deadline. How soon after it is the core's timer
+    // rule, tested with a fake clock (tests/engine/limits.rs): here, on a
+    // busy machine, the server's thread may be descheduled for seconds, so
+    // a wall-clock upper bound would test the machine, not the server.
     assert!(
-        cut_after >= write_deadline && cut_after <= write_deadline + Duration::from_secs(1),
+        cut_after >= write_deadline,
         "the stuck client was cut {cut_after:?} after the flood began (deadline {write_deadline:?})"
     );
 

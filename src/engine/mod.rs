@@ -169,6 +169,12 @@ impl<T: Transport> Engine<T> {
         self.feed.len()
     }
 
+    /// The pipeline, read-only: its counters, its window's depth and the
+    /// router (for tests and embedders that look inside).
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
+    }
+
     /// The configuration.
     pub fn config(&self) -> &Config {
         &self.config

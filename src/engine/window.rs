@@ -17,6 +17,17 @@
 //! far ahead to fit ([`Push::NeedsRoom`]), the held bytes would pass their
 //! budget (also `NeedsRoom`), or the caller decides a hole has waited long
 //! enough ([`ReorderWindow::skip_hole`]). Every skipped seq is counted.
+//!
+//! Skipping costs the frames held, not the seqs skipped: a gap of any
+//! width is crossed in one step to the lowest held seq, which the window
+//! finds without walking the ring. Frames in buffers are kept in a min-heap
+//! of their seqs (they leave in seq order, so the one released is always
+//! its top); frames in near cells all lie within the near ring's span of
+//! the next seq, which is scanned only while any are held. A source that
+//! sends seqs a million apart therefore costs a heap operation per line.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 
 use crate::engine::protocol::Seq;
 
@@ -75,6 +86,11 @@ pub struct WindowCounters {
     pub late: u64,
     /// Frames whose seq was already held.
     pub duplicates: u64,
+    /// Steps of the window's slow paths: ring slots looked at to release a
+    /// frame from a buffer, to cross a gap, or to find the lowest held seq.
+    /// What a line costs beyond its own frame, counted so tests can bound
+    /// it without a stopwatch.
+    pub steps: u64,
 }
 
 /// Holds out-of-order frames and releases them in sequence order.
@@ -98,6 +114,9 @@ pub struct ReorderWindow<M> {
     pool: Vec<(M, Vec<u8>)>,
     /// Pool indices not holding a frame.
     free: Vec<u32>,
+    /// The seqs of the frames held in the pool, lowest on top; frames in
+    /// near cells are the other `held - pooled.len()`.
+    pooled: BinaryHeap<Reverse<Seq>>,
     /// Frames held now.
     held: usize,
     /// Bytes of the frames held now.
@@ -132,6 +151,7 @@ impl<M: Copy> ReorderWindow<M> {
             near_mask: near_seqs as u64 - 1,
             pool: Vec::new(),
             free: Vec::new(),
+            pooled: BinaryHeap::new(),
             held: 0,
             held_bytes: 0,
             highest: 0,
@@ -206,7 +226,8 @@ impl<M: Copy> ReorderWindow<M> {
             }
             *slot = EMPTY;
         }
-        self.counters.skipped += self.held as u64;
+        self.counters.skipped = self.counters.skipped.saturating_add(self.held as u64);
+        self.pooled.clear();
         self.held = 0;
         self.held_bytes = 0;
         self.next = next;
@@ -260,7 +281,7 @@ impl<M: Copy> ReorderWindow<M> {
     #[inline(never)]
     fn push_slowly(&mut self, seq: Seq, meta: M, frame: &[u8]) -> Push {
         if seq < self.next {
-            self.counters.late += 1;
+            self.counters.late = self.counters.late.saturating_add(1);
             return Push::Late;
         }
         let too_far = seq - self.next >= self.slots.len() as u64;
@@ -271,7 +292,7 @@ impl<M: Copy> ReorderWindow<M> {
         }
         let slot = (seq & self.mask) as usize;
         if self.slots[slot] != EMPTY {
-            self.counters.duplicates += 1;
+            self.counters.duplicates = self.counters.duplicates.saturating_add(1);
             return Push::Duplicate;
         }
         if self.held > 0 && self.held_bytes + frame.len() > self.max_bytes {
@@ -307,6 +328,7 @@ impl<M: Copy> ReorderWindow<M> {
         buffer.clear();
         buffer.extend_from_slice(frame);
         self.slots[slot] = index;
+        self.pooled.push(Reverse(seq));
         Push::Held
     }
 
@@ -349,6 +371,7 @@ impl<M: Copy> ReorderWindow<M> {
     #[inline(never)]
     fn pop_slowly(&mut self) -> Option<(Seq, M, &[u8])> {
         loop {
+            self.counters.steps = self.counters.steps.saturating_add(1);
             let slot = (self.next & self.mask) as usize;
             let index = self.slots[slot];
             if index != EMPTY {
@@ -362,6 +385,8 @@ impl<M: Copy> ReorderWindow<M> {
                     (meta, &cell.bytes[..usize::from(cell.len)])
                 } else {
                     self.free.push(index);
+                    let lowest = self.pooled.pop();
+                    debug_assert_eq!(lowest, Some(Reverse(seq)), "buffers leave in seq order");
                     let (meta, frame) = &self.pool[index as usize];
                     (*meta, &frame[..])
                 };
@@ -371,14 +396,14 @@ impl<M: Copy> ReorderWindow<M> {
             if self.next >= self.floor {
                 return None;
             }
-            if self.held == 0 {
-                // Nothing left to find below the floor: jump in one step.
-                self.counters.skipped += self.floor - self.next;
-                self.next = self.floor;
-                return None;
-            }
-            self.counters.skipped += 1;
-            self.next += 1;
+            // Missing and given up on: cross the gap in one step, to the
+            // next held frame or the floor, whichever comes first.
+            let to = match self.held {
+                0 => self.floor,
+                _ => self.lowest_held().min(self.floor),
+            };
+            self.counters.skipped = self.counters.skipped.saturating_add(to - self.next);
+            self.next = to;
         }
     }
 
@@ -393,16 +418,23 @@ impl<M: Copy> ReorderWindow<M> {
         }
     }
 
-    /// The lowest held seq at or above the floor's start; only meaningful
-    /// while a frame is held.
-    fn lowest_held(&self) -> Seq {
-        let mut seq = self.next;
-        // A frame is held, and all held seqs are within one ring of `next`,
-        // so this finds one within `capacity` steps.
-        while self.slots[(seq & self.mask) as usize] == EMPTY {
-            seq += 1;
+    /// The lowest held seq; only meaningful while a frame is held. Costs a
+    /// heap peek, plus a scan of the near ring's span while frames are held
+    /// in near cells: never a walk over the seqs between.
+    fn lowest_held(&mut self) -> Seq {
+        let pooled = self.pooled.peek().map(|&Reverse(seq)| seq);
+        if self.held == self.pooled.len() {
+            return pooled.expect("a frame is held, in a buffer");
         }
-        seq
+        // Near cells hold seqs from `next` to `next + near_mask` at most:
+        // they were that close when pushed, and `next` only grows.
+        let near_end = self.next.saturating_add(self.near_mask + 1);
+        let end = pooled.map_or(near_end, |seq| seq.min(near_end));
+        let near = (self.next..end).find(|&seq| self.slots[(seq & self.mask) as usize] == NEAR);
+        let looked_at = near.unwrap_or(end) - self.next + 1;
+        self.counters.steps = self.counters.steps.saturating_add(looked_at);
+        near.or(pooled)
+            .expect("a frame is held, in a near cell or a buffer")
     }
 
     /// Raises the floor to `seq` (never lowers it).

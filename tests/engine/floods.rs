@@ -8,7 +8,7 @@ use std::time::Duration;
 use follower_maze::engine::Ending;
 use follower_maze::engine::Port;
 
-use crate::support::{config, with_clients};
+use crate::support::{config, ms, with_clients};
 
 /// A flood no test's turns can read to its end (a loop that reads until
 /// `WouldBlock` still ends, and fails the test, instead of hanging it).
@@ -82,4 +82,34 @@ fn a_client_left_with_bytes_is_revisited_without_readiness() {
         harness.engine.tick(harness.now, &mut harness.net);
         assert_eq!(clients[0].taken() - before, CLIENT_READ_BUDGET);
     }
+}
+
+#[test]
+fn lines_far_apart_cost_steps_per_line_not_per_seq_skipped() {
+    // Each line a whole window ahead of the last: every line gives up on a
+    // gap of 65,536 seqs. Crossing it must cost a few steps, not 65,536.
+    let gap = 1u64 << 16;
+    let lines = 2000u64;
+    let config = follower_maze::Config {
+        window_capacity: gap as usize,
+        ..config()
+    };
+    let (mut harness, source, clients) = with_clients(config, &[2]);
+    let line = |k: u64| format!("{}|P|1|2\n", k * gap);
+    let stream: String = (1..=lines).map(line).collect();
+    source.send(stream.as_bytes());
+    source.close_sending();
+    harness.run_for(ms(1100), ms(100));
+    assert_eq!(
+        clients[0].take_received(),
+        stream.as_bytes(),
+        "every line, in order"
+    );
+    let counters = harness.engine.pipeline().counters().window;
+    assert_eq!(counters.skipped, lines * gap - lines);
+    assert!(
+        counters.steps <= 4 * lines,
+        "{} steps for {lines} lines",
+        counters.steps
+    );
 }
