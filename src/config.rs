@@ -85,6 +85,17 @@ pub struct Config {
     #[arg(long = "hole-silence-ms", env = "FOLLOWER_MAZE_HOLE_SILENCE_MS", default_value = "10000", value_parser = parse_millis)]
     pub hole_silence: Duration,
 
+    /// Milliseconds the event source may send nothing while another source
+    /// waits to connect, before it is closed and the waiting one takes
+    /// over, so a source that connects and says nothing (or hangs) cannot
+    /// hold the event port forever. A lone source is never closed for
+    /// idling: the original test client's source idles while its clients
+    /// connect. Long enough for a source between two bursts, short enough
+    /// that the waiting one (often a test suite's next case) is not kept
+    /// long.
+    #[arg(long = "source-idle-ms", env = "FOLLOWER_MAZE_SOURCE_IDLE_MS", default_value = "5000", value_parser = parse_millis)]
+    pub source_idle: Duration,
+
     /// Longest accepted event line in bytes, terminator included; longer
     /// lines are dropped and counted as malformed.
     #[arg(long, env = "FOLLOWER_MAZE_MAX_LINE", value_name = "SIZE", default_value = "1KiB", value_parser = parse_bytes::<usize>)]

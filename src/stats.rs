@@ -42,6 +42,9 @@ pub struct Stats {
     pub clients_refused: u64,
     /// Event source connections refused because one was already connected.
     pub sources_refused: u64,
+    /// Event sources closed for sending nothing for `--source-idle-ms`
+    /// while another waited to take over.
+    pub sources_idle_closed: u64,
     /// Times accepting failed for lack of file descriptors or memory.
     pub accept_errors: u64,
     /// Times reading the source was paused because too much output queued.

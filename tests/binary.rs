@@ -110,6 +110,8 @@ fn help_lists_every_knob_with_its_variable() {
         "--hole-timeout-ms",
         "--hole-silence-ms",
         "FOLLOWER_MAZE_HOLE_SILENCE_MS",
+        "--source-idle-ms",
+        "FOLLOWER_MAZE_SOURCE_IDLE_MS",
         "--max-clients",
         "--write-deadline-ms",
         "FOLLOWER_MAZE_WRITE_DEADLINE_MS",

@@ -153,3 +153,22 @@ fn lines_far_apart_do_not_pin_the_loop() {
     let stats = wait_for(&server, "every line routed", |s| s.events_routed == 20_000);
     assert_eq!(stats.skipped, (20_000 << 20) - 20_000);
 }
+
+#[test]
+fn a_silent_source_does_not_hold_the_event_port() {
+    // A source that connects and says nothing, then the real one: the
+    // silent one yields after --source-idle-ms and the real one is served.
+    let config = Config {
+        source_idle: Duration::from_millis(300),
+        ..Config::ephemeral()
+    };
+    let (server, silent, mut clients) = start_with_clients(config, &[2]);
+    let mut real = connect_source(&server);
+    real.write_all(b"1|P|1|2\n2|B\n").unwrap();
+    assert_receives(&mut clients[0], b"1|P|1|2\n2|B\n");
+    let stats = wait_for(&server, "the silent source closed", |s| {
+        s.sources_idle_closed == 1
+    });
+    assert_eq!(stats.sources_refused, 0);
+    drop(silent);
+}

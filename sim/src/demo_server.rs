@@ -182,9 +182,7 @@ impl DemoServer {
                 Ok(None) => {}
                 Err(err) => return Err(format!("cannot be watched: {err}")),
             }
-            waiting.retain(|addr| {
-                TcpStream::connect_timeout(addr, Duration::from_millis(100)).is_err()
-            });
+            waiting.retain(|addr| !accepts(addr));
             if waiting.is_empty() {
                 return Ok(());
             }
@@ -206,6 +204,16 @@ impl Drop for DemoServer {
             let _ = self.child.wait();
         }
     }
+}
+
+/// True when something listening at `addr` accepted a connection. A
+/// connection to a loopback port in the ephemeral range that nothing
+/// listens on can connect to itself (TCP's simultaneous open, when the
+/// kernel picks that very port as the local one), which is not the server
+/// accepting.
+fn accepts(addr: &SocketAddr) -> bool {
+    TcpStream::connect_timeout(addr, Duration::from_millis(100))
+        .is_ok_and(|stream| stream.local_addr().ok() != stream.peer_addr().ok())
 }
 
 /// Two distinct free loopback ports: both bound at once (so they differ),

@@ -120,7 +120,7 @@ impl<T: Transport> Engine<T> {
                 now,
             ),
             clients: Clients::new(&config, now),
-            sources: Sources::new(),
+            sources: Sources::new(config.source_idle, now),
             shutting_down: false,
             malformed_log: LogLimit::new(now),
             batcher: None,
@@ -238,7 +238,8 @@ impl<T: Transport> Engine<T> {
         // The pipeline's timers run only while the source is not paused.
         let pipeline = self.pipeline.deadline().filter(|_| !self.sources.paused);
         let batch = self.batcher.as_ref().and_then(Batcher::deadline);
-        [self.clients.deadline(), pipeline, batch]
+        let source_idle = self.sources.idle_deadline();
+        [self.clients.deadline(), pipeline, batch, source_idle]
             .into_iter()
             .flatten()
             .min()
@@ -253,7 +254,9 @@ impl<T: Transport> Engine<T> {
     /// 1. The source resumes if queued output drained to half the budget
     ///    and no client far behind holds it.
     /// 2. In-order frames an earlier turn left in the window are routed.
-    /// 3. A waiting event source takes over if the last one has ended.
+    /// 3. A waiting event source takes over if the last one has ended, or
+    ///    after the current one has sent nothing for `--source-idle-ms`
+    ///    (it is closed).
     /// 4. The source is read and routed, a turn's worth at most. After each
     ///    read, before its bytes are routed, the client port is taken in:
     ///    pending connections accepted and pending id lines read, so an id
@@ -281,6 +284,7 @@ impl<T: Transport> Engine<T> {
             now,
             &mut Fanout::new(&mut self.clients, self.batcher.as_mut(), now),
         );
+        self.close_source_if_idle(now, net);
         self.take_over_source(now, net);
         self.read_source(now, net);
         self.route_feed(now);
@@ -322,7 +326,7 @@ impl<T: Transport> Engine<T> {
                 "closing {} event source(s) that were waiting to take over",
                 self.sources.waiting.len()
             );
-            for (stream, _) in self.sources.waiting.drain(..) {
+            for (stream, _, _) in self.sources.waiting.drain(..) {
                 net.close(stream, Ending::Close);
             }
         }
@@ -378,6 +382,7 @@ impl<T: Transport> Engine<T> {
             bad_ids: counters.bad_ids,
             clients_refused: counters.refused,
             sources_refused: self.sources.refused,
+            sources_idle_closed: self.sources.idle_closed,
             accept_errors: 0,
             source_pauses: self.sources.pauses,
             clients,

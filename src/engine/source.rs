@@ -2,7 +2,7 @@
 //! and routing its lines, and pausing it for back-pressure.
 
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use log::{debug, info, warn};
 
@@ -11,6 +11,7 @@ use super::delivery::Fanout;
 use super::inbox::{Inbox, interrupted, would_block};
 use super::protocol::{self, EventLine};
 use super::transport::{ConnId, Ending, Port, Transport};
+use crate::log_limit::LogLimit;
 
 /// Size of the event source's read buffer: large reads mean few syscalls.
 const SOURCE_INBOX_BYTES: usize = 1024 * 1024;
@@ -34,6 +35,11 @@ pub(super) struct Source<S> {
     /// True when the stream may hold unread bytes: readiness is
     /// edge-triggered, so after stopping early we come back unprompted.
     pub(super) readable: bool,
+    /// When it connected or last delivered bytes (or reading it resumed
+    /// after a pause: paused, it is not idle, only unread).
+    last_heard: Instant,
+    /// When it last delivered bytes, if ever.
+    last_bytes: Option<Instant>,
 }
 
 /// The source being read and the ones waiting to take over.
@@ -44,8 +50,17 @@ pub(super) struct Sources<S, P> {
     /// Sources that connected while another was connected, in order: each
     /// takes over once the one before it has been read to its end, and all
     /// are refused once the current one is found open (read to
-    /// `WouldBlock`). Not opened, not read while they wait.
-    pub(super) waiting: VecDeque<(S, P)>,
+    /// `WouldBlock`) and has spoken since they came, or take over once it
+    /// has been silent for `idle_after`. Not opened, not read while they
+    /// wait; each with the time it came.
+    pub(super) waiting: VecDeque<(S, P, Instant)>,
+    /// How long the current source may send nothing while another waits.
+    idle_after: Duration,
+    /// Sources closed for idling while another waited.
+    pub(super) idle_closed: u64,
+    /// Limits warnings about refused sources (a flood of connections must
+    /// not flood the log).
+    refuse_log: LogLimit,
     /// True when sources were left in the accept queue because
     /// [`MAX_WAITING_SOURCES`] were waiting: accepting them resumes once
     /// there is room.
@@ -59,11 +74,15 @@ pub(super) struct Sources<S, P> {
 }
 
 impl<S, P> Sources<S, P> {
-    /// No source yet.
-    pub(super) fn new() -> Self {
+    /// No source yet; a source that sends nothing for `idle_after` yields
+    /// to one that waits.
+    pub(super) fn new(idle_after: Duration, now: Instant) -> Self {
         Sources {
             current: None,
             waiting: VecDeque::new(),
+            idle_after,
+            idle_closed: 0,
+            refuse_log: LogLimit::new(now),
             left_in_queue: false,
             paused: false,
             refused: 0,
@@ -74,6 +93,17 @@ impl<S, P> Sources<S, P> {
     /// True when the source may have bytes not read yet and may be read.
     pub(super) fn has_unread_bytes(&self) -> bool {
         !self.paused && self.current.as_ref().is_some_and(|source| source.readable)
+    }
+
+    /// When the current source will have been silent for `idle_after`
+    /// while another waits: then it yields. `None` with nobody waiting, or
+    /// while it is paused.
+    pub(super) fn idle_deadline(&self) -> Option<Instant> {
+        let source = self.current.as_ref()?;
+        if self.waiting.is_empty() || self.paused {
+            return None;
+        }
+        Some(source.last_heard + self.idle_after)
     }
 
     /// Comes back for the source in the next turn unprompted (lines were
@@ -99,6 +129,8 @@ impl<T: Transport> Engine<T> {
     /// Accepts pending event sources while fewer than
     /// [`MAX_WAITING_SOURCES`] wait; the rest stay in the accept queue.
     pub(super) fn accept_sources(&mut self, now: Instant, net: &mut T) {
+        // Reading the current one to its end or to `WouldBlock` decides
+        // whether a newcomer takes over, waits or is refused.
         while !self.shutting_down {
             if self.sources.waiting.len() >= MAX_WAITING_SOURCES {
                 self.sources.left_in_queue = true;
@@ -115,7 +147,7 @@ impl<T: Transport> Engine<T> {
                 // Read the current one to its end or to `WouldBlock` this
                 // turn: that decides whether the newcomer takes over.
                 debug!("event source {peer} waits for the current one to end");
-                self.sources.waiting.push_back((stream, peer));
+                self.sources.waiting.push_back((stream, peer, now));
                 self.sources.revisit();
             } else {
                 self.install_source(stream, peer, now, net);
@@ -142,6 +174,8 @@ impl<T: Transport> Engine<T> {
             stream,
             inbox: Inbox::new(SOURCE_INBOX_BYTES, self.config.max_line),
             readable: true,
+            last_heard: now,
+            last_bytes: None,
         });
         true
     }
@@ -152,7 +186,7 @@ impl<T: Transport> Engine<T> {
         if self.sources.current.is_some() || self.shutting_down || self.pipeline.is_blocked() {
             return false;
         }
-        while let Some((stream, peer)) = self.sources.waiting.pop_front() {
+        while let Some((stream, peer, _)) = self.sources.waiting.pop_front() {
             if self.install_source(stream, peer, now, net) {
                 return true;
             }
@@ -160,14 +194,53 @@ impl<T: Transport> Engine<T> {
         false
     }
 
-    /// Refuses the sources waiting behind one that is still open: two
-    /// sources never interleave.
-    fn refuse_waiting_sources(&mut self, net: &mut T) {
-        while let Some((stream, peer)) = self.sources.waiting.pop_front() {
-            self.sources.refused += 1;
-            warn!("refusing event source {peer}: another event source is connected");
+    /// Decides for the sources waiting behind one that is open (read to
+    /// `WouldBlock`): refused if it has spoken since the first of them
+    /// came (two sources never interleave), left waiting while it is
+    /// silent, and let in once it has been silent for `--source-idle-ms`.
+    fn settle_waiting_sources(&mut self, now: Instant, net: &mut T) {
+        let (Some(source), Some(&(_, _, first_came))) =
+            (self.sources.current.as_ref(), self.sources.waiting.front())
+        else {
+            return;
+        };
+        if source.last_bytes.is_some_and(|at| at >= first_came) {
+            self.refuse_waiting_sources(now, net);
+        } else {
+            self.close_source_if_idle(now, net);
+        }
+    }
+
+    /// Refuses the sources waiting behind one that is still open and
+    /// sending: two sources never interleave.
+    fn refuse_waiting_sources(&mut self, now: Instant, net: &mut T) {
+        while let Some((stream, peer, _)) = self.sources.waiting.pop_front() {
+            self.sources.refused = self.sources.refused.saturating_add(1);
+            if self.sources.refuse_log.allow(now) {
+                warn!(
+                    "refusing event source {peer}: another event source is connected and sending"
+                );
+            }
             net.close(stream, Ending::Close);
         }
+    }
+
+    /// Closes the current source if it has sent nothing for
+    /// `--source-idle-ms` while another waits (not while it is paused: then
+    /// it is unread, not idle); the waiting one takes over.
+    pub(super) fn close_source_if_idle(&mut self, now: Instant, net: &mut T) {
+        if self
+            .sources
+            .idle_deadline()
+            .is_none_or(|deadline| deadline > now)
+        {
+            return;
+        }
+        self.sources.idle_closed = self.sources.idle_closed.saturating_add(1);
+        let idle = self.sources.idle_after;
+        warn!("the event source sent nothing for {idle:?} while another waited: closing it");
+        self.close_source("idle while another source waited", now, net);
+        self.take_over_source(now, net);
     }
 
     /// Reads and routes up to [`SOURCE_BYTES_PER_TURN`] bytes from the
@@ -209,7 +282,10 @@ impl<T: Transport> Engine<T> {
                 Ok(n) => {
                     budget -= n;
                     // A source that sends is alive: time counts against a
-                    // hole while it does (the hole timer).
+                    // hole while it does (the hole timer), and it is not
+                    // idle.
+                    source.last_heard = now;
+                    source.last_bytes = Some(now);
                     self.pipeline.source_heard(now);
                     // Whatever a client sent before these bytes were sent
                     // goes in before they are routed.
@@ -217,8 +293,9 @@ impl<T: Transport> Engine<T> {
                 }
                 Err(err) if would_block(&err) => {
                     source.readable = false;
-                    // Open, so whoever connected since waits in vain.
-                    self.refuse_waiting_sources(net);
+                    // Open: whoever connected since is refused, or waits
+                    // for it to idle.
+                    self.settle_waiting_sources(now, net);
                     // The bytes read before this call still need routing.
                     budget = 0;
                 }
@@ -253,6 +330,10 @@ impl<T: Transport> Engine<T> {
     pub(super) fn resume_source_if_drained(&mut self, now: Instant) {
         if self.sources.paused && self.output_drained() {
             self.sources.paused = false;
+            if let Some(source) = self.sources.current.as_mut() {
+                // Paused, it was unread, not idle.
+                source.last_heard = now;
+            }
             // The missing seq of a hole may have waited in our socket.
             self.pipeline.restart_hole_timer(now);
             debug!(

@@ -92,7 +92,7 @@ impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.stats;
         let bytes = || Some(Unit::Bytes);
-        let counters: [CounterRow; 15] = [
+        let counters: [CounterRow; 16] = [
             (
                 "events_in",
                 None,
@@ -159,6 +159,12 @@ impl Collector for Snapshot {
                 None,
                 "Event source connections refused because one was connected.",
                 s.sources_refused,
+            ),
+            (
+                "sources_idle_closed",
+                None,
+                "Event sources closed for sending nothing for --source-idle-ms while another waited.",
+                s.sources_idle_closed,
             ),
             (
                 "accept_errors",

@@ -176,3 +176,76 @@ fn malformed_source_lines_are_skipped_and_counted() {
     assert_eq!(stats.malformed, bad.len() as u64);
     assert_eq!(stats.events_routed, bad.len() as u64 + 1);
 }
+
+#[test]
+fn a_silent_source_yields_to_a_waiting_one_after_the_idle_time() {
+    // One connects and says nothing (a health check, a hung producer); the
+    // real one connects later and waits, then takes over.
+    let (mut harness, silent) = with_source(config());
+    let client = harness.client("2");
+    harness.settle();
+    harness.run_for(ms(1000), ms(100));
+    let real = harness.connect(Port::Events);
+    real.send(b"1|P|1|2\n");
+    harness.settle();
+    assert_eq!(real.ended(), None, "it waits");
+    let idle = config().source_idle;
+    // Silent since it connected: it yields `idle` after that.
+    harness.run_for(idle - ms(1100), ms(100));
+    assert_eq!(silent.ended(), None, "not before its idle time");
+    harness.run_for(ms(200), ms(100));
+    assert_eq!(silent.ended(), Some(Ending::Close));
+    assert_eq!(client.take_received(), b"1|P|1|2\n");
+    let stats = harness.engine.stats();
+    assert_eq!((stats.sources_idle_closed, stats.sources_refused), (1, 0));
+}
+
+#[test]
+fn a_lone_idle_source_is_never_closed() {
+    // The original test client's source connects first and idles while its
+    // clients connect.
+    let (mut harness, source) = with_source(config());
+    harness.run_for(ms(60_000), ms(1000));
+    assert_eq!(source.ended(), None);
+    let client = harness.client("2");
+    source.send(b"1|P|1|2\n");
+    harness.settle();
+    assert_eq!(client.take_received(), b"1|P|1|2\n");
+}
+
+#[test]
+fn a_waiting_source_is_refused_once_the_current_one_speaks() {
+    let (mut harness, first) = with_source(config());
+    let client = harness.client("2");
+    harness.settle();
+    let second = harness.connect(Port::Events);
+    second.send(b"99|P|1|2\n");
+    harness.run_for(ms(1000), ms(100));
+    assert_eq!(second.ended(), None, "waits while the first is silent");
+    first.send(b"1|P|1|2\n");
+    harness.settle();
+    assert_eq!(
+        second.ended(),
+        Some(Ending::Close),
+        "refused: two never interleave"
+    );
+    assert_eq!(first.ended(), None);
+    assert_eq!(client.take_received(), b"1|P|1|2\n");
+    assert_eq!(harness.engine.stats().sources_refused, 1);
+}
+
+#[test]
+fn a_source_that_connects_as_the_current_one_did_waits_for_it_to_idle() {
+    // Both in one turn: the current one has not spoken since the newcomer
+    // came, so the newcomer waits, and the engine asks to be woken when
+    // the current one's idle time is up.
+    let (mut harness, silent) = with_source(config());
+    let client = harness.client("2");
+    harness.settle();
+    let real = harness.connect(Port::Events);
+    real.send(b"1|P|1|2\n");
+    harness.settle();
+    crate::support::idle_for(&mut harness, config().source_idle + ms(100));
+    assert_eq!((silent.ended(), real.ended()), (Some(Ending::Close), None));
+    assert_eq!(client.take_received(), b"1|P|1|2\n");
+}
