@@ -143,10 +143,24 @@ pub struct Config {
     #[arg(long, env = "FOLLOWER_MAZE_CLIENT_OUTPUT_LIMIT", value_name = "SIZE", default_value = "32MiB", value_parser = parse_bytes::<usize>)]
     pub client_output_limit: usize,
 
-    /// Most user-client connections at once (awaiting id included); past it
-    /// a new connection is closed at once.
+    /// Most registered clients at once (connections that have sent their
+    /// id); a connection whose id arrives past it is closed at once.
+    /// Connections still awaiting their id do not count: they have their
+    /// own cap, --max-pending-clients.
     #[arg(long, env = "FOLLOWER_MAZE_MAX_CLIENTS", default_value_t = 10_000)]
     pub max_clients: usize,
+
+    /// Most connections awaiting their id at once; when it is full, the
+    /// oldest of them is closed to admit a new one, so connections that
+    /// never send an id cannot lock real clients out. As large as the
+    /// listen backlog: a burst of clients that connect first and send their
+    /// ids a moment later fits.
+    #[arg(
+        long,
+        env = "FOLLOWER_MAZE_MAX_PENDING_CLIENTS",
+        default_value_t = 4096
+    )]
+    pub max_pending_clients: usize,
 
     /// Bytes held for all clients together (their own frames, plus each
     /// broadcast once however many clients owe it) past which the server
@@ -235,6 +249,12 @@ impl Config {
                 self.max_clients == 0,
                 "--max-clients (FOLLOWER_MAZE_MAX_CLIENTS) is 0: no client could ever connect; \
                  it must be at least 1"
+                    .to_string(),
+            ),
+            (
+                self.max_pending_clients == 0,
+                "--max-pending-clients (FOLLOWER_MAZE_MAX_PENDING_CLIENTS) is 0: no client could \
+                 ever connect to send its id; it must be at least 1"
                     .to_string(),
             ),
             (

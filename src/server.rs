@@ -286,7 +286,8 @@ impl Server {
 
     /// The offset of the metrics endpoint's first token: after the clients'.
     fn metrics_token(&self) -> usize {
-        FIRST_CLIENT + self.engine.config().max_clients
+        let config = self.engine.config();
+        FIRST_CLIENT + config.max_clients + config.max_pending_clients
     }
 
     /// Registers the listeners in `registry`; the server will use tokens

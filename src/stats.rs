@@ -38,8 +38,12 @@ pub struct Stats {
     pub cut_lag: u64,
     /// Clients closed for a bad, overlong or missing id line.
     pub bad_ids: u64,
-    /// Connections refused because the client limit was reached.
+    /// Clients closed because the client limit was reached when their id
+    /// arrived.
     pub clients_refused: u64,
+    /// Connections that had sent no id yet, closed to admit a newer one
+    /// because `--max-pending-clients` were waiting.
+    pub clients_evicted: u64,
     /// Event source connections refused because one was already connected.
     pub sources_refused: u64,
     /// Event sources closed for sending nothing for `--source-idle-ms`

@@ -111,6 +111,8 @@ fn help_lists_every_knob_with_its_variable() {
         "--hole-silence-ms",
         "FOLLOWER_MAZE_HOLE_SILENCE_MS",
         "--source-idle-ms",
+        "--max-pending-clients",
+        "FOLLOWER_MAZE_MAX_PENDING_CLIENTS",
         "FOLLOWER_MAZE_SOURCE_IDLE_MS",
         "--max-clients",
         "--write-deadline-ms",

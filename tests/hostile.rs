@@ -172,3 +172,28 @@ fn a_silent_source_does_not_hold_the_event_port() {
     assert_eq!(stats.sources_refused, 0);
     drop(silent);
 }
+
+#[test]
+fn connections_that_never_send_an_id_do_not_lock_clients_out() {
+    // More id-less connections than --max-clients and than the pending
+    // cap: they neither count against the client limit nor keep a newer
+    // connection out; the oldest of them are closed.
+    let config = Config {
+        max_clients: 100,
+        max_pending_clients: 50,
+        ..Config::ephemeral()
+    };
+    let server = start(config);
+    let mut source = connect_source(&server);
+    let silent: Vec<TcpStream> = (0..150)
+        .map(|_| TcpStream::connect(server.client_addr()).unwrap())
+        .collect();
+    wait_for(&server, "the oldest 100 closed", |s| {
+        s.clients_evicted == 100
+    });
+    let mut clients = connect_clients(&server, &[7]);
+    source.write_all(b"1|P|1|7\n").unwrap();
+    assert_receives(&mut clients[0], b"1|P|1|7\n");
+    assert_eq!(server.stats().clients_refused, 0);
+    drop(silent);
+}

@@ -111,8 +111,10 @@ pub(super) struct ClientCounters {
     pub(super) cuts: [u64; Cut::ALL.len()],
     /// Clients closed for a bad, overlong or missing id line.
     pub(super) bad_ids: u64,
-    /// Connections refused at the client limit.
+    /// Clients closed at the client limit when their id arrived.
     pub(super) refused: u64,
+    /// Connections awaiting their id closed to admit a newer one.
+    pub(super) evicted: u64,
 }
 
 /// The clients to close at the end of the turn, and the counters and log
@@ -163,9 +165,11 @@ impl Endings {
                 Some(&mut self.cut_log)
             }
             CloseReason::BadId | CloseReason::NoIdInTime => {
-                self.counters.bad_ids += 1;
+                self.counters.bad_ids = self.counters.bad_ids.saturating_add(1);
                 Some(&mut self.id_log)
             }
+            // Counted by the caller, in `refused`.
+            CloseReason::ClientLimit => Some(&mut self.id_log),
             _ => None,
         };
         let level = match limit.map(|limit| limit.allow(now)) {
@@ -188,8 +192,12 @@ pub(super) struct Clients<T: Transport> {
     pub(super) slab: Slab<Client<T::Stream, T::Peer>>,
     /// The slow-consumer rule's limits.
     pub(super) limits: ConsumerLimits,
-    /// Most client connections at once.
+    /// Most registered clients at once.
     max_clients: usize,
+    /// Most connections awaiting their id at once.
+    max_pending: usize,
+    /// Registered clients (not closed yet, marked ones included).
+    registered: usize,
     /// Longest a client may take to send its id.
     id_timeout: Duration,
     /// Longest id line.
@@ -244,6 +252,8 @@ impl<T: Transport> Clients<T> {
                 output_limit: config.client_output_limit,
             },
             max_clients: config.max_clients,
+            max_pending: config.max_pending_clients,
+            registered: 0,
             id_timeout: config.id_timeout,
             max_id_line: config.max_id_line,
             max_queued_bytes: config.max_queued_bytes,
@@ -288,7 +298,8 @@ impl<T: Transport> Clients<T> {
         self.next_judgement.into_iter().chain(id).min()
     }
 
-    /// Takes a new connection, or refuses it past the limit; returns its key.
+    /// Takes a new connection to await its id, closing the oldest one
+    /// awaiting its id if `--max-pending-clients` are; returns its key.
     pub(super) fn add(
         &mut self,
         mut stream: T::Stream,
@@ -296,17 +307,8 @@ impl<T: Transport> Clients<T> {
         now: Instant,
         net: &mut T,
     ) -> Option<ConnKey> {
-        if self.slab.len() >= self.max_clients {
-            self.endings.counters.refused += 1;
-            if self.log_limit.allow(now) {
-                warn!(
-                    "refusing client {peer}: {} clients connected (limit {})",
-                    self.slab.len(),
-                    self.max_clients
-                );
-            }
-            net.close(stream, Ending::Close);
-            return None;
+        if self.slab.len() - self.registered >= self.max_pending {
+            self.evict_oldest_awaiting_id(now, net);
         }
         let key = self.slab.vacant_key();
         if let Err(err) = net.open(&mut stream, ConnId::Client(key)) {
@@ -334,6 +336,32 @@ impl<T: Transport> Clients<T> {
             holding: false,
         });
         Some(key)
+    }
+
+    /// Closes the connection that has waited longest for its id, at once
+    /// (it is in no fan-out, having no id), to make room for a new one.
+    fn evict_oldest_awaiting_id(&mut self, now: Instant, net: &mut T) {
+        while let Some((_, key, serial)) = self.id_deadlines.pop_front() {
+            let awaiting = self.slab.get(key).is_some_and(|client| {
+                client.serial == serial
+                    && client.closing.is_none()
+                    && matches!(client.state, ClientState::AwaitingId(_))
+            });
+            if !awaiting {
+                continue; // Registered or closed since: a stale entry.
+            }
+            let client = self.slab.remove(key);
+            self.endings.counters.evicted = self.endings.counters.evicted.saturating_add(1);
+            if self.log_limit.allow(now) {
+                warn!(
+                    "closing a client without id ({}): {} connections await their id \
+                     (--max-pending-clients {}), and it has waited longest",
+                    client.peer, self.max_pending, self.max_pending
+                );
+            }
+            net.close(client.stream, Ending::Close);
+            return;
+        }
     }
 
     /// The connection was reset or hung up.
@@ -365,6 +393,7 @@ impl<T: Transport> Clients<T> {
             };
             if let ClientState::Registered(user) = client.state {
                 pipeline.router_mut().unregister(user, key);
+                self.registered -= 1;
             }
             self.own_bytes -= client.outbox.own_bytes();
             set_hold(&mut client, false, &mut self.holders);

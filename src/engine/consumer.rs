@@ -66,6 +66,8 @@ pub enum CloseReason {
     BadId,
     /// It sent no id line within the id timeout.
     NoIdInTime,
+    /// Its id arrived while `--max-clients` were registered.
+    ClientLimit,
     /// Reading from it failed.
     ReadError,
     /// The connection was reset or hung up: it is gone (a client that
@@ -85,6 +87,7 @@ impl fmt::Display for CloseReason {
             CloseReason::ClosedBeforeId => "closed before sending its id",
             CloseReason::BadId => "bad id line",
             CloseReason::NoIdInTime => "no id in time",
+            CloseReason::ClientLimit => "client limit reached",
             CloseReason::ReadError => "read error",
             CloseReason::Gone => "connection reset or hung up",
             CloseReason::WriteError => "write error",

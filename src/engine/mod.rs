@@ -381,6 +381,7 @@ impl<T: Transport> Engine<T> {
             cut_lag: cuts[Cut::Lag as usize],
             bad_ids: counters.bad_ids,
             clients_refused: counters.refused,
+            clients_evicted: counters.evicted,
             sources_refused: self.sources.refused,
             sources_idle_closed: self.sources.idle_closed,
             accept_errors: 0,

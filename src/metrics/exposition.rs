@@ -92,7 +92,7 @@ impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.stats;
         let bytes = || Some(Unit::Bytes);
-        let counters: [CounterRow; 16] = [
+        let counters: [CounterRow; 17] = [
             (
                 "events_in",
                 None,
@@ -151,8 +151,14 @@ impl Collector for Snapshot {
             (
                 "clients_refused",
                 None,
-                "Client connections refused because --max-clients were connected.",
+                "Clients closed because --max-clients were registered when their id arrived.",
                 s.clients_refused,
+            ),
+            (
+                "clients_evicted",
+                None,
+                "Connections without an id yet, closed to admit a newer one because --max-pending-clients were waiting.",
+                s.clients_evicted,
             ),
             (
                 "sources_refused",

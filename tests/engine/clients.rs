@@ -207,7 +207,7 @@ fn bytes_sent_after_the_id_are_ignored() {
 }
 
 #[test]
-fn connections_past_the_client_limit_are_closed_at_once() {
+fn a_client_whose_id_arrives_past_the_client_limit_is_closed_at_once() {
     let (mut harness, source, clients) = with_clients(
         Config {
             max_clients: 3,
@@ -216,6 +216,9 @@ fn connections_past_the_client_limit_are_closed_at_once() {
         &[1, 2, 3],
     );
     let extra = harness.connect(Port::Clients);
+    harness.turn();
+    assert_eq!(extra.ended(), None, "awaiting its id, it does not count");
+    extra.send(b"4\n");
     harness.turn();
     assert_eq!(extra.ended(), Some(Ending::Close));
     assert_eq!(harness.engine.stats().clients_refused, 1);
@@ -274,4 +277,39 @@ fn shutdown_delivers_what_was_received_behind_a_hole_and_closes_the_rest() {
     assert!(harness.engine.is_flushed());
     assert_eq!(no_id.ended(), Some(Ending::Close));
     assert_eq!(source.ended(), Some(Ending::Close));
+}
+
+#[test]
+fn connections_that_never_send_an_id_do_not_lock_clients_out() {
+    // More id-less connections than the pending cap: the oldest go first,
+    // and a real client that connects after them all still registers.
+    let (mut harness, source, clients) = with_clients(
+        Config {
+            max_clients: 2,
+            max_pending_clients: 100,
+            ..config()
+        },
+        &[1],
+    );
+    let silent: Vec<Peer> = (0..300).map(|_| harness.connect(Port::Clients)).collect();
+    harness.turn();
+    let real = harness.client("2");
+    harness.settle();
+    let evicted = silent.iter().filter(|peer| peer.ended().is_some()).count();
+    assert_eq!(
+        evicted, 201,
+        "the oldest 201 made room for the last 99 and the real one"
+    );
+    assert!(
+        silent[..201]
+            .iter()
+            .all(|peer| peer.ended() == Some(Ending::Close))
+    );
+    let stats = harness.engine.stats();
+    assert_eq!((stats.clients, stats.clients_awaiting_id), (2, 99));
+    assert_eq!((stats.clients_evicted, stats.clients_refused), (201, 0));
+    source.send(b"1|B\n");
+    harness.settle();
+    assert_eq!(real.take_received(), b"1|B\n");
+    assert_eq!(clients[0].take_received(), b"1|B\n");
 }

@@ -103,7 +103,18 @@ impl<T: Transport> Clients<T> {
         if let ClientState::AwaitingId(inbox) = &mut client.state {
             let reason = match read_id(inbox, &mut client.stream) {
                 IdRead::Pending => return,
+                IdRead::Id(user) if self.registered >= self.max_clients => {
+                    self.endings.counters.refused = self.endings.counters.refused.saturating_add(1);
+                    let full = format_args!(
+                        "user {user}: {} clients registered (--max-clients {})",
+                        self.registered, self.max_clients
+                    );
+                    self.endings
+                        .end(key, client, CloseReason::ClientLimit, Some(&full), now);
+                    return;
+                }
                 IdRead::Id(user) => {
+                    self.registered += 1;
                     debug!("client {} registered as user {user}", client.peer);
                     client.state = ClientState::Registered(user);
                     // Owed the broadcasts from now on, not earlier ones.
