@@ -15,14 +15,14 @@
 //!   tokens, the registry, accepting with a back-off; readiness in, engine
 //!   calls out.
 //! - [`BackgroundServer`] and [`Server::run`]: loops that own a `Poll`: a
-//!   thread's, and the binary's (until SIGINT or SIGTERM).
+//!   thread's, and the binary's (until SIGINT, SIGTERM or SIGHUP).
 //! - [`Config`]: every knob, with its flag and environment variable.
 //! - [`Stats`]: counters a host can read, and the periodic log line.
 //!
 //! # Running it
 //!
 //! The `follower-maze` binary is [`Server::run`]: a `Poll` of its own until
-//! SIGINT or SIGTERM. Tests and tools use [`BackgroundServer`], the same loop
+//! SIGINT, SIGTERM or SIGHUP. Tests and tools use [`BackgroundServer`], the same loop
 //! on a thread.
 //!
 //! # Embedding it in your own loop

@@ -1,5 +1,5 @@
 //! The `follower-maze` server binary: configuration from flags and the
-//! environment, a logger, and the server loop until SIGINT or SIGTERM, in
+//! environment, a logger, and the server loop until SIGINT, SIGTERM or SIGHUP, in
 //! one of three modes: standalone (no subcommand), or a cluster's `ingest`
 //! or `edge` around a NATS JetStream log.
 

@@ -1,5 +1,5 @@
 //! Loops that own a `Poll` and drive a [`Server`]: the binary's (stopped by
-//! SIGINT or SIGTERM) and a background thread's (stopped by a handle), both
+//! SIGINT, SIGTERM or SIGHUP) and a background thread's (stopped by a handle), both
 //! with the same graceful shutdown and periodic stats line.
 
 use std::io;
@@ -41,7 +41,7 @@ impl Companion for () {
     }
 }
 
-/// Runs `server` on a `Poll` of its own until SIGINT or SIGTERM, then shuts
+/// Runs `server` on a `Poll` of its own until SIGINT, SIGTERM or SIGHUP, then shuts
 /// down gracefully; returns the final stats. The process's open-file limit
 /// is raised to its hard limit first: this loop owns the process.
 pub fn run_until_signalled(server: Server) -> io::Result<Stats> {
@@ -57,10 +57,12 @@ pub(crate) fn run_with_companion(
     mut companion: impl Companion,
 ) -> io::Result<Stats> {
     crate::limits::raise_fd_limit();
-    use signal_hook::consts::{SIGINT, SIGTERM};
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
     use signal_hook_mio::v1_0::Signals;
 
-    let mut signals = Signals::new([SIGINT, SIGTERM])?;
+    // SIGHUP's default would kill the process without flushing: a closed
+    // terminal or a supervisor's hang-up stops it as SIGTERM does.
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     poll.registry()
         .register(&mut signals, CONTROL_TOKEN, Interest::READABLE)?;
     let on_control = move || {
@@ -69,6 +71,7 @@ pub(crate) fn run_with_companion(
             match signal {
                 SIGTERM => info!("received SIGTERM"),
                 SIGINT => info!("received SIGINT"),
+                SIGHUP => info!("received SIGHUP"),
                 other => info!("received signal {other}"),
             }
             stop = true;

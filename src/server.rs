@@ -421,7 +421,7 @@ impl Server {
         }
     }
 
-    /// Runs the server on a `Poll` of its own until SIGINT or SIGTERM (after
+    /// Runs the server on a `Poll` of its own until SIGINT, SIGTERM or SIGHUP (after
     /// raising the open-file limit to its hard limit), then shuts down
     /// gracefully; returns the final stats.
     pub fn run(self) -> io::Result<Stats> {

@@ -286,7 +286,14 @@ fn logs_go_to_stderr_and_stdout_stays_empty() {
 
 #[test]
 fn the_shutdown_line_names_the_signal() {
-    for (signal, name) in [(libc::SIGTERM, "SIGTERM"), (libc::SIGINT, "SIGINT")] {
+    // SIGHUP too: a terminal closing, or a supervisor's hang-up, is a
+    // request to stop, not a reason to die without flushing.
+    let signals = [
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGHUP, "SIGHUP"),
+    ];
+    for (signal, name) in signals {
         let mut binary = Binary::start(&["--event-port", "0", "--client-port", "0"], &[], None);
         binary.signal(signal);
         assert!(binary.wait().success());

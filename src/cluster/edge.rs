@@ -28,7 +28,7 @@ pub const FEED_RECORDS: usize = 4;
 /// Records the bridge may hold ready for the loop.
 pub const BRIDGE_RECORDS: usize = 64;
 
-/// Runs an edge until SIGINT or SIGTERM: connects to the log, catches up
+/// Runs an edge until SIGINT, SIGTERM or SIGHUP: connects to the log, catches up
 /// with it, then opens the client port. Returns the final stats, or the
 /// error that stopped it.
 pub fn run(config: Config, cluster: &ClusterArgs) -> io::Result<Stats> {

@@ -28,7 +28,7 @@ use crate::stats::Stats;
 /// events, 4 MiB): enough to keep the log busy, little to lose track of.
 pub const MAX_UNSTORED_RECORDS: usize = 64;
 
-/// Runs an ingest until SIGINT or SIGTERM: connects to the log, carries on
+/// Runs an ingest until SIGINT, SIGTERM or SIGHUP: connects to the log, carries on
 /// the run it holds, listens on the event port only. Returns the final
 /// stats, or the error that stopped it (the log unreachable, or another
 /// ingest appending to the same stream).
