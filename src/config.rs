@@ -39,9 +39,20 @@ pub fn parse_probe_millis(text: &str) -> Result<Duration, String> {
     long_about = None
 )]
 pub struct Config {
-    /// Address both listeners bind to (0.0.0.0 or :: for every interface).
+    /// Address both listeners bind to (0.0.0.0 or :: for every interface),
+    /// unless --event-bind or --client-bind says otherwise.
     #[arg(long, env = "FOLLOWER_MAZE_BIND", default_value = "127.0.0.1")]
     pub bind: IpAddr,
+
+    /// Address the event source's listener binds to (default: --bind), so
+    /// the event port can stay on loopback while clients come from a
+    /// network.
+    #[arg(long, env = "FOLLOWER_MAZE_EVENT_BIND")]
+    pub event_bind: Option<IpAddr>,
+
+    /// Address the clients' listener binds to (default: --bind).
+    #[arg(long, env = "FOLLOWER_MAZE_CLIENT_BIND")]
+    pub client_bind: Option<IpAddr>,
 
     /// Port for the event source (0 picks a free one).
     #[arg(long, env = "eventListenerPort", default_value_t = 9090)]
@@ -228,7 +239,9 @@ impl Config {
     /// [`Config::validate_limits`], and one port for both listeners.
     pub fn validate(&self) -> Result<(), String> {
         self.validate_limits()?;
-        if self.event_port != 0 && self.event_port == self.client_port {
+        let same_address = self.bind_for(crate::engine::Port::Events).0
+            == self.bind_for(crate::engine::Port::Clients).0;
+        if self.event_port != 0 && self.event_port == self.client_port && same_address {
             return Err(format!(
                 "--event-port (eventListenerPort) and --client-port (clientListenerPort) are both {}: \
                  the event source and the clients need a port each",
@@ -236,6 +249,24 @@ impl Config {
             ));
         }
         Ok(())
+    }
+
+    /// The address the listener for `port` binds to, and the flag that
+    /// set it (for error messages).
+    pub fn bind_for(&self, port: crate::engine::Port) -> (IpAddr, &'static str) {
+        let (specific, flag) = match port {
+            crate::engine::Port::Events => {
+                (self.event_bind, "--event-bind / FOLLOWER_MAZE_EVENT_BIND")
+            }
+            crate::engine::Port::Clients => (
+                self.client_bind,
+                "--client-bind / FOLLOWER_MAZE_CLIENT_BIND",
+            ),
+        };
+        match specific {
+            Some(addr) => (addr, flag),
+            None => (self.bind, "--bind / FOLLOWER_MAZE_BIND"),
+        }
     }
 
     /// [`Config::validate`] without the ports: what a cluster mode, which

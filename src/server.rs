@@ -127,7 +127,8 @@ fn listen(addr: SocketAddr, backlog: i32) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into()))
 }
 
-/// Binds the listener for `port` on `config.bind` and its configured port
+/// Binds the listener for `port` on its address (`--event-bind` or
+/// `--client-bind`, else `--bind`) and its configured port
 /// number (0 picks a free port). A failure names the listener and the flag
 /// at fault.
 fn bind_listener(config: &Config, port: Port) -> io::Result<Listener> {
@@ -143,11 +144,12 @@ fn bind_listener(config: &Config, port: Port) -> io::Result<Listener> {
             "--client-port / clientListenerPort",
         ),
     };
-    let addr = SocketAddr::new(config.bind, number);
+    let (ip, bind_flag) = config.bind_for(port);
+    let addr = SocketAddr::new(ip, number);
     let socket = listen(addr, config.listen_backlog).map_err(|e| {
         // Not an address of this machine: the port is not at fault.
         let flag = if e.kind() == io::ErrorKind::AddrNotAvailable {
-            "--bind / FOLLOWER_MAZE_BIND"
+            bind_flag
         } else {
             port_flag
         };

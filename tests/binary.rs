@@ -109,6 +109,8 @@ fn help_lists_every_knob_with_its_variable() {
         "logLevel",
         "--hole-timeout-ms",
         "--hole-silence-ms",
+        "--event-bind",
+        "FOLLOWER_MAZE_CLIENT_BIND",
         "FOLLOWER_MAZE_HOLE_SILENCE_MS",
         "--source-idle-ms",
         "--max-pending-clients",
@@ -464,4 +466,41 @@ fn a_paused_source_with_expired_hole_timers_does_not_spin() {
         used * 5 < ticks_per_second,
         "{used} ticks of CPU in 1 s while paused"
     );
+}
+
+#[test]
+fn each_listener_binds_its_own_address() {
+    // The event port on loopback only, the clients on another address (a
+    // network interface, in production): the event port is not reachable
+    // there.
+    let args = [
+        "--event-port",
+        "0",
+        "--client-port",
+        "0",
+        "--bind",
+        "127.0.0.1",
+        "--client-bind",
+        "127.0.0.2",
+        "--stats-interval-ms",
+        "50",
+    ];
+    let binary = Binary::start(&args, &[], None);
+    assert_eq!(binary.event_addr.ip().to_string(), "127.0.0.1");
+    assert_eq!(binary.client_addr.ip().to_string(), "127.0.0.2");
+    let event_port_on_the_client_address =
+        std::net::SocketAddr::new(binary.client_addr.ip(), binary.event_addr.port());
+    assert!(
+        TcpStream::connect(event_port_on_the_client_address).is_err(),
+        "the event port is not open on the clients' address"
+    );
+    let mut source = TcpStream::connect(binary.event_addr).unwrap();
+    let mut client = TcpStream::connect(binary.client_addr).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    client.write_all(b"7\n").unwrap();
+    wait_for_line(&binary.log, "clients 1 (+0 awaiting id)");
+    source.write_all(b"1|P|1|7\n").unwrap();
+    let mut received = [0u8; 8];
+    client.read_exact(&mut received).unwrap();
+    assert_eq!(&received, b"1|P|1|7\n");
 }
