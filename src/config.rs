@@ -90,9 +90,11 @@ pub struct Config {
     /// holds up the stream before the seq is skipped anyway, so a hung
     /// source cannot hold back the events after it forever. Far above a
     /// garbage collector's pause (seconds at worst); below the original
-    /// test client's 20 s read timeout, so its clients still get the events
-    /// after a lost seq; the same as the write deadline, the time a stuck
-    /// client is given.
+    /// test client's 20 s read timeout, so when a source falls silent its
+    /// clients still get the events after a lost seq; the same as the write
+    /// deadline, the time a stuck client is given. (A source that keeps
+    /// sending, however slowly, has each of its reads count 100 ms against
+    /// the hole instead: ten reads at the default hole timeout.)
     #[arg(long = "hole-silence-ms", env = "FOLLOWER_MAZE_HOLE_SILENCE_MS", default_value = "10000", value_parser = parse_millis)]
     pub hole_silence: Duration,
 
@@ -239,9 +241,13 @@ impl Config {
     /// [`Config::validate_limits`], and one port for both listeners.
     pub fn validate(&self) -> Result<(), String> {
         self.validate_limits()?;
-        let same_address = self.bind_for(crate::engine::Port::Events).0
-            == self.bind_for(crate::engine::Port::Clients).0;
-        if self.event_port != 0 && self.event_port == self.client_port && same_address {
+        let (event_ip, _) = self.bind_for(crate::engine::Port::Events);
+        let (client_ip, _) = self.bind_for(crate::engine::Port::Clients);
+        // An unspecified address (0.0.0.0, ::) takes the port on every
+        // address, so it clashes with any other.
+        let clash =
+            event_ip == client_ip || event_ip.is_unspecified() || client_ip.is_unspecified();
+        if self.event_port != 0 && self.event_port == self.client_port && clash {
             return Err(format!(
                 "--event-port (eventListenerPort) and --client-port (clientListenerPort) are both {}: \
                  the event source and the clients need a port each",

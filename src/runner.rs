@@ -48,6 +48,18 @@ pub fn run_until_signalled(server: Server) -> io::Result<Stats> {
     run_with_companion(server, Poll::new()?, ())
 }
 
+/// True when the process was started with `signal` ignored (as `nohup`
+/// starts it with SIGHUP ignored).
+fn inherited_as_ignored(signal: i32) -> bool {
+    // SAFETY: sigaction(2) with a null new action only reads the current
+    // one into `current`, a zeroed plain C struct of ours.
+    unsafe {
+        let mut current: libc::sigaction = std::mem::zeroed();
+        libc::sigaction(signal, std::ptr::null(), &mut current) == 0
+            && current.sa_sigaction == libc::SIG_IGN
+    }
+}
+
 /// [`run_until_signalled`] on `poll` with `companion` exchanging records
 /// with the server every turn (its waker must be registered on `poll` with
 /// [`COMPANION_TOKEN`]).
@@ -61,8 +73,13 @@ pub(crate) fn run_with_companion(
     use signal_hook_mio::v1_0::Signals;
 
     // SIGHUP's default would kill the process without flushing: a closed
-    // terminal or a supervisor's hang-up stops it as SIGTERM does.
-    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    // terminal or a supervisor's hang-up stops it as SIGTERM does. Unless
+    // it was started with SIGHUP ignored (`nohup`): then it stays ignored.
+    let mut signals = if inherited_as_ignored(SIGHUP) {
+        Signals::new([SIGINT, SIGTERM])?
+    } else {
+        Signals::new([SIGINT, SIGTERM, SIGHUP])?
+    };
     poll.registry()
         .register(&mut signals, CONTROL_TOKEN, Interest::READABLE)?;
     let on_control = move || {

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use common::{PATIENCE, assert_silent, connect_with_recv_buffer, read_through};
-use support_binary::{Binary, wait_for_line};
+use support_binary::{Binary, forward_lines, wait_for_line};
 
 /// A port that was free a moment ago.
 fn free_port() -> u16 {
@@ -503,4 +503,37 @@ fn each_listener_binds_its_own_address() {
     let mut received = [0u8; 8];
     client.read_exact(&mut received).unwrap();
     assert_eq!(&received, b"1|P|1|7\n");
+}
+
+#[test]
+fn started_with_sighup_ignored_it_stays_ignored() {
+    // As `nohup` starts it: a hang-up must not stop it then.
+    use std::os::unix::process::CommandExt;
+    let mut command = Command::new(env!("CARGO_BIN_EXE_follower-maze"));
+    command
+        .args(["--event-port", "0", "--client-port", "0"])
+        .env_remove("eventListenerPort")
+        .env_remove("clientListenerPort")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: signal(2) is async-signal-safe and touches no memory.
+    unsafe {
+        command.pre_exec(|| {
+            libc::signal(libc::SIGHUP, libc::SIG_IGN);
+            Ok(())
+        });
+    }
+    let mut child = command.spawn().unwrap();
+    let log = forward_lines(child.stderr.take().unwrap());
+    wait_for_line(&log, "listening for clients on");
+    let pid = child.id() as i32;
+    // SAFETY: kill(2) on our own child's pid.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+    let line = wait_for_line(&log, "received");
+    assert!(line.ends_with("received SIGTERM"), "{line}");
+    assert!(child.wait().unwrap().success());
 }

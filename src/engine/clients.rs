@@ -111,7 +111,8 @@ pub(super) struct ClientCounters {
     pub(super) cuts: [u64; Cut::ALL.len()],
     /// Clients closed for a bad, overlong or missing id line.
     pub(super) bad_ids: u64,
-    /// Clients closed at the client limit when their id arrived.
+    /// Clients closed at the client limit when their id arrived, and
+    /// connections refused because every token was taken.
     pub(super) refused: u64,
     /// Connections awaiting their id closed to admit a newer one.
     pub(super) evicted: u64,
@@ -130,6 +131,8 @@ pub(super) struct Endings {
     id_log: LogLimit,
     /// Limits warnings about cuts, apart, so bad ids cannot hide them.
     cut_log: LogLimit,
+    /// Connections awaiting their id and not marked for closing.
+    pub(super) awaiting_id: usize,
 }
 
 impl Endings {
@@ -140,6 +143,7 @@ impl Endings {
             counters: ClientCounters::default(),
             id_log: LogLimit::new(now),
             cut_log: LogLimit::new(now),
+            awaiting_id: 0,
         }
     }
 
@@ -159,6 +163,9 @@ impl Endings {
         }
         client.closing = Some(reason);
         self.marked.push(key);
+        if matches!(client.state, ClientState::AwaitingId(_)) {
+            self.awaiting_id -= 1;
+        }
         let limit = match reason {
             CloseReason::Cut(cut) => {
                 self.counters.cuts[cut as usize] += 1;
@@ -170,6 +177,10 @@ impl Endings {
             }
             // Counted by the caller, in `refused`.
             CloseReason::ClientLimit => Some(&mut self.id_log),
+            CloseReason::Evicted => {
+                self.counters.evicted = self.counters.evicted.saturating_add(1);
+                Some(&mut self.id_log)
+            }
             _ => None,
         };
         let level = match limit.map(|limit| limit.allow(now)) {
@@ -307,8 +318,21 @@ impl<T: Transport> Clients<T> {
         now: Instant,
         net: &mut T,
     ) -> Option<ConnKey> {
-        if self.slab.len() - self.registered >= self.max_pending {
-            self.evict_oldest_awaiting_id(now, net);
+        if self.slab.len() >= self.max_clients + self.max_pending {
+            // Every key is taken until the end of the turn, when the marked
+            // ones leave (the shell has a token for each key, no more).
+            self.endings.counters.refused = self.endings.counters.refused.saturating_add(1);
+            if self.log_limit.allow(now) {
+                warn!(
+                    "refusing client {peer}: {} connections open or closing this turn",
+                    self.slab.len()
+                );
+            }
+            net.close(stream, Ending::Close);
+            return None;
+        }
+        if self.endings.awaiting_id >= self.max_pending {
+            self.evict_oldest_awaiting_id(now);
         }
         let key = self.slab.vacant_key();
         if let Err(err) = net.open(&mut stream, ConnId::Client(key)) {
@@ -318,6 +342,7 @@ impl<T: Transport> Clients<T> {
         }
         let serial = self.next_serial;
         self.next_serial += 1;
+        self.endings.awaiting_id += 1;
         self.id_deadlines
             .push_back((now + self.id_timeout, key, serial));
         debug!("client connected from {peer}");
@@ -338,29 +363,28 @@ impl<T: Transport> Clients<T> {
         Some(key)
     }
 
-    /// Closes the connection that has waited longest for its id, at once
-    /// (it is in no fan-out, having no id), to make room for a new one.
-    fn evict_oldest_awaiting_id(&mut self, now: Instant, net: &mut T) {
+    /// Marks the connection that has waited longest for its id for closing
+    /// at the end of the turn, to make room for a new one. (Not at once: a
+    /// key freed in the middle of a batch of readiness would be reused, and
+    /// the old socket's events in that batch would reach the new one.)
+    fn evict_oldest_awaiting_id(&mut self, now: Instant) {
         while let Some((_, key, serial)) = self.id_deadlines.pop_front() {
-            let awaiting = self.slab.get(key).is_some_and(|client| {
-                client.serial == serial
-                    && client.closing.is_none()
-                    && matches!(client.state, ClientState::AwaitingId(_))
-            });
-            if !awaiting {
-                continue; // Registered or closed since: a stale entry.
-            }
-            let client = self.slab.remove(key);
-            self.endings.counters.evicted = self.endings.counters.evicted.saturating_add(1);
-            if self.log_limit.allow(now) {
-                warn!(
-                    "closing a client without id ({}): {} connections await their id \
-                     (--max-pending-clients {}), and it has waited longest",
-                    client.peer, self.max_pending, self.max_pending
+            let Some(client) = self.slab.get_mut(key) else {
+                continue;
+            };
+            let awaiting = client.serial == serial
+                && client.closing.is_none()
+                && matches!(client.state, ClientState::AwaitingId(_));
+            if awaiting {
+                let limit = format_args!(
+                    "{} connections await their id (--max-pending-clients), and it waited longest",
+                    self.max_pending
                 );
+                self.endings
+                    .end(key, client, CloseReason::Evicted, Some(&limit), now);
+                return;
             }
-            net.close(client.stream, Ending::Close);
-            return;
+            // Registered or closed since: a stale entry.
         }
     }
 

@@ -68,6 +68,9 @@ pub enum CloseReason {
     NoIdInTime,
     /// Its id arrived while `--max-clients` were registered.
     ClientLimit,
+    /// It had sent no id yet and `--max-pending-clients` were waiting when
+    /// a newer connection came: the one that waited longest goes.
+    Evicted,
     /// Reading from it failed.
     ReadError,
     /// The connection was reset or hung up: it is gone (a client that
@@ -88,6 +91,7 @@ impl fmt::Display for CloseReason {
             CloseReason::BadId => "bad id line",
             CloseReason::NoIdInTime => "no id in time",
             CloseReason::ClientLimit => "client limit reached",
+            CloseReason::Evicted => "evicted by a newer connection (pending limit reached)",
             CloseReason::ReadError => "read error",
             CloseReason::Gone => "connection reset or hung up",
             CloseReason::WriteError => "write error",

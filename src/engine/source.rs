@@ -96,14 +96,20 @@ impl<S, P> Sources<S, P> {
     }
 
     /// When the current source will have been silent for `idle_after`
-    /// while another waits: then it yields. `None` with nobody waiting, or
-    /// while it is paused.
+    /// while another waits (counted from the later of its last bytes and
+    /// the first waiting one's arrival): then it yields. `None` with nobody
+    /// waiting, while it is paused, or never (an idle time too long for
+    /// the clock).
     pub(super) fn idle_deadline(&self) -> Option<Instant> {
         let source = self.current.as_ref()?;
-        if self.waiting.is_empty() || self.paused {
+        let &(_, _, first_came) = self.waiting.front()?;
+        if self.paused {
             return None;
         }
-        Some(source.last_heard + self.idle_after)
+        source
+            .last_heard
+            .max(first_came)
+            .checked_add(self.idle_after)
     }
 
     /// Comes back for the source in the next turn unprompted (lines were
@@ -239,6 +245,17 @@ impl<T: Transport> Engine<T> {
         self.sources.idle_closed = self.sources.idle_closed.saturating_add(1);
         let idle = self.sources.idle_after;
         warn!("the event source sent nothing for {idle:?} while another waited: closing it");
+        if let Some(source) = self.sources.current.as_ref()
+            && source.inbox.has_unfinished_line()
+        {
+            // As at an end of file: the partial line is counted, not lost
+            // silently.
+            self.pipeline.overlong_line();
+            warn!(
+                "the idle event source left a partial line {}; it is dropped",
+                source.inbox.unfinished_line()
+            );
+        }
         self.close_source("idle while another source waited", now, net);
         self.take_over_source(now, net);
     }

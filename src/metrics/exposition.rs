@@ -163,7 +163,7 @@ impl Collector for Snapshot {
             (
                 "sources_refused",
                 None,
-                "Event source connections refused because one was connected.",
+                "Event source connections refused because another was connected and sending.",
                 s.sources_refused,
             ),
             (

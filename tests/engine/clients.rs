@@ -291,8 +291,13 @@ fn connections_that_never_send_an_id_do_not_lock_clients_out() {
         },
         &[1],
     );
-    let silent: Vec<Peer> = (0..300).map(|_| harness.connect(Port::Clients)).collect();
-    harness.turn();
+    let silent: Vec<Peer> = (0..300)
+        .map(|_| {
+            let peer = harness.connect(Port::Clients);
+            harness.turn();
+            peer
+        })
+        .collect();
     let real = harness.client("2");
     harness.settle();
     let evicted = silent.iter().filter(|peer| peer.ended().is_some()).count();
@@ -312,4 +317,36 @@ fn connections_that_never_send_an_id_do_not_lock_clients_out() {
     harness.settle();
     assert_eq!(real.take_received(), b"1|B\n");
     assert_eq!(clients[0].take_received(), b"1|B\n");
+}
+
+#[test]
+fn a_burst_past_every_key_is_refused_until_the_marked_ones_leave() {
+    // Evicted connections leave at the end of the turn, so in one turn at
+    // most `--max-clients` + `--max-pending-clients` connections are open
+    // or closing (the shell has a token for each, no more); the rest of a
+    // burst is refused, and the next turn has room again.
+    let (mut harness, _source, _clients) = with_clients(
+        Config {
+            max_clients: 2,
+            max_pending_clients: 10,
+            ..config()
+        },
+        &[1],
+    );
+    let burst: Vec<Peer> = (0..30).map(|_| harness.connect(Port::Clients)).collect();
+    harness.turn();
+    let stats = harness.engine.stats();
+    // Keys 1..=11 went to the first eleven (the eleventh evicted the
+    // first); the other nineteen were refused.
+    assert_eq!((stats.clients_evicted, stats.clients_refused), (1, 19));
+    assert_eq!(stats.clients_awaiting_id, 10);
+    assert!(
+        burst[11..]
+            .iter()
+            .all(|peer| peer.ended() == Some(Ending::Close))
+    );
+    let real = harness.client("2");
+    harness.settle();
+    assert_eq!(real.ended(), None);
+    assert_eq!(harness.engine.stats().clients, 2);
 }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use follower_maze::engine::Ending;
 use follower_maze::engine::Port;
 
-use crate::support::{config, ms, with_clients};
+use crate::support::{config, ms, padded_broadcasts, with_clients};
 
 /// A flood no test's turns can read to its end (a loop that reads until
 /// `WouldBlock` still ends, and fails the test, instead of hanging it).
@@ -17,11 +17,9 @@ const ENDLESS: u64 = 64 << 20;
 /// What a registered client is read per turn at most: 16 KiB.
 const CLIENT_READ_BUDGET: u64 = 16 * 1024;
 
-/// Lines `seq|B` for seqs `1..=count`.
+/// Lines `seq|B\r\n` for seqs `1..=count`.
 fn broadcasts(count: u64) -> Vec<u8> {
-    (1..=count)
-        .flat_map(|seq| format!("{seq}|B\n").into_bytes())
-        .collect()
+    padded_broadcasts(1, count, 1)
 }
 
 #[test]

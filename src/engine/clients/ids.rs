@@ -72,8 +72,12 @@ impl<T: Transport> Clients<T> {
     /// The end of a turn: the clients this turn's budget left with bytes
     /// are read in the next.
     pub(in crate::engine) fn end_turn_reads(&mut self) {
-        self.unread.clear();
-        std::mem::swap(&mut self.unread, &mut self.unread_next);
+        if self.unread.is_empty() {
+            std::mem::swap(&mut self.unread, &mut self.unread_next);
+        } else {
+            // No turn read them since (shutdown ends a turn of its own).
+            self.unread.append(&mut self.unread_next);
+        }
     }
 
     /// True when clients have bytes a turn's budget left unread.
@@ -115,6 +119,7 @@ impl<T: Transport> Clients<T> {
                 }
                 IdRead::Id(user) => {
                     self.registered += 1;
+                    self.endings.awaiting_id -= 1;
                     debug!("client {} registered as user {user}", client.peer);
                     client.state = ClientState::Registered(user);
                     // Owed the broadcasts from now on, not earlier ones.

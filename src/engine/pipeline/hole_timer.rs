@@ -57,6 +57,9 @@ struct Wait {
     began: Instant,
     /// Time counted against the hole up to `since`.
     counted: Duration,
+    /// True once its source went without sending the missing line, so its
+    /// count is on the clock.
+    clocked: bool,
     /// When the count was last brought up to date: the hole's start, the
     /// last read of the source, or the source's arrival or departure.
     since: Instant,
@@ -68,6 +71,7 @@ impl Wait {
         Wait {
             began: now,
             counted: Duration::ZERO,
+            clocked: false,
             since: now,
         }
     }
@@ -150,6 +154,7 @@ impl HoleTimer {
         if let Some(wait) = self.wait.as_mut() {
             wait.counted = now.saturating_duration_since(wait.began);
             wait.since = now.max(wait.since);
+            wait.clocked = true;
         }
     }
 
@@ -160,16 +165,13 @@ impl HoleTimer {
     pub fn deadline(&self) -> Option<Instant> {
         let wait = self.wait?;
         let left = self.timeout.saturating_sub(wait.counted);
+        // A limit too long for the clock is never reached.
         if !self.source {
-            return Some(wait.since + left);
+            return wait.since.checked_add(left);
         }
-        let silent = wait.since + self.silence;
-        Some(
-            match (left <= ACTIVITY_QUANTUM).then_some(wait.since + left) {
-                Some(active) => active.min(silent),
-                None => silent,
-            },
-        )
+        let silent = wait.since.checked_add(self.silence);
+        let active = (left <= ACTIVITY_QUANTUM).then(|| wait.since + left);
+        active.into_iter().chain(silent).min()
     }
 
     /// Whether the wait has ended by `now`, and why.
@@ -178,15 +180,17 @@ impl HoleTimer {
         if self.deadline()? > now {
             return None;
         }
-        Some(if !self.source {
-            Expiry::NoSource
-        } else if wait.counted + self.credit(now.saturating_duration_since(wait.since))
-            >= self.timeout
-        {
-            Expiry::Active
-        } else {
-            Expiry::Silent
-        })
+        let counted = wait.counted + self.credit(now.saturating_duration_since(wait.since));
+        Some(
+            if !self.source || (wait.clocked && wait.counted >= self.timeout) {
+                // Overdue when its source went (a new one may have come since).
+                Expiry::NoSource
+            } else if counted >= self.timeout {
+                Expiry::Active
+            } else {
+                Expiry::Silent
+            },
+        )
     }
 
     /// Counts the time from the wait's last update to `now`.
@@ -350,6 +354,27 @@ mod tests {
             expiry(true, &[(800, Step::Restart), (900, Step::Disconnected)]),
             Some((1800, Expiry::NoSource))
         );
+    }
+
+    #[test]
+    fn a_hole_overdue_when_its_source_went_is_skipped_even_if_another_came() {
+        // Gone 1.5 s after the hole began, a new source at once: overdue.
+        assert_eq!(
+            expiry(true, &[(1500, Step::Disconnected), (1500, Step::Connected)]),
+            Some((1500, Expiry::NoSource))
+        );
+    }
+
+    #[test]
+    fn a_limit_too_long_for_the_clock_is_never_reached() {
+        let t0 = Instant::now();
+        let mut timer = HoleTimer::new(Duration::MAX, Duration::MAX);
+        timer.source_connected(t0);
+        timer.start(t0);
+        assert_eq!(timer.deadline(), None);
+        assert_eq!(timer.expired(t0 + ms(60_000)), None);
+        timer.source_disconnected(t0 + ms(10));
+        assert_eq!(timer.deadline(), None);
     }
 
     #[test]
