@@ -98,12 +98,13 @@ impl<S, P> Sources<S, P> {
     /// When the current source will have been silent for `idle_after`
     /// while another waits (counted from the later of its last bytes and
     /// the first waiting one's arrival): then it yields. `None` with nobody
-    /// waiting, while it is paused, or never (an idle time too long for
-    /// the clock).
+    /// waiting, while it is paused, while it may have bytes not read yet
+    /// (they are read first: closing it then would lose them), or never
+    /// (an idle time too long for the clock).
     pub(super) fn idle_deadline(&self) -> Option<Instant> {
         let source = self.current.as_ref()?;
         let &(_, _, first_came) = self.waiting.front()?;
-        if self.paused {
+        if self.paused || source.readable {
             return None;
         }
         source

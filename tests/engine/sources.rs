@@ -251,3 +251,21 @@ fn a_source_that_connects_as_the_current_one_did_waits_for_it_to_idle() {
     assert_eq!((silent.ended(), real.ended()), (Some(Ending::Close), None));
     assert_eq!(client.take_received(), b"1|P|1|2\n");
 }
+
+#[test]
+fn a_source_whose_bytes_came_as_its_idle_time_ran_out_is_read_not_closed() {
+    // It was silent for the whole idle time, then sent: the readiness and
+    // the deadline come in one turn. Its bytes are read first, and being
+    // read it is not idle: the newcomer is refused, nothing is lost.
+    let (mut harness, quiet) = with_source(config());
+    let client = harness.client("2");
+    harness.settle();
+    let newcomer = harness.connect(Port::Events);
+    harness.settle();
+    harness.advance(config().source_idle);
+    quiet.send(b"1|P|1|2\n");
+    harness.turn();
+    assert_eq!(quiet.ended(), None);
+    assert_eq!(newcomer.ended(), Some(Ending::Close));
+    assert_eq!(client.take_received(), b"1|P|1|2\n");
+}
