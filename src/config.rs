@@ -72,6 +72,14 @@ pub struct Config {
     #[arg(long, env = "FOLLOWER_MAZE_WINDOW", default_value_t = 1 << 20)]
     pub window_capacity: usize,
 
+    /// Bytes the follower graph may take, estimated (about 138 bytes a
+    /// follow between fresh ids, far less for users with many followers);
+    /// past it a new follow is still delivered to the one followed but not
+    /// recorded, and counted. Half of what a server fed fresh follows for
+    /// ever may take in all, so it stays well under 256 MiB.
+    #[arg(long, env = "FOLLOWER_MAZE_MAX_FOLLOW_BYTES", value_name = "SIZE", default_value = "128MiB", value_parser = parse_bytes::<usize>)]
+    pub max_follow_bytes: usize,
+
     /// Bytes of out-of-order frames the window may hold; past it the oldest
     /// hole is skipped.
     #[arg(long, env = "FOLLOWER_MAZE_WINDOW_BYTES", value_name = "SIZE", default_value = "64MiB", value_parser = parse_bytes::<usize>)]

@@ -46,6 +46,9 @@ pub struct Stats {
     pub clients_evicted: u64,
     /// Event source connections refused because one was already connected.
     pub sources_refused: u64,
+    /// Follows not recorded because the follower graph was at its budget
+    /// (`--max-follow-bytes`); the followed were still notified.
+    pub follows_refused: u64,
     /// Event sources closed for sending nothing for `--source-idle-ms`
     /// while another waited to take over.
     pub sources_idle_closed: u64,

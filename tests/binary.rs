@@ -5,6 +5,7 @@ mod common;
 #[path = "support/binary.rs"]
 mod support_binary;
 
+use std::fmt::Write as _;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::Command;
@@ -114,6 +115,7 @@ fn help_lists_every_knob_with_its_variable() {
         "FOLLOWER_MAZE_HOLE_SILENCE_MS",
         "--source-idle-ms",
         "--max-pending-clients",
+        "--max-follow-bytes",
         "FOLLOWER_MAZE_MAX_PENDING_CLIENTS",
         "FOLLOWER_MAZE_SOURCE_IDLE_MS",
         "--max-clients",
@@ -536,4 +538,44 @@ fn started_with_sighup_ignored_it_stays_ignored() {
     let line = wait_for_line(&log, "received");
     assert!(line.ends_with("received SIGTERM"), "{line}");
     assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn fresh_follows_without_end_keep_memory_within_the_graph_budget() {
+    // A million follows between fresh ids, which take an unbounded graph
+    // to about 120 MB, against a 16 MiB budget.
+    let args = [
+        "--event-port",
+        "0",
+        "--client-port",
+        "0",
+        "--max-follow-bytes",
+        "16MiB",
+        "--stats-interval-ms",
+        "50",
+    ];
+    let binary = Binary::start(&args, &[], None);
+    let idle_kb = binary.status_kb("VmRSS");
+    let mut source = TcpStream::connect(binary.event_addr).unwrap();
+    let mut client = TcpStream::connect(binary.client_addr).unwrap();
+    client.set_read_timeout(Some(PATIENCE)).unwrap();
+    client.write_all(b"7\n").unwrap();
+    wait_for_line(&binary.log, "clients 1 (+0 awaiting id)");
+    let follows = 1_000_000u64;
+    let mut stream = String::new();
+    for seq in 1..=follows {
+        writeln!(stream, "{seq}|F|{}|{}", seq + 10_000_000, seq + 20_000_000).unwrap();
+    }
+    writeln!(stream, "{}|B", follows + 1).unwrap();
+    source.write_all(stream.as_bytes()).unwrap();
+    // In order: the broadcast comes once every follow has been applied.
+    let last = format!("{}|B\n", follows + 1);
+    assert_eq!(read_through(&mut client, last.as_bytes()), last.as_bytes());
+    let grown_kb = binary.status_kb("VmHWM").saturating_sub(idle_kb);
+    assert!(
+        grown_kb <= 48 * 1024,
+        "peak RSS grew {grown_kb} kB for a 16 MiB graph budget"
+    );
+    let stats = wait_for_line(&binary.log, "follows ");
+    assert!(!stats.contains("follows 0,"), "{stats}");
 }

@@ -111,7 +111,7 @@ pub struct Engine<T: Transport> {
 impl<T: Transport> Engine<T> {
     /// An engine with no connections, configured by `config`.
     pub fn new(config: Config, now: Instant) -> Self {
-        Engine {
+        let mut engine = Engine {
             pipeline: Pipeline::new(
                 config.window_capacity,
                 config.window_bytes,
@@ -126,7 +126,11 @@ impl<T: Transport> Engine<T> {
             batcher: None,
             feed: LogFeed::new(),
             config,
-        }
+        };
+        engine
+            .pipeline
+            .set_follow_budget(engine.config.max_follow_bytes);
+        engine
     }
 
     /// A cluster's ingest: the event source is read as by a standalone
@@ -391,6 +395,7 @@ impl<T: Transport> Engine<T> {
             clients_holding_source: self.clients.holders,
             source_connected: self.sources.current.is_some(),
             follow_edges: self.pipeline.router().graph().edges(),
+            follows_refused: self.pipeline.router().graph().refused(),
             window_depth,
             window_bytes,
             queued_bytes: self.clients.queued_bytes()

@@ -108,6 +108,11 @@ impl Pipeline {
         }
     }
 
+    /// Caps the follower graph at about `bytes`; call before any event.
+    pub fn set_follow_budget(&mut self, bytes: usize) {
+        self.router.set_follow_budget(bytes);
+    }
+
     /// The router, to register and unregister client connections.
     pub(crate) fn router_mut(&mut self) -> &mut Router {
         &mut self.router

@@ -69,6 +69,14 @@ impl Router {
         &self.graph
     }
 
+    /// Caps the follower graph at about `bytes` (see
+    /// [`FollowerGraph::follow`]): past it new follows are refused.
+    pub fn set_follow_budget(&mut self, bytes: usize) {
+        let graph = std::mem::take(&mut self.graph);
+        debug_assert_eq!(graph.edges(), 0, "set before any follow");
+        self.graph = FollowerGraph::new(bytes);
+    }
+
     /// Forgets every follow (a new run starts); connections stay registered.
     pub fn clear_graph(&mut self) {
         self.graph.clear();

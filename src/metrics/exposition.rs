@@ -92,7 +92,7 @@ impl Collector for Snapshot {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let s = &self.stats;
         let bytes = || Some(Unit::Bytes);
-        let counters: [CounterRow; 17] = [
+        let counters: [CounterRow; 18] = [
             (
                 "events_in",
                 None,
@@ -165,6 +165,12 @@ impl Collector for Snapshot {
                 None,
                 "Event source connections refused because another was connected and sending.",
                 s.sources_refused,
+            ),
+            (
+                "follows_refused",
+                None,
+                "Follows not recorded because the follower graph was at --max-follow-bytes.",
+                s.follows_refused,
             ),
             (
                 "sources_idle_closed",

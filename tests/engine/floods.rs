@@ -111,3 +111,37 @@ fn lines_far_apart_cost_steps_per_line_not_per_seq_skipped() {
         counters.steps
     );
 }
+
+#[test]
+fn fresh_follows_without_end_stop_at_the_graph_budget_and_are_still_delivered() {
+    // 20,000 follows between fresh ids against a 256 KiB budget: the graph
+    // stops growing at its budget, the refusals are counted, and the one
+    // followed is told every time.
+    let budget = 256 * 1024;
+    let config = follower_maze::Config {
+        max_follow_bytes: budget,
+        ..config()
+    };
+    let (mut harness, source, clients) = with_clients(config, &[7]);
+    let follows = 20_000u64;
+    let stream: String = (1..=follows)
+        .map(|seq| match seq % 100 {
+            // The connected user is followed now and then.
+            0 => format!("{seq}|F|{}|7\n", seq + 1_000_000),
+            _ => format!("{seq}|F|{}|{}\n", seq + 1_000_000, seq + 2_000_000),
+        })
+        .collect();
+    source.send(stream.as_bytes());
+    harness.settle();
+    let stats = harness.engine.stats();
+    let graph = harness.engine.pipeline().router().graph();
+    assert!(graph.bytes() <= budget, "{} bytes", graph.bytes());
+    assert!(stats.follows_refused > 0);
+    assert_eq!(stats.follow_edges as u64 + stats.follows_refused, follows);
+    let told = clients[0].take_received();
+    assert_eq!(
+        told.iter().filter(|&&byte| byte == b'\n').count(),
+        200,
+        "every follow of user 7 delivered, recorded or not"
+    );
+}
