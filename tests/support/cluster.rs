@@ -9,9 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use crate::common::PATIENCE;
-use crate::support_binary::{
-    forward_lines, kill_showing_log, last_addr, wait_for_line, wait_for_line_within,
-};
+use crate::support_binary::{forward_lines, kill_showing_log, last_addr, wait_for_line};
 
 /// How long a node may take to connect to the log and catch up with it.
 pub const STARTUP: Duration = Duration::from_secs(60);
@@ -34,7 +32,27 @@ fn start(mode: &str, nats_url: &str, stream: &str, args: &[&str], listening: &st
         .spawn()
         .expect("the binary starts");
     let log = forward_lines(child.stderr.take().expect("piped stderr"));
-    let addr = last_addr(&wait_for_line_within(&log, listening, STARTUP));
+    // The lines before the one awaited are kept, to say why a node that
+    // never listened did not.
+    let mut seen = Vec::new();
+    let deadline = Instant::now() + STARTUP;
+    let line = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match log.recv_timeout(left) {
+            Ok(line) if line.contains(listening) => break line,
+            Ok(line) => seen.push(line),
+            Err(err) => {
+                let _ = child.kill();
+                let status = child.wait();
+                panic!(
+                    "the {mode} never logged {listening:?} within {STARTUP:?} ({err}; exit: \
+                     {status:?}); its log:\n{}",
+                    seen.join("\n")
+                );
+            }
+        }
+    };
+    let addr = last_addr(&line);
     Node { child, addr, log }
 }
 
