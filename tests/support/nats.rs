@@ -209,7 +209,12 @@ impl NatsServer {
             if let Ok(Some(_)) = child.try_wait() {
                 return false; // e.g. the port was taken
             }
-            if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            // A connection to itself is not the server: a loopback port in
+            // the ephemeral range that nothing listens on yet can be picked
+            // as the probe's own local port (TCP's simultaneous open), and
+            // while that socket lives, the server cannot bind the port.
+            let probe = TcpStream::connect_timeout(&addr, Duration::from_millis(200));
+            if probe.is_ok_and(|stream| stream.local_addr().ok() != stream.peer_addr().ok()) {
                 self.child = Some(child);
                 return true;
             }
