@@ -207,8 +207,6 @@ pub(super) struct Clients<T: Transport> {
     max_clients: usize,
     /// Most connections awaiting their id at once.
     max_pending: usize,
-    /// Registered clients (not closed yet, marked ones included).
-    registered: usize,
     /// Longest a client may take to send its id.
     id_timeout: Duration,
     /// Longest id line.
@@ -264,7 +262,6 @@ impl<T: Transport> Clients<T> {
             },
             max_clients: config.max_clients,
             max_pending: config.max_pending_clients,
-            registered: 0,
             id_timeout: config.id_timeout,
             max_id_line: config.max_id_line,
             max_queued_bytes: config.max_queued_bytes,
@@ -417,7 +414,6 @@ impl<T: Transport> Clients<T> {
             };
             if let ClientState::Registered(user) = client.state {
                 pipeline.router_mut().unregister(user, key);
-                self.registered -= 1;
             }
             self.own_bytes -= client.outbox.own_bytes();
             set_hold(&mut client, false, &mut self.holders);

@@ -98,7 +98,7 @@ const MANY_FOLLOWERS: usize = 16;
 
 /// Followers of one user.
 #[derive(Debug)]
-pub enum Followers {
+enum Followers {
     /// Up to [`MANY_FOLLOWERS`]; the first four inline.
     Few(SmallVec<[UserId; 4]>),
     /// More than that.

@@ -107,18 +107,18 @@ impl<T: Transport> Clients<T> {
         if let ClientState::AwaitingId(inbox) = &mut client.state {
             let reason = match read_id(inbox, &mut client.stream) {
                 IdRead::Pending => return,
-                IdRead::Id(user) if self.registered >= self.max_clients => {
+                // The router's count: registered and not closed yet.
+                IdRead::Id(user) if pipeline.router().connections() >= self.max_clients => {
                     self.endings.counters.refused = self.endings.counters.refused.saturating_add(1);
                     let full = format_args!(
-                        "user {user}: {} clients registered (--max-clients {})",
-                        self.registered, self.max_clients
+                        "user {user}: --max-clients ({}) are registered",
+                        self.max_clients
                     );
                     self.endings
                         .end(key, client, CloseReason::ClientLimit, Some(&full), now);
                     return;
                 }
                 IdRead::Id(user) => {
-                    self.registered += 1;
                     self.endings.awaiting_id -= 1;
                     debug!("client {} registered as user {user}", client.peer);
                     client.state = ClientState::Registered(user);
