@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use log::{debug, warn};
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
+use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
+use std::os::fd::AsRawFd;
 
 use crate::config::Config;
 use crate::engine::batcher::Batcher;
@@ -34,8 +36,14 @@ const EVENT_LISTENER: usize = 0;
 const CLIENT_LISTENER: usize = 1;
 /// The event source's offset.
 const SOURCE: usize = 2;
+/// The offset of the epoll instance that holds the connections awaiting
+/// their id (see [`Net::awaiting`]).
+const AWAITING_IDS: usize = 3;
 /// Offset of client key 0; client `key` uses `FIRST_CLIENT + key`.
-const FIRST_CLIENT: usize = 3;
+const FIRST_CLIENT: usize = 4;
+/// Readiness events taken from [`Net::awaiting`] per `epoll_wait`; more
+/// ready connections take more calls.
+const AWAITING_EVENTS: usize = 1024;
 /// First pause after an accept failed for lack of descriptors; it doubles up
 /// to [`ACCEPT_BACKOFF_MAX`] while failures continue.
 const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -111,6 +119,15 @@ struct Net {
     accept_errors: u64,
     /// Keepalive interval for clients whose read side has ended.
     read_closed_probe: Duration,
+    /// Connections awaiting their id, on an epoll instance of their own
+    /// (its descriptor is registered in the caller's registry, so their
+    /// readiness still wakes the loop). The engine asks which of them are
+    /// readable after every read of the source: one `epoll_wait` with no
+    /// timeout answers, where reading each would cost a syscall per
+    /// waiting connection.
+    awaiting: mio::Poll,
+    /// Readiness taken from `awaiting`, reused between calls.
+    awaiting_events: mio::Events,
 }
 
 /// Binds a non-blocking listener on `addr` whose accept queue holds
@@ -213,6 +230,8 @@ impl Server {
             accept_paused_until: None,
             accept_backoff: ACCEPT_BACKOFF_MIN,
             accept_errors: 0,
+            awaiting: mio::Poll::new()?,
+            awaiting_events: mio::Events::with_capacity(AWAITING_EVENTS),
         };
         Ok(Server {
             engine,
@@ -307,6 +326,9 @@ impl Server {
                 registry.register(&mut listener.socket, token, Interest::READABLE)?;
             }
         }
+        let awaiting_fd = net.awaiting.as_raw_fd();
+        let token = Token(first.0 + AWAITING_IDS);
+        registry.register(&mut SourceFd(&awaiting_fd), token, Interest::READABLE)?;
         net.registry = Some(registry.try_clone()?);
         let metrics_token = Token(first.0 + self.metrics_token());
         if let Some(metrics) = self.metrics.as_mut() {
@@ -347,6 +369,7 @@ impl Server {
             EVENT_LISTENER => engine.accept(Port::Events, now, net),
             CLIENT_LISTENER => engine.accept(Port::Clients, now, net),
             SOURCE => engine.ready(ConnId::Source, Readiness::default(), now, net),
+            AWAITING_IDS => engine.ready_ids(now, net),
             offset if offset < metrics_token => {
                 let readiness = Readiness {
                     readable: event.is_readable() || event.is_read_closed(),
@@ -481,22 +504,33 @@ impl Transport for Net {
             .ok_or_else(|| io::Error::other("the server is not registered in a loop"))?;
         let (offset, interest) = match id {
             ConnId::Source => (SOURCE, Interest::READABLE),
+            ConnId::AwaitingId(key) => {
+                // Frames are batched per turn already; Nagle would only
+                // delay.
+                let _ = stream.set_nodelay(true);
+                return self
+                    .awaiting
+                    .registry()
+                    .register(stream, Token(key), Interest::READABLE);
+            }
             // Both interests once, for good: readiness is edge-triggered, so
             // this costs nothing while idle and saves a reregister per full
             // socket.
-            ConnId::Client(key) => (FIRST_CLIENT + key, Interest::READABLE | Interest::WRITABLE),
+            ConnId::Client(key) => {
+                // Its id arrived: from the waiting ones' epoll to the loop's.
+                self.awaiting.registry().deregister(stream)?;
+                (FIRST_CLIENT + key, Interest::READABLE | Interest::WRITABLE)
+            }
         };
-        if let ConnId::Client(_) = id {
-            // Frames are batched per turn already; Nagle would only delay.
-            let _ = stream.set_nodelay(true);
-        }
         registry.register(stream, Token(self.token_base + offset), interest)
     }
 
     fn close(&mut self, mut stream: TcpStream, ending: Ending) {
         if let Some(registry) = &self.registry {
-            // Fails harmlessly for a connection that was never opened.
+            // One of these fails harmlessly: a connection is in one epoll
+            // instance, or none if it was never opened.
             let _ = registry.deregister(&mut stream);
+            let _ = self.awaiting.registry().deregister(&mut stream);
         }
         if ending == Ending::Reset {
             let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
@@ -519,6 +553,25 @@ impl Transport for Net {
             .with_retries(READ_CLOSED_PROBES);
         if let Err(err) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
             debug!("cannot turn on keepalive for a read-closed client: {err}");
+        }
+    }
+
+    fn ready_awaiting(&mut self, ready: &mut Vec<usize>) {
+        loop {
+            let timeout = Some(Duration::ZERO);
+            match self.awaiting.poll(&mut self.awaiting_events, timeout) {
+                Ok(()) => {}
+                Err(err) if interrupted(&err) => continue,
+                Err(err) => {
+                    warn!("cannot poll the connections awaiting their id: {err}");
+                    return;
+                }
+            }
+            let before = ready.len();
+            ready.extend(self.awaiting_events.iter().map(|event| event.token().0));
+            if ready.len() - before < AWAITING_EVENTS {
+                return; // Every ready one is taken.
+            }
         }
     }
 }

@@ -197,3 +197,31 @@ fn connections_that_never_send_an_id_do_not_lock_clients_out() {
     assert_eq!(server.stats().clients_refused, 0);
     drop(silent);
 }
+
+#[test]
+fn an_id_sent_late_among_idle_connections_goes_in_before_the_next_event() {
+    // Connections that never send an id are not read on every source read
+    // (the engine asks which waiting ones are readable), yet a client that
+    // sends its id well after connecting is registered on its own, and one
+    // that sends its id right before an event is written receives it.
+    let server = start(Config::ephemeral());
+    let mut source = connect_source(&server);
+    let idle: Vec<TcpStream> = (0..500)
+        .map(|_| TcpStream::connect(server.client_addr()).unwrap())
+        .collect();
+    let mut late = TcpStream::connect(server.client_addr()).unwrap();
+    wait_for(&server, "all wait for their id", |s| {
+        s.clients_awaiting_id == 501
+    });
+    late.write_all(b"7\n").unwrap();
+    wait_for(&server, "the late one registered", |s| s.clients == 1);
+    let mut eager = TcpStream::connect(server.client_addr()).unwrap();
+    wait_for(&server, "the eager one waits", |s| {
+        s.clients_awaiting_id == 501
+    });
+    eager.write_all(b"8\n").unwrap();
+    source.write_all(b"1|P|1|8\n2|P|1|7\n").unwrap();
+    assert_receives(&mut eager, b"1|P|1|8\n");
+    assert_receives(&mut late, b"2|P|1|7\n");
+    drop(idle);
+}

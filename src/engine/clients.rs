@@ -233,6 +233,9 @@ pub(super) struct Clients<T: Transport> {
     /// Clients awaiting their id, by deadline (one timeout, so a queue in
     /// accept order is sorted).
     id_deadlines: VecDeque<(Instant, ConnKey, u64)>,
+    /// The keys [`Transport::ready_awaiting`] reported, kept between calls
+    /// so that asking costs no allocation.
+    ready_ids: Vec<ConnKey>,
     /// Bytes in the clients' own outbox buffers (the log not included).
     pub(super) own_bytes: usize,
     /// Broadcast frames, stored once for every client.
@@ -273,6 +276,7 @@ impl<T: Transport> Clients<T> {
             unread: Vec::new(),
             unread_next: Vec::new(),
             id_deadlines: VecDeque::new(),
+            ready_ids: Vec::new(),
             own_bytes: 0,
             log: BroadcastLog::new(),
             log_flushed: 0,
@@ -332,7 +336,7 @@ impl<T: Transport> Clients<T> {
             self.evict_oldest_awaiting_id(now);
         }
         let key = self.slab.vacant_key();
-        if let Err(err) = net.open(&mut stream, ConnId::Client(key)) {
+        if let Err(err) = net.open(&mut stream, ConnId::AwaitingId(key)) {
             warn!("cannot take client {peer}: {err}");
             net.close(stream, Ending::Close);
             return None;

@@ -42,6 +42,8 @@ struct Pipe {
     flood: Option<(u8, u64)>,
     /// Bytes the engine has read from the peer.
     taken: u64,
+    /// Calls the engine made to read from the peer, whatever they returned.
+    reads: u64,
 }
 
 /// The engine's end of an in-memory connection.
@@ -51,6 +53,7 @@ pub struct MemoryStream(Rc<RefCell<Pipe>>);
 impl Read for MemoryStream {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let mut pipe = self.0.borrow_mut();
+        pipe.reads += 1;
         if pipe.reset {
             return Err(io::ErrorKind::ConnectionReset.into());
         }
@@ -123,6 +126,12 @@ impl Peer {
     /// Bytes the engine has read from this peer so far.
     pub fn taken(&self) -> u64 {
         self.pipe.borrow().taken
+    }
+
+    /// Calls the engine made to read from this peer so far (a real socket's
+    /// read syscalls), including those that would have blocked.
+    pub fn reads(&self) -> u64 {
+        self.pipe.borrow().reads
     }
 
     /// Ends the peer's sending side (a half-close: it may still read).
@@ -233,7 +242,9 @@ impl Transport for MemoryNet {
 
     fn open(&mut self, stream: &mut MemoryStream, id: ConnId) -> io::Result<()> {
         let peer = self.peer_of(stream).cloned().expect("accepted here");
-        self.opened.retain(|(opened, _)| *opened != id);
+        // Opening again (a client whose id arrived) moves the stream.
+        self.opened
+            .retain(|(opened, known)| *opened != id && !known.is(stream));
         self.opened.push((id, peer));
         Ok(())
     }
@@ -245,6 +256,16 @@ impl Transport for MemoryNet {
 
     fn read_closed(&mut self, stream: &MemoryStream) {
         stream.0.borrow_mut().read_closed_seen = true;
+    }
+
+    fn ready_awaiting(&mut self, ready: &mut Vec<usize>) {
+        for (id, peer) in &self.opened {
+            if let ConnId::AwaitingId(key) = *id
+                && peer.readiness().readable
+            {
+                ready.push(key);
+            }
+        }
     }
 }
 

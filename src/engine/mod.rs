@@ -208,7 +208,7 @@ impl<T: Transport> Engine<T> {
                 }
                 return;
             }
-            ConnId::Client(key) => key,
+            ConnId::Client(key) | ConnId::AwaitingId(key) => key,
         };
         if self
             .clients
@@ -229,6 +229,14 @@ impl<T: Transport> Engine<T> {
         if readiness.readable {
             self.clients.read(key, now, &mut self.pipeline, net);
         }
+    }
+
+    /// Connections awaiting their id may have become readable: reads the
+    /// ones [`Transport::ready_awaiting`] names. The shell calls it when
+    /// its transport signals them; the engine also asks after every read
+    /// of the source.
+    pub fn ready_ids(&mut self, now: Instant, net: &mut T) {
+        self.clients.read_ready_ids(now, &mut self.pipeline, net);
     }
 
     /// How long the shell may wait for readiness before calling
@@ -263,8 +271,10 @@ impl<T: Transport> Engine<T> {
     ///    (it is closed).
     /// 4. The source is read and routed, a turn's worth at most. After each
     ///    read, before its bytes are routed, the client port is taken in:
-    ///    pending connections accepted and pending id lines read, so an id
-    ///    sent before an event is never overtaken by it. A source read to
+    ///    pending connections accepted and the id lines of the waiting
+    ///    connections the transport reports readable read (O(ready), not
+    ///    O(waiting)), so an id sent before an event is never overtaken by
+    ///    it. A source read to
     ///    its end hands over to the next waiting one in the same turn; one
     ///    read to `WouldBlock` is open, and the sources waiting behind it
     ///    are refused. Sources left in the accept queue (too many waited)
@@ -472,7 +482,7 @@ impl<T: Transport> Engine<T> {
     /// source bytes and before routing them.
     fn take_in_client_port(&mut self, now: Instant, net: &mut T) {
         self.accept_clients(now, net);
-        self.clients.read_ids(now, &mut self.pipeline, net);
+        self.clients.read_ready_ids(now, &mut self.pipeline, net);
     }
 
     /// The end of a turn: marked clients are closed and the broadcast log

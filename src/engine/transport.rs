@@ -24,8 +24,15 @@ pub enum ConnId {
     /// The event source being read (sources waiting their turn are not
     /// opened, so never ready).
     Source,
-    /// A user client, by its key; keys are reused once a client is closed.
+    /// A user client that has sent its id, by its key; keys are reused
+    /// once a client is closed.
     Client(usize),
+    /// A user client still awaiting its id line, by its key. Its readiness
+    /// is asked for, not pushed: [`Transport::ready_awaiting`] names the
+    /// ones that became readable. Opening it again as
+    /// [`ConnId::Client`] once its id arrives moves it to ordinary
+    /// readiness.
+    AwaitingId(usize),
 }
 
 /// Readiness of one client connection, as the shell saw it.
@@ -63,9 +70,19 @@ pub trait Transport {
     /// none now (or accepting is paused).
     fn accept(&mut self, port: Port) -> Option<(Self::Stream, Self::Peer)>;
 
-    /// Starts reporting readiness for `stream` as `id`. On an error the
-    /// engine drops the connection.
+    /// Starts reporting readiness for `stream` as `id`, or moves a stream
+    /// opened as [`ConnId::AwaitingId`] to [`ConnId::Client`]. On an error
+    /// the engine drops the connection.
     fn open(&mut self, stream: &mut Self::Stream, id: ConnId) -> std::io::Result<()>;
+
+    /// Appends to `ready` the keys of connections opened as
+    /// [`ConnId::AwaitingId`] that may have become readable since the last
+    /// call (spurious and stale keys are allowed; the engine checks). The
+    /// engine asks after every read of the source, so that an id sent
+    /// before an event is read before it, and the cost must be O(ready),
+    /// not O(waiting): thousands of connections that never send an id
+    /// must not make each source read cost thousands of reads.
+    fn ready_awaiting(&mut self, ready: &mut Vec<usize>);
 
     /// Stops reporting readiness for `stream` (if it was opened) and ends it.
     fn close(&mut self, stream: Self::Stream, ending: Ending);

@@ -320,6 +320,29 @@ fn connections_that_never_send_an_id_do_not_lock_clients_out() {
 }
 
 #[test]
+fn connections_that_never_send_an_id_are_not_read_on_every_source_read() {
+    // An id sent before an event goes in before it, so after each read of
+    // the source the engine takes in the ids that arrived; it asks the
+    // transport which waiting connections are readable instead of reading
+    // every one, so idle ones cost nothing per source read.
+    let (mut harness, source, clients) = with_clients(config(), &[1]);
+    let idle: Vec<Peer> = (0..200).map(|_| harness.connect(Port::Clients)).collect();
+    harness.settle();
+    for seq in 1..=50 {
+        source.send(format!("{seq}|B\n").as_bytes());
+        harness.turn();
+    }
+    let late = harness.client("2");
+    source.send(b"51|B\n");
+    harness.settle();
+    let most = idle.iter().map(Peer::reads).max();
+    assert_eq!(most, Some(1), "each idle one read once, when accepted");
+    let all: String = (1..=51).map(|seq| format!("{seq}|B\n")).collect();
+    assert_eq!(clients[0].take_received(), all.as_bytes());
+    assert_eq!(late.take_received(), b"51|B\n", "its id went in before 51");
+}
+
+#[test]
 fn a_burst_past_every_key_is_refused_until_the_marked_ones_leave() {
     // Evicted connections leave at the end of the turn, so in one turn at
     // most `--max-clients` + `--max-pending-clients` connections are open

@@ -13,7 +13,7 @@ use crate::engine::outbox::Outbox;
 use crate::engine::pipeline::Pipeline;
 use crate::engine::protocol::{self, Line, LineStart, UserId};
 use crate::engine::router::ConnKey;
-use crate::engine::transport::Transport;
+use crate::engine::transport::{ConnId, Transport};
 
 /// Bytes read and dropped per call from a registered client, which has
 /// nothing more to say: a stack buffer, so a chatty client costs reads, not
@@ -27,24 +27,29 @@ const DISCARD_BYTES: usize = 4096;
 const DISCARD_READS_PER_TURN: usize = 4;
 
 impl<T: Transport> Clients<T> {
-    /// Reads the id line of every client still awaiting one, oldest first.
-    pub(in crate::engine) fn read_ids(
+    /// Reads the id lines of the clients awaiting one that the transport
+    /// reports readable: O(ready), however many wait.
+    pub(in crate::engine) fn read_ready_ids(
         &mut self,
         now: Instant,
         pipeline: &mut Pipeline,
         net: &mut T,
     ) {
-        for index in 0..self.id_deadlines.len() {
-            let (_, key, serial) = self.id_deadlines[index];
+        if self.endings.awaiting_id == 0 {
+            return; // Nobody to ask about: spare the transport its call.
+        }
+        let mut ready = std::mem::take(&mut self.ready_ids);
+        net.ready_awaiting(&mut ready);
+        for &key in &ready {
             let awaiting = self.slab.get(key).is_some_and(|client| {
-                client.serial == serial
-                    && client.closing.is_none()
-                    && matches!(client.state, ClientState::AwaitingId(_))
+                client.closing.is_none() && matches!(client.state, ClientState::AwaitingId(_))
             });
             if awaiting {
                 self.read(key, now, pipeline, net);
             }
         }
+        ready.clear();
+        self.ready_ids = ready;
     }
 
     /// Reads the clients whose bytes a turn's budget left unread, once each
@@ -119,6 +124,11 @@ impl<T: Transport> Clients<T> {
                     return;
                 }
                 IdRead::Id(user) => {
+                    if let Err(err) = net.open(&mut client.stream, ConnId::Client(key)) {
+                        let reason = CloseReason::ReadError;
+                        self.endings.end(key, client, reason, Some(&err), now);
+                        return;
+                    }
                     self.endings.awaiting_id -= 1;
                     debug!("client {} registered as user {user}", client.peer);
                     client.state = ClientState::Registered(user);
