@@ -236,6 +236,12 @@ pub(super) struct Clients<T: Transport> {
     /// The keys [`Transport::ready_awaiting`] reported, kept between calls
     /// so that asking costs no allocation.
     ready_ids: Vec<ConnKey>,
+    /// Connections accepted on the client port this turn.
+    pub(super) accepted_this_turn: usize,
+    /// True when the last turn's accepts stopped at their budget: more
+    /// connections may wait, and readiness (edge-triggered) will not say
+    /// so again.
+    pub(super) left_in_queue: bool,
     /// Bytes in the clients' own outbox buffers (the log not included).
     pub(super) own_bytes: usize,
     /// Broadcast frames, stored once for every client.
@@ -277,6 +283,8 @@ impl<T: Transport> Clients<T> {
             unread_next: Vec::new(),
             id_deadlines: VecDeque::new(),
             ready_ids: Vec::new(),
+            accepted_this_turn: 0,
+            left_in_queue: false,
             own_bytes: 0,
             log: BroadcastLog::new(),
             log_flushed: 0,

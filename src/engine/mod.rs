@@ -82,6 +82,14 @@ use pipeline::Pipeline;
 use protocol::Seq;
 use records::Record;
 use source::{MAX_WAITING_SOURCES, Sources};
+
+/// Connections accepted on the client port per turn at most (Redis takes
+/// 1,000 per readable event). A flood of connections is taken in a turn's
+/// worth at a time, with the source, the writes and the timers served in
+/// between, instead of accepting (and refusing, once every key is taken)
+/// for as long as the flood lasts. The original client connects its
+/// clients in bursts of well under this many per turn.
+const CLIENT_ACCEPTS_PER_TURN: usize = 1024;
 pub use transport::{ConnId, Ending, Port, Readiness, Transport};
 
 /// The whole server without its I/O: fed readiness and time by a shell,
@@ -244,7 +252,12 @@ impl<T: Transport> Engine<T> {
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
         let can_release =
             (self.pipeline.has_ready() || !self.feed.is_empty()) && !self.output_full();
-        if self.sources.has_unread_bytes() || self.clients.has_unread() || can_release {
+        let more_to_accept = self.clients.left_in_queue && !self.shutting_down;
+        if self.sources.has_unread_bytes()
+            || self.clients.has_unread()
+            || more_to_accept
+            || can_release
+        {
             return Some(Duration::ZERO); // Work is waiting.
         }
         // The pipeline's timers run only while the source is not paused.
@@ -261,8 +274,10 @@ impl<T: Transport> Engine<T> {
     /// The per-turn work; call once after handling each batch of readiness.
     /// The order of work in a turn is decided here and only here:
     ///
-    /// 0. Clients whose reads stopped at the last turn's budget are read
-    ///    again (readiness will not be reported for bytes already there).
+    /// 0. Clients left in the accept queue by the last turn's accept
+    ///    budget are accepted, and clients whose reads stopped at the last
+    ///    turn's budget are read again (readiness will not be reported
+    ///    for connections or bytes already there).
     /// 1. The source resumes if queued output drained to half the budget
     ///    and no client far behind holds it.
     /// 2. In-order frames an earlier turn left in the window are routed.
@@ -274,7 +289,7 @@ impl<T: Transport> Engine<T> {
     ///    pending connections accepted and the id lines of the waiting
     ///    connections the transport reports readable read (O(ready), not
     ///    O(waiting)), so an id sent before an event is never overtaken by
-    ///    it. A source read to
+    ///    it (unless more clients connect in one turn than it accepts). A source read to
     ///    its end hands over to the next waiting one in the same turn; one
     ///    read to `WouldBlock` is open, and the sources waiting behind it
     ///    are refused. Sources left in the accept queue (too many waited)
@@ -292,6 +307,9 @@ impl<T: Transport> Engine<T> {
     ///    source resumes if that drained enough.
     /// 10. An ingest's open batch closes if it has been quiet long enough.
     pub fn tick(&mut self, now: Instant, net: &mut T) {
+        if self.clients.left_in_queue {
+            self.accept_clients(now, net);
+        }
         self.clients.read_unread(now, &mut self.pipeline, net);
         self.resume_source_if_drained(now);
         self.pipeline.release_ready(
@@ -465,12 +483,19 @@ impl<T: Transport> Engine<T> {
         }
     }
 
-    /// Accepts every pending client and reads each one's id right away.
+    /// Accepts pending clients, a turn's budget at most, and reads each
+    /// one's id right away.
     fn accept_clients(&mut self, now: Instant, net: &mut T) {
         while !self.shutting_down {
+            if self.clients.accepted_this_turn >= CLIENT_ACCEPTS_PER_TURN {
+                self.clients.left_in_queue = true;
+                return;
+            }
             let Some((stream, peer)) = net.accept(Port::Clients) else {
+                self.clients.left_in_queue = false;
                 return;
             };
+            self.clients.accepted_this_turn += 1;
             if let Some(key) = self.clients.add(stream, peer, now, net) {
                 self.clients.read(key, now, &mut self.pipeline, net);
             }
@@ -490,6 +515,6 @@ impl<T: Transport> Engine<T> {
     fn end_turn(&mut self, net: &mut T) {
         self.clients.close_marked(&mut self.pipeline, net);
         self.clients.release_log();
-        self.clients.end_turn_reads();
+        self.clients.end_turn_budgets();
     }
 }

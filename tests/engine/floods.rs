@@ -145,3 +145,40 @@ fn fresh_follows_without_end_stop_at_the_graph_budget_and_are_still_delivered() 
         "every follow of user 7 delivered, recorded or not"
     );
 }
+
+/// Connections accepted on the client port per turn at most.
+const CLIENT_ACCEPTS_PER_TURN: usize = 1024;
+
+#[test]
+fn a_flood_of_connections_is_accepted_a_budget_per_turn() {
+    // More connections than a turn accepts, all at once: the turn that
+    // meets them takes a budget's worth and goes on to the source; the rest
+    // are taken in the next turns without readiness (it will not come
+    // again for connections already queued).
+    let (mut harness, source, clients) = with_clients(config(), &[1]);
+    let flood: Vec<_> = (0..3000)
+        .map(|i| harness.client(&(i + 2).to_string()))
+        .collect();
+    source.send(&broadcasts(1));
+    harness.turn();
+    let stats = harness.engine.stats();
+    assert_eq!(
+        stats.clients + stats.clients_awaiting_id,
+        1 + CLIENT_ACCEPTS_PER_TURN
+    );
+    assert_eq!(
+        clients[0].take_received(),
+        broadcasts(1),
+        "served meanwhile"
+    );
+    assert_eq!(harness.engine.timeout(harness.now), Some(Duration::ZERO));
+    harness.settle();
+    assert_eq!(harness.engine.stats().clients, 3001, "every one taken in");
+    source.send(b"2|B\n");
+    harness.settle();
+    let received: Vec<Vec<u8>> = flood.iter().map(|peer| peer.take_received()).collect();
+    assert!(received.iter().all(|bytes| bytes.ends_with(b"2|B\n")));
+    let first = [broadcasts(1), b"2|B\n".to_vec()].concat();
+    let taken_before_1 = received.iter().filter(|bytes| **bytes == first).count();
+    assert_eq!(taken_before_1, CLIENT_ACCEPTS_PER_TURN, "the first turn's");
+}

@@ -75,8 +75,9 @@ impl<T: Transport> Clients<T> {
     }
 
     /// The end of a turn: the clients this turn's budget left with bytes
-    /// are read in the next.
-    pub(in crate::engine) fn end_turn_reads(&mut self) {
+    /// are read in the next, and accepting has a new budget.
+    pub(in crate::engine) fn end_turn_budgets(&mut self) {
+        self.accepted_this_turn = 0;
         if self.unread.is_empty() {
             std::mem::swap(&mut self.unread, &mut self.unread_next);
         } else {
