@@ -6,6 +6,7 @@
 //! client (`eventListenerPort`, `clientListenerPort`, `logLevel`), so anyone
 //! who ran it can run us the same way.
 
+use std::fmt;
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -245,9 +246,9 @@ impl Config {
     }
 
     /// Refuses the values that would make the standalone server useless,
-    /// with a message naming the flag and its variable: the limits of
+    /// naming the flag and its variable: the limits of
     /// [`Config::validate_limits`], and one port for both listeners.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ConfigError> {
         self.validate_limits()?;
         let (event_ip, _) = self.bind_for(crate::engine::Port::Events);
         let (client_ip, _) = self.bind_for(crate::engine::Port::Clients);
@@ -256,11 +257,12 @@ impl Config {
         let clash =
             event_ip == client_ip || event_ip.is_unspecified() || client_ip.is_unspecified();
         if self.event_port != 0 && self.event_port == self.client_port && clash {
-            return Err(format!(
-                "--event-port (eventListenerPort) and --client-port (clientListenerPort) are both {}: \
-                 the event source and the clients need a port each",
-                self.event_port
-            ));
+            return Err(ConfigError {
+                flag: "--event-port (eventListenerPort) and --client-port (clientListenerPort)",
+                problem: ConfigProblem::SharedPort {
+                    port: self.event_port,
+                },
+            });
         }
         Ok(())
     }
@@ -285,66 +287,138 @@ impl Config {
 
     /// [`Config::validate`] without the ports: what a cluster mode, which
     /// listens on one of them only, checks.
-    pub fn validate_limits(&self) -> Result<(), String> {
+    pub fn validate_limits(&self) -> Result<(), ConfigError> {
         // The shortest lines: `1|B` and `1`, each with its newline.
         const SHORTEST_EVENT_LINE: usize = 4;
         const SHORTEST_ID_LINE: usize = 2;
+        let zero = |flag, value: usize, consequence| {
+            (value == 0).then_some(ConfigError {
+                flag,
+                problem: ConfigProblem::Zero { consequence },
+            })
+        };
+        let short = |flag, value: usize, least: usize, consequence, shortest| {
+            (value < least).then_some(ConfigError {
+                flag,
+                problem: ConfigProblem::ShorterThanShortestLine {
+                    value,
+                    least,
+                    consequence,
+                    shortest,
+                },
+            })
+        };
         let refusals = [
-            (
-                self.max_clients == 0,
-                "--max-clients (FOLLOWER_MAZE_MAX_CLIENTS) is 0: no client could ever connect; \
-                 it must be at least 1"
-                    .to_string(),
+            zero(
+                "--max-clients (FOLLOWER_MAZE_MAX_CLIENTS)",
+                self.max_clients,
+                "no client could ever connect",
             ),
-            (
-                self.max_pending_clients == 0,
-                "--max-pending-clients (FOLLOWER_MAZE_MAX_PENDING_CLIENTS) is 0: no client could \
-                 ever connect to send its id; it must be at least 1"
-                    .to_string(),
+            zero(
+                "--max-pending-clients (FOLLOWER_MAZE_MAX_PENDING_CLIENTS)",
+                self.max_pending_clients,
+                "no client could ever connect to send its id",
             ),
-            (
-                self.max_line < SHORTEST_EVENT_LINE,
-                format!(
-                    "--max-line (FOLLOWER_MAZE_MAX_LINE) is {} bytes: every event line would be \
-                     dropped; it must be at least {SHORTEST_EVENT_LINE}, the shortest one (`1|B` \
-                     and its newline)",
-                    self.max_line
-                ),
+            short(
+                "--max-line (FOLLOWER_MAZE_MAX_LINE)",
+                self.max_line,
+                SHORTEST_EVENT_LINE,
+                "every event line would be dropped",
+                "the shortest one (`1|B` and its newline)",
             ),
-            (
-                self.max_id_line < SHORTEST_ID_LINE,
-                format!(
-                    "--max-id-line (FOLLOWER_MAZE_MAX_ID_LINE) is {} bytes: every client would be \
-                     closed for a bad id; it must be at least {SHORTEST_ID_LINE}, the shortest id \
-                     line (`1` and its newline)",
-                    self.max_id_line
-                ),
+            short(
+                "--max-id-line (FOLLOWER_MAZE_MAX_ID_LINE)",
+                self.max_id_line,
+                SHORTEST_ID_LINE,
+                "every client would be closed for a bad id",
+                "the shortest id line (`1` and its newline)",
             ),
-            (
-                self.window_capacity == 0,
-                "--window-capacity (FOLLOWER_MAZE_WINDOW) is 0: no event could wait for the ones \
-                 before it; it must be at least 1"
-                    .to_string(),
+            zero(
+                "--window-capacity (FOLLOWER_MAZE_WINDOW)",
+                self.window_capacity,
+                "no event could wait for the ones before it",
             ),
-            (
-                self.window_bytes == 0,
-                "--window-bytes (FOLLOWER_MAZE_WINDOW_BYTES) is 0: no event could wait for the \
-                 ones before it; it must be at least 1"
-                    .to_string(),
+            zero(
+                "--window-bytes (FOLLOWER_MAZE_WINDOW_BYTES)",
+                self.window_bytes,
+                "no event could wait for the ones before it",
             ),
-            (
-                self.client_output_limit == 0,
-                "--client-output-limit (FOLLOWER_MAZE_CLIENT_OUTPUT_LIMIT) is 0: every client \
-                 would be cut at its first notification; it must be at least 1"
-                    .to_string(),
+            zero(
+                "--client-output-limit (FOLLOWER_MAZE_CLIENT_OUTPUT_LIMIT)",
+                self.client_output_limit,
+                "every client would be cut at its first notification",
             ),
         ];
-        match refusals.into_iter().find(|(refused, _)| *refused) {
-            Some((_, message)) => Err(message),
+        match refusals.into_iter().flatten().next() {
+            Some(refusal) => Err(refusal),
             None => Ok(()),
         }
     }
 }
+
+/// A configuration the server refuses to run with: the flag at fault and
+/// what is wrong with its value. A value, not a message, so that callers
+/// (and tests) can tell refusals apart; [`fmt::Display`] gives the message
+/// an operator reads, naming the flag and its environment variable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The flag and its variable, as `--max-line (FOLLOWER_MAZE_MAX_LINE)`.
+    pub flag: &'static str,
+    /// What is wrong with its value.
+    pub problem: ConfigProblem,
+}
+
+/// What is wrong with a flag's value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigProblem {
+    /// It is 0, and that would have this consequence.
+    Zero {
+        /// What the server would do with it.
+        consequence: &'static str,
+    },
+    /// A line limit below the shortest valid line of its kind.
+    ShorterThanShortestLine {
+        /// The value given, in bytes.
+        value: usize,
+        /// The least that works.
+        least: usize,
+        /// What the server would do with it.
+        consequence: &'static str,
+        /// The shortest line, described.
+        shortest: &'static str,
+    },
+    /// The event and client ports are the same, on addresses that clash.
+    SharedPort {
+        /// The port both name.
+        port: u16,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let flag = self.flag;
+        match self.problem {
+            ConfigProblem::Zero { consequence } => {
+                write!(f, "{flag} is 0: {consequence}; it must be at least 1")
+            }
+            ConfigProblem::ShorterThanShortestLine {
+                value,
+                least,
+                consequence,
+                shortest,
+            } => write!(
+                f,
+                "{flag} is {value} bytes: {consequence}; it must be at least {least}, {shortest}"
+            ),
+            ConfigProblem::SharedPort { port } => write!(
+                f,
+                "{flag} are both {port}: the event source and the clients need a port each"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
 
 #[cfg(test)]
 mod tests {
@@ -416,6 +490,7 @@ mod tests {
         config
             .validate()
             .expect_err(&format!("{args:?} is refused"))
+            .to_string()
     }
 
     #[test]
@@ -489,6 +564,54 @@ mod tests {
     }
 
     #[test]
+    fn each_refusal_names_its_flag_and_problem() {
+        let zero = |consequence| ConfigProblem::Zero { consequence };
+        for (args, flag, problem) in [
+            (
+                &["--max-pending-clients", "0"][..],
+                "--max-pending-clients (FOLLOWER_MAZE_MAX_PENDING_CLIENTS)",
+                zero("no client could ever connect to send its id"),
+            ),
+            (
+                &["--max-line", "3"],
+                "--max-line (FOLLOWER_MAZE_MAX_LINE)",
+                ConfigProblem::ShorterThanShortestLine {
+                    value: 3,
+                    least: 4,
+                    consequence: "every event line would be dropped",
+                    shortest: "the shortest one (`1|B` and its newline)",
+                },
+            ),
+            (
+                &["--event-port", "9000", "--client-port", "9000"],
+                "--event-port (eventListenerPort) and --client-port (clientListenerPort)",
+                ConfigProblem::SharedPort { port: 9000 },
+            ),
+        ] {
+            let config = Config::try_parse_from(["follower-maze"].iter().chain(args)).unwrap();
+            assert_eq!(
+                config.validate(),
+                Err(ConfigError { flag, problem }),
+                "{args:?}"
+            );
+        }
+        let message = ConfigError {
+            flag: "--max-line (FOLLOWER_MAZE_MAX_LINE)",
+            problem: ConfigProblem::ShorterThanShortestLine {
+                value: 3,
+                least: 4,
+                consequence: "every event line would be dropped",
+                shortest: "the shortest one (`1|B` and its newline)",
+            },
+        };
+        assert_eq!(
+            message.to_string(),
+            "--max-line (FOLLOWER_MAZE_MAX_LINE) is 3 bytes: every event line would be dropped; \
+             it must be at least 4, the shortest one (`1|B` and its newline)"
+        );
+    }
+
+    #[test]
     fn a_cluster_mode_checks_the_limits_but_not_the_ports() {
         let same_port = Config {
             event_port: 9000,
@@ -500,11 +623,9 @@ mod tests {
             max_clients: 0,
             ..Config::default()
         };
-        assert!(
-            no_clients
-                .validate_limits()
-                .unwrap_err()
-                .contains("--max-clients")
+        assert_eq!(
+            no_clients.validate_limits().map_err(|err| err.flag),
+            Err("--max-clients (FOLLOWER_MAZE_MAX_CLIENTS)")
         );
     }
 

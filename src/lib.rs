@@ -82,7 +82,7 @@ mod server;
 mod stats;
 mod units;
 
-pub use config::Config;
+pub use config::{Config, ConfigError, ConfigProblem};
 pub use runner::BackgroundServer;
 pub use server::Server;
 pub use stats::Stats;

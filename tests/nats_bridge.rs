@@ -13,8 +13,8 @@ use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use follower_maze::cluster::bridge::{
-    EdgeBridge, EdgeNews, HeaderMap, IngestBridge, IngestNews, IngestStart, StreamSettings, decode,
-    encode,
+    DecodeError, EdgeBridge, EdgeNews, HeaderMap, IngestBridge, IngestNews, IngestStart,
+    StreamSettings, decode, encode,
 };
 use follower_maze::engine::records::Record;
 use futures_util::StreamExt;
@@ -752,12 +752,11 @@ fn decode_reads_what_encode_writes() {
 fn decode_refuses_malformed_messages() {
     let (good, payload) = events_headers();
     assert!(decode(Some(&good), &payload).is_ok());
+    let (new_run, empty) = encode(Record::NewRun { run: 3 }, 0, WRITER);
+    assert!(decode(Some(&new_run), &empty).is_ok());
 
-    let refused = |headers: &HeaderMap, payload: &[u8], why: &str| {
-        let err = decode(Some(headers), payload).expect_err(why);
-        assert!(err.contains(why), "{err:?} does not say {why:?}");
-    };
-    assert_eq!(decode(None, &payload), Err("no headers".to_string()));
+    assert_eq!(decode(None, &payload), Err(DecodeError::NoHeaders));
+    let mut cases: Vec<(HeaderMap, &[u8], DecodeError)> = Vec::new();
     for name in [
         "Follower-Maze-Kind",
         "Follower-Maze-Run",
@@ -765,51 +764,50 @@ fn decode_refuses_malformed_messages() {
         "Follower-Maze-Last-Seq",
         "Nats-Msg-Id",
     ] {
-        refused(&with_header(&good, name, None), &payload, name);
+        let missing = DecodeError::MissingHeader(name);
+        cases.push((with_header(&good, name, None), &payload, missing));
     }
-    refused(
-        &with_header(&good, "Follower-Maze-Kind", Some("snapshot")),
-        &payload,
-        "unknown Follower-Maze-Kind",
-    );
+    let snapshot = with_header(&good, "Follower-Maze-Kind", Some("snapshot"));
+    cases.push((snapshot, &payload, DecodeError::UnknownKind));
     for bad in ["", "x", "+3", "-3", " 3", "3 ", "0x3", "3.0"] {
-        refused(
-            &with_header(&good, "Follower-Maze-Run", Some(bad)),
-            &payload,
-            "not a decimal number",
-        );
+        let run = with_header(&good, "Follower-Maze-Run", Some(bad));
+        let not_a_number = DecodeError::NotANumber("Follower-Maze-Run");
+        cases.push((run, &payload, not_a_number));
     }
-    refused(
-        &with_header(
-            &good,
-            "Follower-Maze-First-Seq",
-            Some("99999999999999999999"),
-        ),
-        &payload,
-        "out of range",
+    let huge = with_header(
+        &good,
+        "Follower-Maze-First-Seq",
+        Some("18446744073709551616"),
     );
-    refused(
-        &with_header(&good, "Follower-Maze-First-Seq", Some("13")),
-        &payload,
-        "past",
-    );
-    refused(&good, b"", "without lines");
+    let out_of_range = DecodeError::OutOfRange("Follower-Maze-First-Seq");
+    cases.push((huge, &payload, out_of_range));
+    let reversed = with_header(&good, "Follower-Maze-First-Seq", Some("13"));
+    let past = DecodeError::SeqsReversed {
+        first: 13,
+        last: 12,
+    };
+    cases.push((reversed, &payload, past));
+    cases.push((good.clone(), b"", DecodeError::NoLines));
     let mut twice = good.clone();
     twice.append("Follower-Maze-Run", "3");
-    refused(&twice, &payload, "more than one Follower-Maze-Run");
+    let repeated = DecodeError::RepeatedHeader("Follower-Maze-Run");
+    cases.push((twice, &payload, repeated));
     // Content that disagrees with its id was not written by an ingest.
-    refused(
-        &with_header(&good, "Follower-Maze-Run", Some("4")),
-        &payload,
-        "is not the record's id",
-    );
-
-    let (new_run, empty) = encode(Record::NewRun { run: 3 }, 0, WRITER);
-    assert!(decode(Some(&new_run), &empty).is_ok());
-    refused(&new_run, b"1|B\r\n", "payload");
-    refused(
-        &with_header(&new_run, "Nats-Msg-Id", Some("3:1")),
-        &empty,
-        "is not the record's id",
+    let other_run = with_header(&good, "Follower-Maze-Run", Some("4"));
+    cases.push((other_run, &payload, DecodeError::ForeignId));
+    let with_lines = DecodeError::NewRunWithPayload { bytes: 5 };
+    cases.push((new_run.clone(), b"1|B\r\n", with_lines));
+    let bare_id = with_header(&new_run, "Nats-Msg-Id", Some("3:1"));
+    cases.push((bare_id, &empty, DecodeError::ForeignId));
+    for (headers, payload, expected) in cases {
+        assert_eq!(
+            decode(Some(&headers), payload),
+            Err(expected),
+            "{headers:?}"
+        );
+    }
+    assert_eq!(
+        DecodeError::SeqsReversed { first: 13, last: 9 }.to_string(),
+        "Follower-Maze-First-Seq 13 is past Follower-Maze-Last-Seq 9"
     );
 }

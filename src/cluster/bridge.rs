@@ -47,8 +47,8 @@ pub use async_nats::HeaderMap;
 pub use edge::{EdgeBridge, EdgeNews};
 pub use ingest::{IngestBridge, IngestNews, IngestStart};
 pub use wire::{
-    FIRST_SEQ_HEADER, KIND_EVENTS, KIND_HEADER, KIND_NEW_RUN, LAST_SEQ_HEADER, RUN_HEADER, decode,
-    encode,
+    DecodeError, FIRST_SEQ_HEADER, KIND_EVENTS, KIND_HEADER, KIND_NEW_RUN, LAST_SEQ_HEADER,
+    RUN_HEADER, decode, encode,
 };
 
 /// Where the cluster's log lives and what it may hold.

@@ -2,6 +2,8 @@
 //! writes and an edge reads back. Pure functions, no I/O, so the format is
 //! tested without a server.
 
+use std::fmt;
+
 use async_nats::HeaderMap;
 use async_nats::header::{NATS_EXPECTED_LAST_SEQUENCE, NATS_MESSAGE_ID};
 use bytes::Bytes;
@@ -60,6 +62,69 @@ pub fn encode(record: Record, expected_last_seq: u64, writer: &str) -> (HeaderMa
     }
 }
 
+/// Why a stored message carries no record. A value, not a message, so that
+/// the bridge (and tests) can tell the cases apart; [`fmt::Display`] gives
+/// the text logged. It names the header at fault but not its value: the
+/// stream's sequence, logged beside it, finds the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecodeError {
+    /// The message has no headers at all.
+    NoHeaders,
+    /// A header the format requires is missing.
+    MissingHeader(&'static str),
+    /// A header the format has once appears more than once.
+    RepeatedHeader(&'static str),
+    /// A numeric header is not a plain decimal number.
+    NotANumber(&'static str),
+    /// A numeric header does not fit 64 bits.
+    OutOfRange(&'static str),
+    /// [`KIND_HEADER`] names no kind of record.
+    UnknownKind,
+    /// A [`KIND_NEW_RUN`] record has a payload (it carries none).
+    NewRunWithPayload {
+        /// The payload's length.
+        bytes: usize,
+    },
+    /// An events record's first seq is past its last.
+    SeqsReversed {
+        /// Its [`FIRST_SEQ_HEADER`].
+        first: u64,
+        /// Its [`LAST_SEQ_HEADER`].
+        last: u64,
+    },
+    /// An events record has no lines.
+    NoLines,
+    /// The `Nats-Msg-Id` does not end in the record's own id, so no ingest
+    /// wrote it (see [`message_id`]).
+    ForeignId,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            DecodeError::NoHeaders => f.write_str("no headers"),
+            DecodeError::MissingHeader(name) => write!(f, "no {name} header"),
+            DecodeError::RepeatedHeader(name) => write!(f, "more than one {name} header"),
+            DecodeError::NotANumber(name) => write!(f, "{name} is not a decimal number"),
+            DecodeError::OutOfRange(name) => write!(f, "{name} is out of range"),
+            DecodeError::UnknownKind => write!(f, "unknown {KIND_HEADER}"),
+            DecodeError::NewRunWithPayload { bytes } => {
+                write!(f, "a {KIND_NEW_RUN} record with a payload of {bytes} bytes")
+            }
+            DecodeError::SeqsReversed { first, last } => write!(
+                f,
+                "{FIRST_SEQ_HEADER} {first} is past {LAST_SEQ_HEADER} {last}"
+            ),
+            DecodeError::NoLines => write!(f, "an {KIND_EVENTS} record without lines"),
+            DecodeError::ForeignId => {
+                f.write_str("Nats-Msg-Id is not the record's id after a writer id")
+            }
+        }
+    }
+}
+
+impl std::error::Error for DecodeError {}
+
 /// The record a stored message carries, or why it carries none. An edge
 /// skips (and logs) a message this refuses rather than stopping: the
 /// stream is shared, and one bad message must not take every edge down.
@@ -67,17 +132,16 @@ pub fn encode(record: Record, expected_last_seq: u64, writer: &str) -> (HeaderMa
 /// The `Nats-Msg-Id` must end in the record's own [`Record::id`] (see
 /// [`message_id`]): a message whose id and content disagree was not
 /// written by an ingest.
-pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Record, String> {
-    let headers = headers.ok_or("no headers")?;
+pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Record, DecodeError> {
+    let headers = headers.ok_or(DecodeError::NoHeaders)?;
     let kind = header(headers, KIND_HEADER)?;
     let run = number(headers, RUN_HEADER)?;
     let record = match kind {
         KIND_NEW_RUN => {
             if !payload.is_empty() {
-                return Err(format!(
-                    "a {KIND_NEW_RUN} record with a payload of {} bytes",
-                    payload.len()
-                ));
+                return Err(DecodeError::NewRunWithPayload {
+                    bytes: payload.len(),
+                });
             }
             Record::NewRun { run }
         }
@@ -85,12 +149,13 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Record, Str
             let first_seq = number(headers, FIRST_SEQ_HEADER)?;
             let last_seq = number(headers, LAST_SEQ_HEADER)?;
             if first_seq > last_seq {
-                return Err(format!(
-                    "{FIRST_SEQ_HEADER} {first_seq} is past {LAST_SEQ_HEADER} {last_seq}"
-                ));
+                return Err(DecodeError::SeqsReversed {
+                    first: first_seq,
+                    last: last_seq,
+                });
             }
             if payload.is_empty() {
-                return Err(format!("an {KIND_EVENTS} record without lines"));
+                return Err(DecodeError::NoLines);
             }
             Record::Events {
                 run,
@@ -99,36 +164,31 @@ pub fn decode(headers: Option<&HeaderMap>, payload: &[u8]) -> Result<Record, Str
                 lines: payload.to_vec(),
             }
         }
-        other => return Err(format!("unknown {KIND_HEADER} {other:?}")),
+        _ => return Err(DecodeError::UnknownKind),
     };
     let id = header(headers, "Nats-Msg-Id")?;
     if id.rsplit_once('/').map(|(_, own)| own) != Some(record.id().as_str()) {
-        return Err(format!(
-            "Nats-Msg-Id {id:?} is not the record's id {:?} after a writer id",
-            record.id()
-        ));
+        return Err(DecodeError::ForeignId);
     }
     Ok(record)
 }
 
 /// The one value of header `name`.
-fn header<'a>(headers: &'a HeaderMap, name: &str) -> Result<&'a str, String> {
+fn header<'a>(headers: &'a HeaderMap, name: &'static str) -> Result<&'a str, DecodeError> {
     let mut values = headers.get_all(name);
-    let value = values.next().ok_or_else(|| format!("no {name} header"))?;
+    let value = values.next().ok_or(DecodeError::MissingHeader(name))?;
     if values.next().is_some() {
-        return Err(format!("more than one {name} header"));
+        return Err(DecodeError::RepeatedHeader(name));
     }
     Ok(value.as_str())
 }
 
 /// The one value of header `name`, a decimal `u64`.
-fn number(headers: &HeaderMap, name: &str) -> Result<u64, String> {
+fn number(headers: &HeaderMap, name: &'static str) -> Result<u64, DecodeError> {
     let value = header(headers, name)?;
     // `u64::from_str` takes a leading '+'; the format has none.
     if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{name} {value:?} is not a decimal number"));
+        return Err(DecodeError::NotANumber(name));
     }
-    value
-        .parse()
-        .map_err(|_| format!("{name} {value:?} is out of range"))
+    value.parse().map_err(|_| DecodeError::OutOfRange(name))
 }
