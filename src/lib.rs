@@ -12,7 +12,7 @@
 //! or reads the clock. Around it:
 //!
 //! - [`Server`]: the thin [mio](https://docs.rs/mio) shell: listeners,
-//!   tokens, the registry, accepting with a back-off; readiness in, engine
+//!   tokens, the registry, accepting; readiness in, engine
 //!   calls out.
 //! - [`BackgroundServer`] and [`Server::run`]: loops that own a `Poll`: a
 //!   thread's, and the binary's (until SIGINT, SIGTERM or SIGHUP).

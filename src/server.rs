@@ -1,5 +1,5 @@
 //! The thin mio shell around the [`Engine`]: listeners, tokens and the
-//! registry, accepting with a back-off when descriptors run out, and
+//! registry, accepting (the engine decides when to pause it), and
 //! readiness turned into engine calls. Every rule lives in the engine.
 //!
 //! [`Server`] is a component: it registers its sockets in a `mio::Registry`
@@ -24,7 +24,7 @@ use crate::engine::batcher::Batcher;
 use crate::engine::inbox::{interrupted, would_block};
 use crate::engine::protocol::Seq;
 use crate::engine::records::Record;
-use crate::engine::{ConnId, Ending, Engine, Port, Readiness, Transport};
+use crate::engine::{Accepted, ConnId, Ending, Engine, Port, Readiness, Transport};
 use crate::metrics::endpoint::Endpoint;
 use crate::metrics::exposition::{self, Budgets};
 use crate::metrics::http::Pages;
@@ -44,11 +44,6 @@ const FIRST_CLIENT: usize = 4;
 /// Readiness events taken from [`Net::awaiting`] per `epoll_wait`; more
 /// ready connections take more calls.
 const AWAITING_EVENTS: usize = 1024;
-/// First pause after an accept failed for lack of descriptors; it doubles up
-/// to [`ACCEPT_BACKOFF_MAX`] while failures continue.
-const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(10);
-/// Longest pause between accept attempts after failures.
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Keepalive probes unanswered before a client whose read side has ended is
 /// taken for gone (see [`Net::read_closed`]).
 const READ_CLOSED_PROBES: u32 = 3;
@@ -111,12 +106,6 @@ struct Net {
     registry: Option<Registry>,
     /// First token of our range.
     token_base: usize,
-    /// Accepting is paused until then after running out of descriptors.
-    accept_paused_until: Option<Instant>,
-    /// The next pause if accepting fails again.
-    accept_backoff: Duration,
-    /// Times accepting failed for lack of descriptors or memory.
-    accept_errors: u64,
     /// Keepalive interval for clients whose read side has ended.
     read_closed_probe: Duration,
     /// Connections awaiting their id, on an epoll instance of their own
@@ -227,9 +216,6 @@ impl Server {
             client_listener: clients,
             registry: None,
             token_base: 0,
-            accept_paused_until: None,
-            accept_backoff: ACCEPT_BACKOFF_MIN,
-            accept_errors: 0,
             awaiting: mio::Poll::new()?,
             awaiting_events: mio::Events::with_capacity(AWAITING_EVENTS),
         };
@@ -351,10 +337,7 @@ impl Server {
             && let Some(metrics) = self.metrics.as_mut()
         {
             let scrape = Scrape {
-                stats: Stats {
-                    accept_errors: self.net.accept_errors,
-                    ..self.engine.stats()
-                },
+                stats: self.engine.stats(),
                 budgets: Budgets {
                     max_queued_bytes: self.engine.config().max_queued_bytes,
                     max_clients: self.engine.config().max_clients,
@@ -387,32 +370,19 @@ impl Server {
     /// How long the caller may block in `poll` before calling
     /// [`Server::tick`] again; `None` means until a readiness event.
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
-        let accept = self
-            .net
-            .accept_paused_until
-            .map(|until| until.saturating_duration_since(now));
         let metrics = self
             .metrics
             .as_ref()
             .and_then(Endpoint::deadline)
             .map(|deadline| deadline.saturating_duration_since(now));
         let engine = self.engine.timeout(now);
-        [engine, accept, metrics].into_iter().flatten().min()
+        [engine, metrics].into_iter().flatten().min()
     }
 
     /// The per-turn work; call once after handling each batch of readiness
-    /// events. Accepting resumes first if its back-off is over; the rest is
-    /// [`Engine::tick`], whose doc lists the order of work in a turn.
+    /// events: [`Engine::tick`], whose doc lists the order of work in a
+    /// turn, then the metrics endpoint's.
     pub fn tick(&mut self, now: Instant) {
-        if self
-            .net
-            .accept_paused_until
-            .is_some_and(|until| until <= now)
-        {
-            self.net.accept_paused_until = None;
-            self.engine.accept(Port::Events, now, &mut self.net);
-            self.engine.accept(Port::Clients, now, &mut self.net);
-        }
         self.engine.tick(now, &mut self.net);
         if let Some(metrics) = self.metrics.as_mut() {
             metrics.tick(now);
@@ -440,10 +410,7 @@ impl Server {
 
     /// A snapshot of every counter and gauge.
     pub fn stats(&self) -> Stats {
-        Stats {
-            accept_errors: self.net.accept_errors,
-            ..self.engine.stats()
-        }
+        self.engine.stats()
     }
 
     /// Runs the server on a `Poll` of its own until SIGINT, SIGTERM or SIGHUP (after
@@ -463,33 +430,20 @@ impl Transport for Net {
     type Stream = TcpStream;
     type Peer = SocketAddr;
 
-    fn accept(&mut self, port: Port) -> Option<(TcpStream, SocketAddr)> {
-        if self.accept_paused_until.is_some() {
-            return None;
-        }
+    fn accept(&mut self, port: Port) -> Accepted<TcpStream, SocketAddr> {
         let listener = match port {
             Port::Events => &self.event_listener,
             Port::Clients => &self.client_listener,
         };
-        let listener = &listener.as_ref()?.socket;
+        let Some(listener) = listener else {
+            return Accepted::Nothing;
+        };
         loop {
-            match listener.accept() {
-                Ok(accepted) => {
-                    self.accept_backoff = ACCEPT_BACKOFF_MIN;
-                    return Some(accepted);
-                }
-                Err(err) if would_block(&err) => return None,
+            match listener.socket.accept() {
+                Ok((stream, peer)) => return Accepted::Connection(stream, peer),
+                Err(err) if would_block(&err) => return Accepted::Nothing,
                 Err(err) if interrupted(&err) => continue,
-                Err(err) if is_resource_exhaustion(&err) => {
-                    self.accept_errors += 1;
-                    let pause = self.accept_backoff;
-                    self.accept_backoff = (pause * 2).min(ACCEPT_BACKOFF_MAX);
-                    self.accept_paused_until = Some(Instant::now() + pause);
-                    warn!(
-                        "cannot accept connections ({err}); open connections are still served; retrying in {pause:?}"
-                    );
-                    return None;
-                }
+                Err(err) if is_resource_exhaustion(&err) => return Accepted::OutOfResources(err),
                 // The peer gave up between SYN and accept, or similar: only
                 // that connection is affected.
                 Err(err) => debug!("accept failed: {err}"),

@@ -15,7 +15,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::Engine;
-use super::transport::{ConnId, Ending, Port, Readiness, Transport};
+use super::transport::{Accepted, ConnId, Ending, Port, Readiness, Transport};
 use crate::config::Config;
 
 /// One direction of bytes each way, and what became of the connection.
@@ -204,6 +204,10 @@ pub struct MemoryNet {
     opened: Vec<(ConnId, Peer)>,
     /// Every peer that ever connected, to find one from its stream.
     peers: Vec<Peer>,
+    /// The next this many accepts fail as if out of descriptors.
+    accept_failures: u32,
+    /// Accepts the engine has tried, whatever they found.
+    accept_calls: u64,
 }
 
 impl MemoryNet {
@@ -221,6 +225,17 @@ impl MemoryNet {
         peer
     }
 
+    /// Makes the next `count` accepts fail as if the process were out of
+    /// file descriptors (`EMFILE`), with connections left queued.
+    pub fn fail_accepts(&mut self, count: u32) {
+        self.accept_failures = count;
+    }
+
+    /// Accepts the engine has tried so far, on either port.
+    pub fn accept_calls(&self) -> u64 {
+        self.accept_calls
+    }
+
     /// The peer whose engine end is `stream`.
     fn peer_of(&self, stream: &MemoryStream) -> Option<&Peer> {
         self.peers.iter().find(|peer| peer.is(stream))
@@ -231,13 +246,23 @@ impl Transport for MemoryNet {
     type Stream = MemoryStream;
     type Peer = PeerNumber;
 
-    fn accept(&mut self, port: Port) -> Option<(MemoryStream, PeerNumber)> {
+    fn accept(&mut self, port: Port) -> Accepted<MemoryStream, PeerNumber> {
+        self.accept_calls += 1;
+        if self.accept_failures > 0 {
+            self.accept_failures -= 1;
+            return Accepted::OutOfResources(io::Error::from_raw_os_error(libc::EMFILE));
+        }
         let queue = match port {
             Port::Events => &mut self.pending_sources,
             Port::Clients => &mut self.pending_clients,
         };
-        let peer = queue.pop_front()?;
-        Some((MemoryStream(Rc::clone(&peer.pipe)), PeerNumber(peer.number)))
+        match queue.pop_front() {
+            Some(peer) => {
+                let stream = MemoryStream(Rc::clone(&peer.pipe));
+                Accepted::Connection(stream, PeerNumber(peer.number))
+            }
+            None => Accepted::Nothing,
+        }
     }
 
     fn open(&mut self, stream: &mut MemoryStream, id: ConnId) -> io::Result<()> {

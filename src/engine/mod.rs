@@ -47,6 +47,7 @@
 //! - [`memory`]: an in-memory transport and a fake clock, for tests and
 //!   the fuzzer.
 
+mod accept_pause;
 pub mod batcher;
 mod clients;
 pub(crate) mod consumer;
@@ -73,6 +74,7 @@ use log::{info, warn};
 use crate::config::Config;
 use crate::log_limit::LogLimit;
 use crate::stats::Stats;
+use accept_pause::AcceptPause;
 use batcher::Batcher;
 use clients::Clients;
 use consumer::Cut;
@@ -90,7 +92,7 @@ use source::{MAX_WAITING_SOURCES, Sources};
 /// for as long as the flood lasts. The original client connects its
 /// clients in bursts of well under this many per turn.
 const CLIENT_ACCEPTS_PER_TURN: usize = 1024;
-pub use transport::{ConnId, Ending, Port, Readiness, Transport};
+pub use transport::{Accepted, ConnId, Ending, Port, Readiness, Transport};
 
 /// The whole server without its I/O: fed readiness and time by a shell,
 /// doing its work through a [`Transport`].
@@ -114,6 +116,8 @@ pub struct Engine<T: Transport> {
     /// A cluster edge's input: records of the shared log, routed to the
     /// clients in place of a source's events.
     feed: LogFeed,
+    /// Accepting paused after running out of descriptors.
+    accept_pause: AcceptPause,
 }
 
 impl<T: Transport> Engine<T> {
@@ -133,6 +137,7 @@ impl<T: Transport> Engine<T> {
             malformed_log: LogLimit::new(now),
             batcher: None,
             feed: LogFeed::new(),
+            accept_pause: AcceptPause::new(),
             config,
         };
         engine
@@ -264,17 +269,25 @@ impl<T: Transport> Engine<T> {
         let pipeline = self.pipeline.deadline().filter(|_| !self.sources.paused);
         let batch = self.batcher.as_ref().and_then(Batcher::deadline);
         let source_idle = self.sources.idle_deadline();
-        [self.clients.deadline(), pipeline, batch, source_idle]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|deadline| deadline.saturating_duration_since(now))
+        let resume_accepting = self.accept_pause.deadline();
+        [
+            self.clients.deadline(),
+            pipeline,
+            batch,
+            source_idle,
+            resume_accepting,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|deadline| deadline.saturating_duration_since(now))
     }
 
     /// The per-turn work; call once after handling each batch of readiness.
     /// The order of work in a turn is decided here and only here:
     ///
-    /// 0. Clients left in the accept queue by the last turn's accept
+    /// 0. Accepting resumes if a pause for lack of descriptors is over.
+    ///    Clients left in the accept queue by the last turn's accept
     ///    budget are accepted, and clients whose reads stopped at the last
     ///    turn's budget are read again (readiness will not be reported
     ///    for connections or bytes already there).
@@ -307,6 +320,10 @@ impl<T: Transport> Engine<T> {
     ///    source resumes if that drained enough.
     /// 10. An ingest's open batch closes if it has been quiet long enough.
     pub fn tick(&mut self, now: Instant, net: &mut T) {
+        if self.accept_pause.resume_if_due(now) && !self.shutting_down {
+            self.accept_sources(now, net);
+            self.clients.left_in_queue = true;
+        }
         if self.clients.left_in_queue {
             self.accept_clients(now, net);
         }
@@ -416,7 +433,7 @@ impl<T: Transport> Engine<T> {
             clients_evicted: counters.evicted,
             sources_refused: self.sources.refused,
             sources_idle_closed: self.sources.idle_closed,
-            accept_errors: 0,
+            accept_errors: self.accept_pause.failures,
             source_pauses: self.sources.pauses,
             clients,
             clients_awaiting_id: self.clients.slab.len() - clients,
@@ -483,6 +500,33 @@ impl<T: Transport> Engine<T> {
         }
     }
 
+    /// The next connection waiting on `port`, unless accepting is paused;
+    /// running out of descriptors pauses it (see [`AcceptPause`]).
+    fn accept_one(
+        &mut self,
+        port: Port,
+        now: Instant,
+        net: &mut T,
+    ) -> Option<(T::Stream, T::Peer)> {
+        if self.accept_pause.is_paused() {
+            return None;
+        }
+        match net.accept(port) {
+            Accepted::Connection(stream, peer) => {
+                self.accept_pause.succeeded();
+                Some((stream, peer))
+            }
+            Accepted::Nothing => None,
+            Accepted::OutOfResources(err) => {
+                let pause = self.accept_pause.failed(now);
+                warn!(
+                    "cannot accept connections ({err}); open connections are still served; retrying in {pause:?}"
+                );
+                None
+            }
+        }
+    }
+
     /// Accepts pending clients, a turn's budget at most, and reads each
     /// one's id right away.
     fn accept_clients(&mut self, now: Instant, net: &mut T) {
@@ -491,7 +535,7 @@ impl<T: Transport> Engine<T> {
                 self.clients.left_in_queue = true;
                 return;
             }
-            let Some((stream, peer)) = net.accept(Port::Clients) else {
+            let Some((stream, peer)) = self.accept_one(Port::Clients, now, net) else {
                 self.clients.left_in_queue = false;
                 return;
             };

@@ -143,7 +143,7 @@ impl<T: Transport> Engine<T> {
                 self.sources.left_in_queue = true;
                 return;
             }
-            let Some((stream, peer)) = net.accept(Port::Events) else {
+            let Some((stream, peer)) = self.accept_one(Port::Events, now, net) else {
                 self.sources.left_in_queue = false;
                 return;
             };

@@ -47,6 +47,19 @@ pub struct Readiness {
     pub gone: bool,
 }
 
+/// What [`Transport::accept`] found on a listener.
+#[derive(Debug)]
+pub enum Accepted<S, P> {
+    /// A new connection, and who is at the other end.
+    Connection(S, P),
+    /// None waiting now.
+    Nothing,
+    /// The process is out of descriptors or memory (`EMFILE`, `ENFILE`,
+    /// `ENOBUFS`, `ENOMEM`): the connection stays queued, so trying again
+    /// at once would spin; the engine pauses accepting.
+    OutOfResources(std::io::Error),
+}
+
 /// How a connection ends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ending {
@@ -66,9 +79,10 @@ pub trait Transport {
     /// Who is at the other end, for log lines.
     type Peer: fmt::Display + fmt::Debug + Copy;
 
-    /// Takes the next connection waiting on `port`; `None` when there is
-    /// none now (or accepting is paused).
-    fn accept(&mut self, port: Port) -> Option<(Self::Stream, Self::Peer)>;
+    /// Takes the next connection waiting on `port`, if any. Errors that
+    /// concern one connection only (the peer gave up before it was
+    /// accepted) are the transport's to skip.
+    fn accept(&mut self, port: Port) -> Accepted<Self::Stream, Self::Peer>;
 
     /// Starts reporting readiness for `stream` as `id`, or moves a stream
     /// opened as [`ConnId::AwaitingId`] to [`ConnId::Client`]. On an error

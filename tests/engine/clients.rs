@@ -373,3 +373,38 @@ fn a_burst_past_every_key_is_refused_until_the_marked_ones_leave() {
     assert_eq!(real.ended(), None);
     assert_eq!(harness.engine.stats().clients, 2);
 }
+
+#[test]
+fn running_out_of_descriptors_pauses_accepting_with_a_doubling_backoff() {
+    let (mut harness, source, clients) = with_clients(config(), &[1]);
+    harness.net.fail_accepts(2);
+    let late = harness.client("2");
+    harness.turn();
+    assert_eq!(harness.engine.stats().accept_errors, 1);
+    let wait = harness.engine.timeout(harness.now);
+    assert_eq!(wait, Some(ms(10)), "the first pause");
+    // Paused: no accept is tried (it would fail again at once), and the
+    // clients already open are served.
+    let tried = harness.net.accept_calls();
+    source.send(b"1|B\n");
+    harness.turn();
+    assert_eq!(harness.net.accept_calls(), tried);
+    assert_eq!(clients[0].take_received(), b"1|B\n");
+    // The pause over, accepting fails again: the next pause is twice as long.
+    harness.advance(ms(10));
+    harness.turn();
+    assert_eq!(harness.engine.stats().accept_errors, 2);
+    harness.advance(ms(19));
+    harness.settle();
+    assert_eq!(harness.engine.stats().clients, 1, "still paused");
+    harness.advance(ms(1));
+    harness.settle();
+    assert_eq!(
+        harness.engine.stats().clients,
+        2,
+        "taken in when it resumed"
+    );
+    source.send(b"2|B\n");
+    harness.settle();
+    assert_eq!(late.take_received(), b"2|B\n");
+}
