@@ -108,7 +108,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .min();
         poll.poll(&mut events, timeout)?;
         for event in events.iter() {
-            if server.handle_event(event) {
+            if server.handle_event(event, Instant::now()) {
                 continue; // The server's own.
             }
             match event.token() {

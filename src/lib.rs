@@ -53,7 +53,7 @@
 //! while server.stats().notifications < 2 {
 //!     poll.poll(&mut events, server.timeout(Instant::now()))?;
 //!     for event in events.iter() {
-//!         if !server.handle_event(event) {
+//!         if !server.handle_event(event, Instant::now()) {
 //!             // Not the server's: one of the host's own sources.
 //!         }
 //!     }

@@ -117,7 +117,6 @@ fn drive(
     }
     let mut events = Events::with_capacity(1024);
     let mut stats_log = StatsLog::new(server.config().stats_interval, Instant::now());
-    let mut shutdown_deadline: Option<Instant> = None;
     loop {
         let now = Instant::now();
         let timeout = [
@@ -125,7 +124,6 @@ fn drive(
             stats_log
                 .deadline()
                 .map(|d| d.saturating_duration_since(now)),
-            shutdown_deadline.map(|d| d.saturating_duration_since(now)),
         ]
         .into_iter()
         .flatten()
@@ -137,24 +135,21 @@ fn drive(
             return Err(err);
         }
         let mut stop = false;
+        let now = Instant::now();
         for event in events.iter() {
-            if !server.handle_event(event) && event.token() == CONTROL_TOKEN {
+            if !server.handle_event(event, now) && event.token() == CONTROL_TOKEN {
                 stop |= on_control();
             }
         }
-        let now = Instant::now();
-        if stop && shutdown_deadline.is_none() {
+        if stop {
             server.shutdown(now);
-            shutdown_deadline = Some(now + server.config().shutdown_grace);
         }
         companion.exchange(&mut server, now)?;
         server.tick(now);
         companion.exchange(&mut server, now)?;
         stats_log.tick(now, server.stats());
         after_turn(&server);
-        if let Some(deadline) = shutdown_deadline
-            && (server.is_flushed() || now >= deadline)
-        {
+        if server.is_done(now) {
             let stats = server.stats();
             if stats.queued_bytes > 0 {
                 warn!(

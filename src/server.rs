@@ -325,11 +325,10 @@ impl Server {
     }
 
     /// Handles a readiness event; returns false if its token is not ours.
-    pub fn handle_event(&mut self, event: &Event) -> bool {
+    pub fn handle_event(&mut self, event: &Event, now: Instant) -> bool {
         let Some(offset) = event.token().0.checked_sub(self.net.token_base) else {
             return false;
         };
-        let now = Instant::now();
         let span = self.token_span();
         let metrics_token = self.metrics_token();
         if offset >= metrics_token
@@ -391,7 +390,7 @@ impl Server {
 
     /// Starts a graceful shutdown (see [`Engine::shutdown`]): the listeners
     /// stop; the caller keeps calling [`Server::tick`] until
-    /// [`Server::is_flushed`] or its grace period ends.
+    /// [`Server::is_done`].
     pub fn shutdown(&mut self, now: Instant) {
         if let Some(registry) = &self.net.registry {
             let listeners = [&mut self.net.event_listener, &mut self.net.client_listener];
@@ -406,6 +405,12 @@ impl Server {
     /// waiting to be routed.
     pub fn is_flushed(&self) -> bool {
         self.engine.is_flushed()
+    }
+
+    /// True once a shutdown is over at `now`: flushed, or its grace period
+    /// (`--shutdown-grace-ms`) ran out (see [`Engine::is_done`]).
+    pub fn is_done(&self, now: Instant) -> bool {
+        self.engine.is_done(now)
     }
 
     /// A snapshot of every counter and gauge.

@@ -22,7 +22,7 @@ fn drive(poll: &mut Poll, servers: &mut [&mut Server], done: impl Fn(&[&mut Serv
         for event in events.iter() {
             let mut owners = 0;
             for server in servers.iter_mut() {
-                owners += usize::from(server.handle_event(event));
+                owners += usize::from(server.handle_event(event, Instant::now()));
             }
             assert_eq!(owners, 1, "exactly one server owns {:?}", event.token());
         }

@@ -300,7 +300,10 @@ fn the_accept_queue_holds_a_burst_of_connects() {
             .map_or(cap, |timeout| timeout.min(cap));
         poll.poll(&mut events, Some(timeout)).expect("poll works");
         for event in events.iter() {
-            assert!(server.handle_event(event), "every event is the server's");
+            assert!(
+                server.handle_event(event, Instant::now()),
+                "every event is the server's"
+            );
         }
         server.tick(Instant::now());
     }

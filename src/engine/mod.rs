@@ -108,6 +108,8 @@ pub struct Engine<T: Transport> {
     sources: Sources<T::Stream, T::Peer>,
     /// True once shutdown began: no accepting, no reading the source.
     shutting_down: bool,
+    /// When a shutdown's grace period ends, flushed or not.
+    shutdown_deadline: Option<Instant>,
     /// Limits log lines about malformed source lines.
     malformed_log: LogLimit,
     /// A cluster ingest's output: the source's in-order events go here,
@@ -134,6 +136,7 @@ impl<T: Transport> Engine<T> {
             clients: Clients::new(&config, now),
             sources: Sources::new(config.source_idle, now),
             shutting_down: false,
+            shutdown_deadline: None,
             malformed_log: LogLimit::new(now),
             batcher: None,
             feed: LogFeed::new(),
@@ -276,6 +279,7 @@ impl<T: Transport> Engine<T> {
             batch,
             source_idle,
             resume_accepting,
+            self.shutdown_deadline,
         ]
         .into_iter()
         .flatten()
@@ -360,12 +364,13 @@ impl<T: Transport> Engine<T> {
     /// Starts a graceful shutdown: no accepting, no more reading the
     /// source, and everything already read delivered, holes given up on,
     /// as fast as the clients take it. The shell keeps calling
-    /// [`Engine::tick`] until [`Engine::is_flushed`] or its grace period
-    /// ends.
+    /// [`Engine::tick`] until [`Engine::is_done`]: flushed, or the grace
+    /// period over.
     pub fn shutdown(&mut self, now: Instant, net: &mut T) {
         if std::mem::replace(&mut self.shutting_down, true) {
             return;
         }
+        self.shutdown_deadline = now.checked_add(self.config.shutdown_grace);
         info!(
             "shutting down: no new connections; flushing {} queued bytes",
             self.clients.queued_bytes()
@@ -394,6 +399,14 @@ impl<T: Transport> Engine<T> {
         if let Some(batcher) = self.batcher.as_mut() {
             batcher.close();
         }
+    }
+
+    /// True once a shutdown is over: everything is flushed, or the grace
+    /// period (`--shutdown-grace-ms`) has run out at `now`. The shell stops
+    /// then.
+    pub fn is_done(&self, now: Instant) -> bool {
+        self.shutting_down
+            && (self.is_flushed() || self.shutdown_deadline.is_some_and(|end| now >= end))
     }
 
     /// True when nothing is queued for any client, nothing received (an

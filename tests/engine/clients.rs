@@ -408,3 +408,38 @@ fn running_out_of_descriptors_pauses_accepting_with_a_doubling_backoff() {
     harness.settle();
     assert_eq!(late.take_received(), b"2|B\n");
 }
+
+#[test]
+fn shutdown_is_done_when_flushed_or_when_the_grace_period_ends() {
+    let grace = Config {
+        shutdown_grace: ms(5000),
+        ..config()
+    };
+    let (mut harness, source, clients) = with_clients(grace, &[1, 2]);
+    clients[1].set_room(Some(0)); // Reads nothing.
+    source.send(b"1|B\n");
+    harness.settle();
+    assert!(!harness.engine.is_done(harness.now), "not shutting down");
+    let now = harness.now;
+    harness.engine.shutdown(now, &mut harness.net);
+    assert!(!harness.engine.is_done(now), "user 2 still owes its bytes");
+    harness.advance(ms(4999));
+    harness.turn();
+    assert!(!harness.engine.is_done(harness.now));
+    let wait = harness.engine.timeout(harness.now);
+    assert_eq!(wait, Some(ms(1)), "the loop wakes when the grace ends");
+    harness.advance(ms(1));
+    assert!(
+        harness.engine.is_done(harness.now),
+        "the grace period is over"
+    );
+    assert_eq!(clients[0].take_received(), b"1|B\n");
+
+    // Everything written: done at once.
+    let (mut harness, source, _clients) = with_clients(config(), &[1]);
+    source.send(b"1|B\n");
+    harness.settle();
+    let now = harness.now;
+    harness.engine.shutdown(now, &mut harness.net);
+    assert!(harness.engine.is_done(now));
+}
