@@ -35,14 +35,14 @@
 //!
 //! ```text
 //! cargo install gungraun-runner --version 0.20.0
-//! cargo bench --bench instructions
-//! cargo bench --bench instructions -- '*route*'   # one group
+//! cargo bench --features instruction-counts --bench instructions
+//! cargo bench --features instruction-counts --bench instructions -- '*route*'   # one group
 //! ```
 //!
 //! Each run is compared with the previous one (the change is shown beside
 //! each count). To compare with a fixed reference instead, e.g. main:
-//! `cargo bench --bench instructions -- --save-baseline=main` there, then
-//! `cargo bench --bench instructions -- --baseline=main` on the branch.
+//! `cargo bench --features instruction-counts --bench instructions -- --save-baseline=main` there, then
+//! `cargo bench --features instruction-counts --bench instructions -- --baseline=main` on the branch.
 //! The callgrind profiles are kept under `target/gungraun/` for
 //! `callgrind_annotate`.
 

@@ -70,6 +70,7 @@
 //! # Ok::<(), std::io::Error>(())
 //! ```
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 pub mod cluster;
 mod config;

@@ -49,15 +49,25 @@ pub fn run_until_signalled(server: Server) -> io::Result<Stats> {
 }
 
 /// True when the process was started with `signal` ignored (as `nohup`
-/// starts it with SIGHUP ignored).
+/// starts it with SIGHUP ignored). Read from `/proc/self/status`'s
+/// `SigIgn` mask rather than `sigaction(2)`, which would be the crate's
+/// only `unsafe`; without `/proc`, it is taken as not ignored.
 fn inherited_as_ignored(signal: i32) -> bool {
-    // SAFETY: sigaction(2) with a null new action only reads the current
-    // one into `current`, a zeroed plain C struct of ours.
-    unsafe {
-        let mut current: libc::sigaction = std::mem::zeroed();
-        libc::sigaction(signal, std::ptr::null(), &mut current) == 0
-            && current.sa_sigaction == libc::SIG_IGN
-    }
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    ignored_in_status(&status, signal)
+}
+
+/// True when the `SigIgn` line of a `/proc/PID/status` text (a hex mask,
+/// bit `signal - 1` per signal) has `signal` set.
+fn ignored_in_status(status: &str, signal: i32) -> bool {
+    let Some(bit) = u32::try_from(signal).ok().and_then(|s| s.checked_sub(1)) else {
+        return false;
+    };
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+        .is_some_and(|mask| bit < 64 && mask & (1 << bit) != 0)
 }
 
 /// [`run_until_signalled`] on `poll` with `companion` exchanging records
@@ -265,5 +275,22 @@ impl Drop for BackgroundServer {
         if self.thread.is_some() {
             let _ = self.stop_and_join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ignored_in_status;
+
+    #[test]
+    fn the_ignored_mask_is_read_bit_by_signal() {
+        // SIGHUP (1) and SIGPIPE (13) ignored, as under `nohup`.
+        let status = "Name:\tfollower-maze\nSigBlk:\t0000000000000000\nSigIgn:\t0000000000001001\n";
+        assert!(ignored_in_status(status, libc::SIGHUP));
+        assert!(ignored_in_status(status, libc::SIGPIPE));
+        assert!(!ignored_in_status(status, libc::SIGTERM));
+        assert!(!ignored_in_status("SigIgn:\tnot hex\n", libc::SIGHUP));
+        assert!(!ignored_in_status("", libc::SIGHUP));
+        assert!(!ignored_in_status(status, 0));
     }
 }

@@ -48,7 +48,7 @@ pub use edge::{EdgeBridge, EdgeNews};
 pub use ingest::{IngestBridge, IngestNews, IngestStart};
 pub use wire::{
     DecodeError, FIRST_SEQ_HEADER, KIND_EVENTS, KIND_HEADER, KIND_NEW_RUN, LAST_SEQ_HEADER,
-    RUN_HEADER, decode, encode,
+    RUN_HEADER, decode, encode, message_id,
 };
 
 /// Where the cluster's log lives and what it may hold.

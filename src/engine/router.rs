@@ -69,8 +69,8 @@ impl Router {
         &self.graph
     }
 
-    /// Caps the follower graph at about `bytes` (see
-    /// [`FollowerGraph::follow`]): past it new follows are refused.
+    /// Caps the follower graph at about `bytes` (`--max-follow-bytes`):
+    /// past it new follows are delivered but not recorded.
     pub fn set_follow_budget(&mut self, bytes: usize) {
         debug_assert_eq!(self.graph.edges(), 0, "set before any follow");
         self.graph = FollowerGraph::new(bytes);

@@ -94,8 +94,8 @@ pub struct Endpoint {
     /// Connections closed at once because [`MAX_CONNECTIONS`] were open and
     /// all writing their responses.
     pub refused: u64,
-    /// Idle connections closed to make room for a new one (see
-    /// [`Conn::idle`]).
+    /// Idle connections (request not complete yet, or response already
+    /// out) closed to make room for a new one.
     pub evicted: u64,
 }
 
@@ -152,7 +152,7 @@ impl Endpoint {
     }
 
     /// Cuts connections past their deadline, then accepts again if the last
-    /// call ran out of budget (see [`Endpoint::accept`]).
+    /// readiness event's accepts ran out of budget.
     pub fn tick(&mut self, now: Instant) {
         let expired: Vec<usize> = self
             .conns
