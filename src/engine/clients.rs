@@ -50,17 +50,17 @@ pub(super) struct Client<S, P> {
     /// Awaiting its id, or registered.
     state: ClientState,
     /// What it is owed and has not been written yet.
-    pub(super) outbox: Outbox,
+    outbox: Outbox,
     /// True after a write would have blocked: wait for writable readiness
     /// instead of trying again (readiness is edge-triggered).
-    pub(super) write_blocked: bool,
+    write_blocked: bool,
     /// True once its sending side reached end-of-file: it half-closed
     /// after its id (as `nc -N` does) or went away, which only a write
     /// tells apart. It keeps receiving; nothing more is read from it.
     read_closed: bool,
     /// Set when it must go, with the reason; it is closed at the end of the
     /// turn, never in the middle of a fan-out.
-    pub(super) closing: Option<CloseReason>,
+    closing: Option<CloseReason>,
     /// Serial number of the connection: keys are reused, serials not.
     serial: u64,
     /// True while it is on the revisit list (once at most).
@@ -125,14 +125,14 @@ pub(super) struct Endings {
     /// Clients to close at the end of this turn.
     marked: Vec<ConnKey>,
     /// Counters, some of them by reason.
-    pub(super) counters: ClientCounters,
+    counters: ClientCounters,
     /// Limits warnings about bad or missing ids (a flood of bad ids must
     /// not flood the log).
     id_log: LogLimit,
     /// Limits warnings about cuts, apart, so bad ids cannot hide them.
     cut_log: LogLimit,
     /// Connections awaiting their id and not marked for closing.
-    pub(super) awaiting_id: usize,
+    awaiting_id: usize,
 }
 
 impl Endings {
@@ -197,12 +197,20 @@ impl Endings {
 }
 
 /// Every client connection, and the output held for them.
+/// Connections accepted on the client port per turn at most (Redis takes
+/// 1,000 per readable event). A flood of connections is taken in a turn's
+/// worth at a time, with the source, the writes and the timers served in
+/// between, instead of accepting (and refusing, once every key is taken)
+/// for as long as the flood lasts. The original client connects its
+/// clients in bursts of well under this many per turn.
+const CLIENT_ACCEPTS_PER_TURN: usize = 1024;
+
 #[derive(Debug)]
 pub(super) struct Clients<T: Transport> {
     /// Records by key (the key is a [`ConnKey`] for the router).
-    pub(super) slab: Slab<Client<T::Stream, T::Peer>>,
+    slab: Slab<Client<T::Stream, T::Peer>>,
     /// The slow-consumer rule's limits.
-    pub(super) limits: ConsumerLimits,
+    limits: ConsumerLimits,
     /// Most registered clients at once.
     max_clients: usize,
     /// Most connections awaiting their id at once.
@@ -212,16 +220,16 @@ pub(super) struct Clients<T: Transport> {
     /// Longest id line.
     max_id_line: usize,
     /// Queued bytes past which routing stops.
-    pub(super) max_queued_bytes: usize,
+    max_queued_bytes: usize,
     /// Clients whose outbox gained frames this turn and may be written.
-    pub(super) dirty: Vec<ConnKey>,
+    dirty: Vec<ConnKey>,
     /// Clients to close at the end of this turn, and why.
-    pub(super) endings: Endings,
+    endings: Endings,
     /// Clients that owed bytes after their last write, with serials: judged
     /// when one can be due (`next_judgement`).
     owing: Vec<(ConnKey, u64)>,
     /// Clients holding the source paused.
-    pub(super) holders: usize,
+    holders: usize,
     /// The earliest time a client on `owing` can be due (never later).
     next_judgement: Option<Instant>,
     /// Clients whose reads stopped at the last turn's budget with bytes
@@ -237,22 +245,22 @@ pub(super) struct Clients<T: Transport> {
     /// so that asking costs no allocation.
     ready_ids: Vec<ConnKey>,
     /// Connections accepted on the client port this turn.
-    pub(super) accepted_this_turn: usize,
+    accepted_this_turn: usize,
     /// True when the last turn's accepts stopped at their budget: more
     /// connections may wait, and readiness (edge-triggered) will not say
     /// so again.
-    pub(super) left_in_queue: bool,
+    left_in_queue: bool,
     /// Bytes in the clients' own outbox buffers (the log not included).
-    pub(super) own_bytes: usize,
+    own_bytes: usize,
     /// Broadcast frames, stored once for every client.
-    pub(super) log: BroadcastLog,
+    log: BroadcastLog,
     /// The log's end when every client last took in its broadcasts.
-    pub(super) log_flushed: u64,
+    log_flushed: u64,
     /// The most queued bytes have been.
-    pub(super) queued_bytes_peak: usize,
+    queued_bytes_peak: usize,
     /// True once a writable client has a turn's output queued: routing
     /// stops until the outboxes have been written.
-    pub(super) turn_full: bool,
+    turn_full: bool,
     /// Serial for the next connection.
     next_serial: u64,
     /// Limits log lines about refused connections.
@@ -299,6 +307,65 @@ impl<T: Transport> Clients<T> {
     /// (counted once, however many clients it serves).
     pub(super) fn queued_bytes(&self) -> usize {
         self.own_bytes + self.log.len()
+    }
+
+    /// True if one more connection may be accepted this turn; false once
+    /// the turn's budget is spent (the rest wait for the next turn).
+    pub(super) fn may_accept(&mut self) -> bool {
+        if self.accepted_this_turn >= CLIENT_ACCEPTS_PER_TURN {
+            self.left_in_queue = true;
+            return false;
+        }
+        self.accepted_this_turn += 1;
+        true
+    }
+
+    /// The accept queue was found empty (or accepting is paused).
+    pub(super) fn accept_queue_drained(&mut self) {
+        self.left_in_queue = false;
+    }
+
+    /// Connections may be waiting in the accept queue that readiness will
+    /// not report again: the next turn accepts without it.
+    pub(super) fn revisit_accept_queue(&mut self) {
+        self.left_in_queue = true;
+    }
+
+    /// True when connections may be left in the accept queue.
+    pub(super) fn has_left_in_queue(&self) -> bool {
+        self.left_in_queue
+    }
+
+    /// True when client `key` is open and not marked for closing.
+    pub(super) fn is_open(&self, key: ConnKey) -> bool {
+        self.slab.get(key).is_some_and(|c| c.closing.is_none())
+    }
+
+    /// Connections open (registered or awaiting their id), closing ones
+    /// included until the end of the turn.
+    pub(super) fn open(&self) -> usize {
+        self.slab.len()
+    }
+
+    /// Clients holding the source paused.
+    pub(super) fn holders(&self) -> usize {
+        self.holders
+    }
+
+    /// The clients' counters.
+    pub(super) fn counters(&self) -> ClientCounters {
+        self.endings.counters
+    }
+
+    /// The most bytes ever queued at once.
+    pub(super) fn queued_bytes_peak(&self) -> usize {
+        self.queued_bytes_peak
+    }
+
+    /// True when the output has drained enough for the source to resume:
+    /// to half the budget, with no client holding it.
+    pub(super) fn output_drained(&self) -> bool {
+        self.queued_bytes() <= self.max_queued_bytes / 2 && self.holders == 0
     }
 
     /// Records a new high of queued bytes.

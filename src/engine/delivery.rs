@@ -1,14 +1,14 @@
 //! Where the pipeline's in-order frames go: the clients' outboxes and the
 //! broadcast log or, in a cluster's ingest, the shared log's batches. Each
 //! frame for a client is admitted by the slow-consumer rule
-//! ([`ConsumerLimits::admit`](super::consumer::ConsumerLimits::admit)):
-//! queued, queued with the turn ended, or refused with a cut.
+//! ([`ConsumerLimits::admit`](super::consumer::ConsumerLimits::admit)),
+//! which the clients apply: queued, queued with the turn ended, or refused
+//! with a cut.
 
 use std::time::Instant;
 
 use super::batcher::Batcher;
 use super::clients::Clients;
-use super::consumer::{Admit, Backlog, Cut};
 use super::pipeline::{Deliver, route_event};
 use super::protocol::{EventKind, Seq};
 use super::router::{ConnKey, Router};
@@ -51,57 +51,15 @@ impl<'a, T: Transport> Fanout<'a, T> {
 
 impl<T: Transport> Deliver for Fanout<'_, T> {
     fn deliver(&mut self, conn: ConnKey, frame: &[u8]) {
-        let clients = &mut *self.clients;
-        let Some(client) = clients.slab.get_mut(conn) else {
-            return;
-        };
-        if client.closing.is_some() {
-            return;
-        }
-        let backlog = Backlog {
-            own_bytes: client.outbox.own_bytes(),
-            pending: client.outbox.pending(&clients.log),
-            write_blocked: client.write_blocked,
-        };
-        let (write, end_turn) = match clients.limits.admit(&backlog, frame.len()) {
-            Admit::Queue { write, end_turn } => (write, end_turn),
-            Admit::Cut(cut) => {
-                let detail = format!(
-                    "{} bytes queued for it alone (limit {})",
-                    backlog.own_bytes + frame.len(),
-                    clients.limits.output_limit
-                );
-                debug_assert_eq!(cut, Cut::OutputLimit);
-                clients.cut(conn, cut, &detail, self.now);
-                return;
-            }
-        };
-        client.outbox.push(frame, &clients.log, self.now);
-        clients.own_bytes = clients.own_bytes + client.outbox.own_bytes() - backlog.own_bytes;
-        if write {
-            clients.dirty.push(conn);
-        }
-        clients.turn_full |= end_turn;
-        self.clients.note_peak();
+        self.clients.queue_frame(conn, frame, self.now);
     }
 
-    /// Stored once in the log; each client takes it in when it is written
-    /// (or gets a frame of its own first), which keeps a broadcast O(1)
-    /// however many clients there are.
     fn broadcast(&mut self, frame: &[u8], _conns: impl Iterator<Item = ConnKey>) {
-        let clients = &mut *self.clients;
-        clients.log.push(frame, self.now);
-        // Every client is owed all of the log since the last write: once
-        // that is a turn's worth, the outboxes are written first.
-        let unwritten = (clients.log.end() - clients.log_flushed) as usize;
-        if unwritten > clients.limits.turn_output_bytes() {
-            clients.turn_full = true;
-        }
-        self.clients.note_peak();
+        self.clients.queue_broadcast(frame, self.now);
     }
 
     fn is_full(&self) -> bool {
-        self.clients.turn_full || self.over_budget()
+        self.clients.is_turn_full() || self.over_budget()
     }
 
     fn event(&mut self, router: &mut Router, seq: Seq, kind: EventKind, frame: &[u8]) -> u64 {

@@ -84,14 +84,6 @@ use pipeline::Pipeline;
 use protocol::Seq;
 use records::Record;
 use source::{MAX_WAITING_SOURCES, Sources};
-
-/// Connections accepted on the client port per turn at most (Redis takes
-/// 1,000 per readable event). A flood of connections is taken in a turn's
-/// worth at a time, with the source, the writes and the timers served in
-/// between, instead of accepting (and refusing, once every key is taken)
-/// for as long as the flood lasts. The original client connects its
-/// clients in bursts of well under this many per turn.
-const CLIENT_ACCEPTS_PER_TURN: usize = 1024;
 pub use transport::{Accepted, ConnId, Ending, Port, Readiness, Transport};
 
 /// The whole server without its I/O: fed readiness and time by a shell,
@@ -226,12 +218,7 @@ impl<T: Transport> Engine<T> {
             }
             ConnId::Client(key) | ConnId::AwaitingId(key) => key,
         };
-        if self
-            .clients
-            .slab
-            .get(key)
-            .is_none_or(|c| c.closing.is_some())
-        {
+        if !self.clients.is_open(key) {
             return; // Sporadic readiness for closed connections happens.
         }
         if readiness.gone {
@@ -260,7 +247,7 @@ impl<T: Transport> Engine<T> {
     pub fn timeout(&self, now: Instant) -> Option<Duration> {
         let can_release =
             (self.pipeline.has_ready() || !self.feed.is_empty()) && !self.output_full();
-        let more_to_accept = self.clients.left_in_queue && !self.shutting_down;
+        let more_to_accept = self.clients.has_left_in_queue() && !self.shutting_down;
         if self.sources.has_unread_bytes()
             || self.clients.has_unread()
             || more_to_accept
@@ -326,9 +313,9 @@ impl<T: Transport> Engine<T> {
     pub fn tick(&mut self, now: Instant, net: &mut T) {
         if self.accept_pause.resume_if_due(now) && !self.shutting_down {
             self.accept_sources(now, net);
-            self.clients.left_in_queue = true;
+            self.clients.revisit_accept_queue();
         }
-        if self.clients.left_in_queue {
+        if self.clients.has_left_in_queue() {
             self.accept_clients(now, net);
         }
         self.clients.read_unread(now, &mut self.pipeline, net);
@@ -425,7 +412,7 @@ impl<T: Transport> Engine<T> {
         let pipeline = self.pipeline.counters();
         let (window_depth, window_bytes) = self.pipeline.window_depth();
         let clients = self.pipeline.router().connections();
-        let counters = self.clients.endings.counters;
+        let counters = self.clients.counters();
         let cuts = counters.cuts;
         Stats {
             events_in: pipeline.events_in,
@@ -449,8 +436,8 @@ impl<T: Transport> Engine<T> {
             accept_errors: self.accept_pause.failures,
             source_pauses: self.sources.pauses,
             clients,
-            clients_awaiting_id: self.clients.slab.len() - clients,
-            clients_holding_source: self.clients.holders,
+            clients_awaiting_id: self.clients.open() - clients,
+            clients_holding_source: self.clients.holders(),
             source_connected: self.sources.current.is_some(),
             follow_edges: self.pipeline.router().graph().edges(),
             follows_refused: self.pipeline.router().graph().refused(),
@@ -458,7 +445,7 @@ impl<T: Transport> Engine<T> {
             window_bytes,
             queued_bytes: self.clients.queued_bytes()
                 + self.batcher.as_ref().map_or(0, Batcher::queued_bytes),
-            queued_bytes_peak: self.clients.queued_bytes_peak,
+            queued_bytes_peak: self.clients.queued_bytes_peak(),
         }
     }
 
@@ -473,9 +460,7 @@ impl<T: Transport> Engine<T> {
     /// the clients' to half their budget with none holding it, and an
     /// ingest's records not yet stored to half their bound.
     fn output_drained(&self) -> bool {
-        self.clients.queued_bytes() <= self.clients.max_queued_bytes / 2
-            && self.clients.holders == 0
-            && self.batcher.as_ref().is_none_or(Batcher::is_drained)
+        self.clients.output_drained() && self.batcher.as_ref().is_none_or(Batcher::is_drained)
     }
 
     /// Routes records from the log (an edge's input, step 4 of
@@ -544,15 +529,13 @@ impl<T: Transport> Engine<T> {
     /// one's id right away.
     fn accept_clients(&mut self, now: Instant, net: &mut T) {
         while !self.shutting_down {
-            if self.clients.accepted_this_turn >= CLIENT_ACCEPTS_PER_TURN {
-                self.clients.left_in_queue = true;
+            if !self.clients.may_accept() {
                 return;
             }
             let Some((stream, peer)) = self.accept_one(Port::Clients, now, net) else {
-                self.clients.left_in_queue = false;
+                self.clients.accept_queue_drained();
                 return;
             };
-            self.clients.accepted_this_turn += 1;
             if let Some(key) = self.clients.add(stream, peer, now, net) {
                 self.clients.read(key, now, &mut self.pipeline, net);
             }

@@ -339,7 +339,7 @@ impl<T: Transport> Engine<T> {
         debug!(
             "pausing the event source: {} bytes queued for clients, {} client(s) far behind",
             self.clients.queued_bytes(),
-            self.clients.holders
+            self.clients.holders()
         );
     }
 

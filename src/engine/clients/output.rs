@@ -4,11 +4,70 @@
 use std::time::Instant;
 
 use super::{Clients, OUTBOX_KEEP_BYTES, set_hold};
-use crate::engine::consumer::{CloseReason, Cut, Fate};
+use crate::engine::consumer::{Admit, Backlog, CloseReason, Cut, Fate};
 use crate::engine::router::ConnKey;
 use crate::engine::transport::Transport;
 
 impl<T: Transport> Clients<T> {
+    /// Queues `frame` for client `conn` if the slow-consumer rule admits
+    /// it (a client it would take past its output limit is cut instead),
+    /// and marks the client for writing when the rule says so.
+    #[inline]
+    pub(in crate::engine) fn queue_frame(&mut self, conn: ConnKey, frame: &[u8], now: Instant) {
+        let Some(client) = self.slab.get_mut(conn) else {
+            return;
+        };
+        if client.closing.is_some() {
+            return;
+        }
+        let backlog = Backlog {
+            own_bytes: client.outbox.own_bytes(),
+            pending: client.outbox.pending(&self.log),
+            write_blocked: client.write_blocked,
+        };
+        let (write, end_turn) = match self.limits.admit(&backlog, frame.len()) {
+            Admit::Queue { write, end_turn } => (write, end_turn),
+            Admit::Cut(cut) => {
+                let detail = format!(
+                    "{} bytes queued for it alone (limit {})",
+                    backlog.own_bytes + frame.len(),
+                    self.limits.output_limit
+                );
+                debug_assert_eq!(cut, Cut::OutputLimit);
+                self.cut(conn, cut, &detail, now);
+                return;
+            }
+        };
+        client.outbox.push(frame, &self.log, now);
+        self.own_bytes = self.own_bytes + client.outbox.own_bytes() - backlog.own_bytes;
+        if write {
+            self.dirty.push(conn);
+        }
+        self.turn_full |= end_turn;
+        self.note_peak();
+    }
+
+    /// Stores a broadcast once in the log; each client takes it in when it
+    /// is written (or gets a frame of its own first), which keeps a
+    /// broadcast O(1) however many clients there are.
+    #[inline]
+    pub(in crate::engine) fn queue_broadcast(&mut self, frame: &[u8], now: Instant) {
+        self.log.push(frame, now);
+        // Every client is owed all of the log since the last write: once
+        // that is a turn's worth, the outboxes are written first.
+        let unwritten = (self.log.end() - self.log_flushed) as usize;
+        if unwritten > self.limits.turn_output_bytes() {
+            self.turn_full = true;
+        }
+        self.note_peak();
+    }
+
+    /// True once this turn's output is a turn's worth: routing stops until
+    /// the outboxes have been written.
+    pub(in crate::engine) fn is_turn_full(&self) -> bool {
+        self.turn_full
+    }
+
     /// Writes the outboxes that gained frames this turn: every registered
     /// client's when broadcasts were routed (each takes them in from the
     /// log), else only those that got frames of their own.
