@@ -1,5 +1,5 @@
 //! The server `--demo` runs against: the `follower-maze` binary, started as a
-//! child process on free loopback ports and stopped with SIGTERM.
+//! child process on loopback ports it picks itself and stopped with SIGTERM.
 //!
 //! A child process, not the server's library on a thread: the simulator
 //! does not depend on the server's code at all, so that its model and
@@ -9,10 +9,11 @@
 
 use std::env;
 use std::ffi::OsStr;
-use std::io;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::io::{self, BufRead, BufReader, Read};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -95,42 +96,54 @@ pub struct DemoServer {
     event_addr: SocketAddr,
     /// Where clients connect.
     client_addr: SocketAddr,
+    /// Copies the server's log to ours until the server exits; joined then,
+    /// so that its last lines are out before the simulator's.
+    log_thread: Option<thread::JoinHandle<()>>,
 }
 
 impl DemoServer {
-    /// Starts `binary` on two free loopback ports with `settings` (passed in
-    /// the environment variables the server reads, over any the simulator's
-    /// environment has), its output going where the simulator's goes, and
-    /// waits until both ports accept, for at most [`START_TIMEOUT`].
+    /// Starts `binary` on loopback with `settings` (passed in the
+    /// environment variables the server reads, over any the simulator's
+    /// environment has), and waits, for at most [`START_TIMEOUT`], until it
+    /// says where it listens. It is given port 0 for both and picks free
+    /// ones itself: ports found free here and handed over could be taken
+    /// by another process in between. Its log goes where the simulator's
+    /// goes, at `settings.log_level`.
     pub fn start(binary: &Path, settings: &DemoSettings) -> Result<DemoServer, String> {
-        let (event_port, client_port) =
-            free_ports().map_err(|err| format!("cannot find two free loopback ports: {err}"))?;
+        // The lines that say where it listens are logged at info.
+        let server_level = settings.log_level.max(log::LevelFilter::Info);
         let mut command = Command::new(binary);
         command
             .env("FOLLOWER_MAZE_BIND", Ipv4Addr::LOCALHOST.to_string())
-            .env("eventListenerPort", event_port.to_string())
-            .env("clientListenerPort", client_port.to_string())
-            .env("logLevel", settings.log_level.as_str())
-            .stdin(Stdio::null());
+            .env("eventListenerPort", "0")
+            .env("clientListenerPort", "0")
+            .env("logLevel", server_level.as_str())
+            .stdin(Stdio::null())
+            .stderr(Stdio::piped());
         if let Some(timeout) = settings.hole_timeout {
             command.env(
                 "FOLLOWER_MAZE_HOLE_TIMEOUT_MS",
                 timeout.as_millis().to_string(),
             );
         }
-        let child = command.spawn().map_err(|err| {
+        let mut child = command.spawn().map_err(|err| {
             format!(
                 "cannot start the server {}: {err}; {HOW_TO_BUILD}",
                 binary.display()
             )
         })?;
+        let log = child.stderr.take().expect("stderr is piped");
+        let (found, addrs) = mpsc::channel();
+        let shown = settings.log_level;
+        let log_thread = thread::spawn(move || forward_log(log, shown, &found));
         let mut server = DemoServer {
             child,
-            event_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, event_port)),
-            client_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, client_port)),
+            event_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            client_addr: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+            log_thread: Some(log_thread),
         };
         server
-            .wait_until_accepting(START_TIMEOUT)
+            .wait_for_addrs(&addrs, START_TIMEOUT)
             .map_err(|why| format!("the server {} {why}; {HOW_TO_BUILD}", binary.display()))?;
         Ok(server)
     }
@@ -153,6 +166,9 @@ impl DemoServer {
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Some(status) = self.child.try_wait()? {
+                if let Some(log) = self.log_thread.take() {
+                    let _ = log.join();
+                }
                 return Ok(status);
             }
             if Instant::now() >= deadline {
@@ -169,30 +185,80 @@ impl DemoServer {
         }
     }
 
-    /// Waits until both ports accept a connection (each probe is closed at
-    /// once; the server sees a client that leaves before its id and a source
-    /// that sends nothing), or says why not: the server exited, or
-    /// `patience` ran out.
-    fn wait_until_accepting(&mut self, patience: Duration) -> Result<(), String> {
+    /// Waits until the server's log has named both addresses it listens
+    /// on, or says why not: it exited, or `patience` ran out.
+    fn wait_for_addrs(
+        &mut self,
+        addrs: &mpsc::Receiver<Listening>,
+        patience: Duration,
+    ) -> Result<(), String> {
         let deadline = Instant::now() + patience;
-        let mut waiting = vec![self.client_addr, self.event_addr];
-        loop {
+        let (mut events, mut clients) = (None, None);
+        while events.is_none() || clients.is_none() {
             match self.child.try_wait() {
-                Ok(Some(status)) => return Err(format!("exited ({status}) before it accepted")),
+                Ok(Some(status)) => return Err(format!("exited ({status}) before it listened")),
                 Ok(None) => {}
                 Err(err) => return Err(format!("cannot be watched: {err}")),
             }
-            waiting.retain(|addr| !accepts(addr));
-            if waiting.is_empty() {
-                return Ok(());
-            }
             if Instant::now() >= deadline {
-                return Err(format!(
-                    "did not accept on {} within {patience:?}",
-                    waiting[0]
-                ));
+                return Err(format!("did not say where it listens within {patience:?}"));
             }
-            thread::sleep(Duration::from_millis(20));
+            match addrs.recv_timeout(Duration::from_millis(20)) {
+                Ok(Listening::Events(addr)) => events = Some(addr),
+                Ok(Listening::Clients(addr)) => clients = Some(addr),
+                Err(_) => {}
+            }
+        }
+        self.event_addr = events.unwrap_or(self.event_addr);
+        self.client_addr = clients.unwrap_or(self.client_addr);
+        Ok(())
+    }
+}
+
+/// An address the server's log says it listens on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Listening {
+    /// The event port's.
+    Events(SocketAddr),
+    /// The client port's.
+    Clients(SocketAddr),
+}
+
+/// The start of the server's log line naming its event port's address.
+const EVENTS_LINE: &str = "listening for the event source on ";
+/// The start of the server's log line naming its client port's address.
+const CLIENTS_LINE: &str = "listening for clients on ";
+
+/// What a server log line says about where it listens, if anything.
+fn listening_in(line: &str) -> Option<Listening> {
+    let after = |marker: &str| {
+        let at = line.find(marker)? + marker.len();
+        line[at..].trim().parse::<SocketAddr>().ok()
+    };
+    after(EVENTS_LINE)
+        .map(Listening::Events)
+        .or_else(|| after(CLIENTS_LINE).map(Listening::Clients))
+}
+
+/// The level of a server log line (`2026-01-01T00:00:00.000Z INFO  [...]`),
+/// if it starts like one.
+fn level_of(line: &str) -> Option<log::Level> {
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Copies the server's log to this process's stderr, leaving out lines
+/// above `shown` (the server logs at info at least, see
+/// [`DemoServer::start`]), and sends where it listens to `found`.
+fn forward_log(log: impl Read, shown: log::LevelFilter, found: &mpsc::Sender<Listening>) {
+    for line in BufReader::new(log).lines() {
+        let Ok(line) = line else {
+            return;
+        };
+        if let Some(listening) = listening_in(&line) {
+            let _ = found.send(listening);
+        }
+        if level_of(&line).is_none_or(|level| level <= shown) {
+            eprintln!("{line}");
         }
     }
 }
@@ -204,24 +270,6 @@ impl Drop for DemoServer {
             let _ = self.child.wait();
         }
     }
-}
-
-/// True when something listening at `addr` accepted a connection. A
-/// connection to a loopback port in the ephemeral range that nothing
-/// listens on can connect to itself (TCP's simultaneous open, when the
-/// kernel picks that very port as the local one), which is not the server
-/// accepting.
-fn accepts(addr: &SocketAddr) -> bool {
-    TcpStream::connect_timeout(addr, Duration::from_millis(100))
-        .is_ok_and(|stream| stream.local_addr().ok() != stream.peer_addr().ok())
-}
-
-/// Two distinct free loopback ports: both bound at once (so they differ),
-/// read, and released for the server to bind.
-fn free_ports() -> io::Result<(u16, u16)> {
-    let first = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    let second = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    Ok((first.local_addr()?.port(), second.local_addr()?.port()))
 }
 
 /// Sends SIGTERM to `child`, which std's `Child` cannot do (its `kill` is
@@ -325,9 +373,24 @@ mod tests {
     }
 
     #[test]
-    fn the_free_ports_differ() {
-        let (a, b) = free_ports().expect("free ports");
-        assert_ne!(a, b);
-        assert!(a != 0 && b != 0);
+    fn the_addresses_and_levels_are_read_from_the_servers_log_lines() {
+        let events = "2026-12-08T00:34:04.089Z INFO  [follower_maze::runner] \
+                      listening for the event source on 127.0.0.1:40517";
+        let clients = "2026-12-08T00:34:04.089Z INFO  [follower_maze::runner] \
+                       listening for clients on [::1]:35163";
+        let addr = |text: &str| text.parse::<SocketAddr>().unwrap();
+        assert_eq!(
+            listening_in(events),
+            Some(Listening::Events(addr("127.0.0.1:40517")))
+        );
+        assert_eq!(
+            listening_in(clients),
+            Some(Listening::Clients(addr("[::1]:35163")))
+        );
+        assert_eq!(listening_in("listening for clients on nowhere"), None);
+        assert_eq!(level_of(events), Some(log::Level::Info));
+        let warning = "2026-12-08T00:34:04.089Z WARN  [follower_maze] x";
+        assert_eq!(level_of(warning), Some(log::Level::Warn));
+        assert_eq!(level_of("  a continuation"), None);
     }
 }

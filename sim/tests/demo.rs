@@ -57,7 +57,7 @@ fn server_binary() -> PathBuf {
     server
 }
 
-/// The real server on free loopback ports, quiet but for warnings.
+/// The real server on loopback ports it picks, quiet but for warnings.
 fn start_server() -> DemoServer {
     let settings = DemoSettings {
         log_level: log::LevelFilter::Warn,
