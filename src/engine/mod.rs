@@ -83,7 +83,7 @@ use feed::{LogFeed, Next};
 use pipeline::Pipeline;
 use protocol::Seq;
 use records::Record;
-use source::{MAX_WAITING_SOURCES, Sources};
+use source::Sources;
 pub use transport::{Accepted, ConnId, Ending, Port, Readiness, Transport};
 
 /// The whole server without its I/O: fed readiness and time by a shell,
@@ -210,12 +210,7 @@ impl<T: Transport> Engine<T> {
     /// Handles readiness of an opened connection.
     pub fn ready(&mut self, conn: ConnId, readiness: Readiness, now: Instant, net: &mut T) {
         let key = match conn {
-            ConnId::Source => {
-                if let Some(source) = self.sources.current.as_mut() {
-                    source.readable = true;
-                }
-                return;
-            }
+            ConnId::Source => return self.sources.mark_readable(),
             ConnId::Client(key) | ConnId::AwaitingId(key) => key,
         };
         if !self.clients.is_open(key) {
@@ -256,7 +251,10 @@ impl<T: Transport> Engine<T> {
             return Some(Duration::ZERO); // Work is waiting.
         }
         // The pipeline's timers run only while the source is not paused.
-        let pipeline = self.pipeline.deadline().filter(|_| !self.sources.paused);
+        let pipeline = self
+            .pipeline
+            .deadline()
+            .filter(|_| !self.sources.is_paused());
         let batch = self.batcher.as_ref().and_then(Batcher::deadline);
         let source_idle = self.sources.idle_deadline();
         let resume_accepting = self.accept_pause.deadline();
@@ -328,10 +326,10 @@ impl<T: Transport> Engine<T> {
         self.take_over_source(now, net);
         self.read_source(now, net);
         self.route_feed(now);
-        if self.sources.left_in_queue && self.sources.waiting.len() < MAX_WAITING_SOURCES {
+        if self.sources.has_room_for_queued() {
             self.accept_sources(now, net);
         }
-        if !self.sources.has_unread_bytes() && !self.sources.paused {
+        if !self.sources.has_unread_bytes() && !self.sources.is_paused() {
             // The missing seq cannot be sitting unread in the source.
             self.pipeline.on_timer(
                 now,
@@ -362,15 +360,7 @@ impl<T: Transport> Engine<T> {
             "shutting down: no new connections; flushing {} queued bytes",
             self.clients.queued_bytes()
         );
-        if !self.sources.waiting.is_empty() {
-            info!(
-                "closing {} event source(s) that were waiting to take over",
-                self.sources.waiting.len()
-            );
-            for (stream, _, _) in self.sources.waiting.drain(..) {
-                net.close(stream, Ending::Close);
-            }
-        }
+        self.close_waiting_sources(net);
         // Lines already read are events received: route them all (into the
         // window, when the outboxes are full) before the source goes.
         self.route_source_lines(now, false);
@@ -431,14 +421,14 @@ impl<T: Transport> Engine<T> {
             bad_ids: counters.bad_ids,
             clients_refused: counters.refused,
             clients_evicted: counters.evicted,
-            sources_refused: self.sources.refused,
-            sources_idle_closed: self.sources.idle_closed,
+            sources_refused: self.sources.counters().refused,
+            sources_idle_closed: self.sources.counters().idle_closed,
             accept_errors: self.accept_pause.failures,
-            source_pauses: self.sources.pauses,
+            source_pauses: self.sources.counters().pauses,
             clients,
             clients_awaiting_id: self.clients.open() - clients,
             clients_holding_source: self.clients.holders(),
-            source_connected: self.sources.current.is_some(),
+            source_connected: self.sources.is_connected(),
             follow_edges: self.pipeline.router().graph().edges(),
             follows_refused: self.pipeline.router().graph().refused(),
             window_depth,

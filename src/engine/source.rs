@@ -23,7 +23,7 @@ const SOURCE_BYTES_PER_TURN: usize = 8 * 1024 * 1024;
 /// Event source connections that may wait for the current one to end (test
 /// suites close a source and open the next at once); more wait in the
 /// transport's accept queue.
-pub(super) const MAX_WAITING_SOURCES: usize = 8;
+const MAX_WAITING_SOURCES: usize = 8;
 
 /// The event source being read.
 #[derive(Debug)]
@@ -34,7 +34,7 @@ pub(super) struct Source<S> {
     inbox: Inbox,
     /// True when the stream may hold unread bytes: readiness is
     /// edge-triggered, so after stopping early we come back unprompted.
-    pub(super) readable: bool,
+    readable: bool,
     /// When it connected or last delivered bytes (or reading it resumed
     /// after a pause: paused, it is not idle, only unread).
     last_heard: Instant,
@@ -42,35 +42,42 @@ pub(super) struct Source<S> {
     last_bytes: Option<Instant>,
 }
 
+/// What happened to event sources, for [`crate::Stats`].
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct SourceCounters {
+    /// Sources refused because another was connected.
+    pub(super) refused: u64,
+    /// Sources closed for idling while another waited.
+    pub(super) idle_closed: u64,
+    /// Times reading was paused for back-pressure.
+    pub(super) pauses: u64,
+}
+
 /// The source being read and the ones waiting to take over.
 #[derive(Debug)]
 pub(super) struct Sources<S, P> {
     /// The event source, when one is connected.
-    pub(super) current: Option<Source<S>>,
+    current: Option<Source<S>>,
     /// Sources that connected while another was connected, in order: each
     /// takes over once the one before it has been read to its end, and all
     /// are refused once the current one is found open (read to
     /// `WouldBlock`) and has spoken since they came, or take over once it
     /// has been silent for `idle_after`. Not opened, not read while they
     /// wait; each with the time it came.
-    pub(super) waiting: VecDeque<(S, P, Instant)>,
+    waiting: VecDeque<(S, P, Instant)>,
     /// How long the current source may send nothing while another waits.
     idle_after: Duration,
-    /// Sources closed for idling while another waited.
-    pub(super) idle_closed: u64,
     /// Limits warnings about refused sources (a flood of connections must
     /// not flood the log).
     refuse_log: LogLimit,
     /// True when sources were left in the accept queue because
     /// [`MAX_WAITING_SOURCES`] were waiting: accepting them resumes once
     /// there is room.
-    pub(super) left_in_queue: bool,
+    left_in_queue: bool,
     /// True while reading the source is paused for back-pressure.
-    pub(super) paused: bool,
-    /// Sources refused because another was connected.
-    pub(super) refused: u64,
-    /// Times reading was paused for back-pressure.
-    pub(super) pauses: u64,
+    paused: bool,
+    /// What happened to sources so far.
+    counters: SourceCounters,
 }
 
 impl<S, P> Sources<S, P> {
@@ -81,13 +88,37 @@ impl<S, P> Sources<S, P> {
             current: None,
             waiting: VecDeque::new(),
             idle_after,
-            idle_closed: 0,
             refuse_log: LogLimit::new(now),
             left_in_queue: false,
             paused: false,
-            refused: 0,
-            pauses: 0,
+            counters: SourceCounters::default(),
         }
+    }
+
+    /// The source may have bytes to read (readiness was reported).
+    pub(super) fn mark_readable(&mut self) {
+        self.revisit();
+    }
+
+    /// True while reading the source is paused for back-pressure.
+    pub(super) fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// True when a source is connected.
+    pub(super) fn is_connected(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// True when sources were left in the accept queue and there is room
+    /// for them to wait now.
+    pub(super) fn has_room_for_queued(&self) -> bool {
+        self.left_in_queue && self.waiting.len() < MAX_WAITING_SOURCES
+    }
+
+    /// What happened to sources so far.
+    pub(super) fn counters(&self) -> SourceCounters {
+        self.counters
     }
 
     /// True when the source may have bytes not read yet and may be read.
@@ -133,6 +164,20 @@ pub(super) enum Routed {
 }
 
 impl<T: Transport> Engine<T> {
+    /// Closes the sources waiting to take over (shutdown).
+    pub(super) fn close_waiting_sources(&mut self, net: &mut T) {
+        if self.sources.waiting.is_empty() {
+            return;
+        }
+        info!(
+            "closing {} event source(s) that were waiting to take over",
+            self.sources.waiting.len()
+        );
+        for (stream, _, _) in self.sources.waiting.drain(..) {
+            net.close(stream, Ending::Close);
+        }
+    }
+
     /// Accepts pending event sources while fewer than
     /// [`MAX_WAITING_SOURCES`] wait; the rest stay in the accept queue.
     pub(super) fn accept_sources(&mut self, now: Instant, net: &mut T) {
@@ -222,7 +267,7 @@ impl<T: Transport> Engine<T> {
     /// sending: two sources never interleave.
     fn refuse_waiting_sources(&mut self, now: Instant, net: &mut T) {
         while let Some((stream, peer, _)) = self.sources.waiting.pop_front() {
-            self.sources.refused = self.sources.refused.saturating_add(1);
+            self.sources.counters.refused = self.sources.counters.refused.saturating_add(1);
             if self.sources.refuse_log.allow(now) {
                 warn!(
                     "refusing event source {peer}: another event source is connected and sending"
@@ -243,7 +288,7 @@ impl<T: Transport> Engine<T> {
         {
             return;
         }
-        self.sources.idle_closed = self.sources.idle_closed.saturating_add(1);
+        self.sources.counters.idle_closed = self.sources.counters.idle_closed.saturating_add(1);
         let idle = self.sources.idle_after;
         warn!("the event source sent nothing for {idle:?} while another waited: closing it");
         if let Some(source) = self.sources.current.as_ref()
@@ -333,7 +378,7 @@ impl<T: Transport> Engine<T> {
     /// budget and no client holds it.
     fn pause_source(&mut self) {
         self.sources.paused = true;
-        self.sources.pauses += 1;
+        self.sources.counters.pauses = self.sources.counters.pauses.saturating_add(1);
         // Lines may be left in the inbox: come back for them unprompted.
         self.sources.revisit();
         debug!(
