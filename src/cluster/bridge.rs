@@ -15,6 +15,16 @@
 //!   message, through an ordered consumer that survives server restarts,
 //!   and says when it has caught up with what was there at start.
 //!
+//! # Structure
+//!
+//! Each bridge's rules are a state machine with no I/O and no clock, like
+//! the engine: the ingest's appending (what to publish, what each ack or
+//! refusal means, when to retry, when it is fenced) and the edge's reading
+//! (what each message means, where to resume, when it has caught up). The
+//! async code around them only carries messages between NATS and the
+//! machine, so the rules are tested as tables without a nats-server, and
+//! only the NATS calls themselves need one.
+//!
 //! # Wire format
 //!
 //! One JetStream message per [`Record`] on subject `{stream}.log`:
@@ -39,7 +49,10 @@ use async_nats::jetstream::{self, stream};
 use log::{debug, error, info, warn};
 use tokio::sync::watch;
 
+mod append;
+mod backoff;
 mod edge;
+mod follow;
 mod ingest;
 mod wire;
 

@@ -11,6 +11,12 @@
 //! and a new one starts from the next sequence once there is room. So the
 //! backlog stays in JetStream, and the process holds at most `capacity`
 //! records in the channel plus one pull batch of at most `capacity`.
+//!
+//! What each message means (a record, a gap, a repeat, an undecodable
+//! message, the end of catch-up) is [`Following`]'s, a state machine with
+//! no I/O (see [`super::follow`]); this module runs it: the handle the mio
+//! loop holds, and the bridge thread, which moves messages from the
+//! consumer to the machine and its answers to the channel.
 
 use std::io;
 use std::sync::Arc;
@@ -25,7 +31,9 @@ use log::{debug, error, info, warn};
 use mio::Waker;
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::{StreamSettings, connect, ensure_stream, spawn_bridge, wire};
+use super::backoff::Backoff;
+use super::follow::Following;
+use super::{StreamSettings, connect, ensure_stream, spawn_bridge};
 use crate::engine::records::Record;
 
 /// How long the channel may stay full before the consumer is dropped.
@@ -127,9 +135,7 @@ impl EdgeBridge {
                 batch: capacity,
                 news: news_tx,
                 waker,
-                last_at_start: last,
-                handed: 0,
-                caught_up: false,
+                following: Following::new(last),
             };
             reader.run(messages, stop_rx).await;
         })?;
@@ -210,7 +216,8 @@ enum Stop {
     Failed,
 }
 
-/// The bridge thread's state.
+/// The bridge thread's state: the [`Following`] machine, and the consumer
+/// and channel it is fed from and answers into.
 struct Reader {
     /// The stream's name, for messages.
     stream_name: String,
@@ -225,23 +232,17 @@ struct Reader {
     news: mpsc::Sender<EdgeNews>,
     /// Wakes the mio loop.
     waker: Arc<Waker>,
-    /// The stream's last sequence at start.
-    last_at_start: u64,
-    /// The last sequence handed over or skipped (0: none yet).
-    handed: u64,
-    /// Whether [`EdgeNews::CaughtUp`] was sent.
-    caught_up: bool,
+    /// What each message means, and where a new consumer starts.
+    following: Following,
 }
 
 impl Reader {
     /// Reads until stopped or failed.
     async fn run(mut self, first: Ordered, mut stop: oneshot::Receiver<()>) {
-        if self.last_at_start == 0 {
-            self.caught_up = true;
-            let news = EdgeNews::CaughtUp { stream_seq: 0 };
-            if self.send(news, &mut stop).await.is_err() {
-                return;
-            }
+        if let Some(news) = self.following.start()
+            && self.send(news, &mut stop).await.is_err()
+        {
+            return;
         }
         let mut messages = Some(first);
         loop {
@@ -291,7 +292,7 @@ impl Reader {
                     info!(
                         "edge bridge: reading stream {} again from sequence {} after reconnecting",
                         self.stream_name,
-                        self.handed + 1
+                        self.following.resume_from()
                     );
                     return Ok(None);
                 }
@@ -303,11 +304,13 @@ impl Reader {
                     warn!(
                         "edge bridge: reading stream {}: {err}; reading again from sequence {}",
                         self.stream_name,
-                        self.handed + 1
+                        self.following.resume_from()
                     );
                     return Ok(None);
                 }
                 None => {
+                    // An ordered consumer recreates itself rather than end:
+                    // one that ended cannot go on.
                     let why = format!("the consumer of stream {} ended", self.stream_name);
                     error!("edge bridge: {why}");
                     permit.send(EdgeNews::Failed(why));
@@ -318,6 +321,7 @@ impl Reader {
             let seq = match message.info() {
                 Ok(info) => info.stream_sequence,
                 Err(err) => {
+                    // It cannot be placed in the stream's order.
                     warn!(
                         "edge bridge: stream {}: a message without a stream sequence ({err}); skipped",
                         self.stream_name
@@ -325,47 +329,35 @@ impl Reader {
                     continue;
                 }
             };
-            if seq <= self.handed {
-                warn!(
-                    "edge bridge: stream {}: sequence {seq} came again after {}; skipped",
-                    self.stream_name, self.handed
-                );
-                continue;
-            }
-            if seq != self.handed + 1 {
+            let handed = self
+                .following
+                .message(seq, message.headers.as_ref(), &message.payload);
+            if let Some(gone) = handed.gone {
                 warn!(
                     "edge bridge: stream {}: sequences {} to {} are gone (removed by the stream's limits): the records read from here miss them",
                     self.stream_name,
-                    self.handed + 1,
-                    seq - 1
+                    gone.start(),
+                    gone.end()
                 );
             }
-            self.handed = seq;
-            match wire::decode(message.headers.as_ref(), &message.payload) {
-                Ok(record) => {
-                    permit.send(EdgeNews::Record {
-                        stream_seq: seq,
-                        record,
-                    });
+            if let Some(skipped) = handed.skipped {
+                warn!(
+                    "edge bridge: stream {} sequence {seq} {skipped}; skipped",
+                    self.stream_name
+                );
+            }
+            match handed.record {
+                Some(record) => {
+                    permit.send(record);
                     self.wake();
                 }
-                Err(why) => {
-                    drop(permit);
-                    warn!(
-                        "edge bridge: stream {} sequence {seq} is not a record ({why}); skipped",
-                        self.stream_name
-                    );
-                }
+                None => drop(permit),
             }
-            if !self.caught_up && seq >= self.last_at_start {
-                self.caught_up = true;
+            if let Some(news) = handed.caught_up {
                 info!(
                     "edge bridge: caught up with stream {} at sequence {seq}",
                     self.stream_name
                 );
-                let news = EdgeNews::CaughtUp {
-                    stream_seq: self.last_at_start,
-                };
                 self.send(news, stop).await?;
             }
         }
@@ -382,9 +374,9 @@ impl Reader {
                 Err(_) => return Err(Stop::Asked),
             },
         }
-        let mut backoff = FIRST_BACKOFF;
+        let mut backoff = Backoff::new(FIRST_BACKOFF, MAX_BACKOFF);
         loop {
-            let from = self.handed + 1;
+            let from = self.following.resume_from();
             let opened = tokio::select! {
                 _ = &mut *stop => return Err(Stop::Asked),
                 opened = open(&self.stream, from, self.batch) => opened,
@@ -398,15 +390,15 @@ impl Reader {
                     return Ok(Some(ordered));
                 }
                 Err(why) => {
+                    let wait = backoff.failed();
                     warn!(
-                        "edge bridge: stream {}: {why}; retrying in {backoff:?}",
+                        "edge bridge: stream {}: {why}; retrying in {wait:?}",
                         self.stream_name
                     );
                     tokio::select! {
                         _ = &mut *stop => return Err(Stop::Asked),
-                        _ = tokio::time::sleep(backoff) => {},
+                        _ = tokio::time::sleep(wait) => {},
                     }
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
                 }
             }
         }

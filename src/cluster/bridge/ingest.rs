@@ -37,34 +37,32 @@
 //! message at the expected sequence: if it carries the refused record's
 //! id, the record is stored; otherwise the stream was written by someone
 //! else.
+//!
+//! # Structure
+//!
+//! Those rules are [`Appending`]'s, a state machine with no I/O and no
+//! clock (see [`super::append`]). This module is what runs it: the handle
+//! the mio loop holds, and the bridge thread, which hands the machine each
+//! record, publish outcome, read-back and deadline, and carries out the
+//! publishes, read-backs and news the machine asks for.
 
 use std::collections::VecDeque;
 use std::io;
 use std::ops::ControlFlow;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
-use std::time::Duration;
 
-use async_nats::HeaderMap;
-use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::publish::PublishAck;
 use async_nats::jetstream::{self, stream};
-use bytes::Bytes;
-use log::{debug, error, info, warn};
+use log::{error, info};
 use mio::Waker;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::append::{AckOutcome, Action, Appending, Outgoing, ReadBack};
 use super::{StreamSettings, connect, ensure_stream, spawn_bridge, wire};
 use crate::engine::records::Record;
-
-/// The first wait before an append is retried; it doubles on each failure.
-const FIRST_BACKOFF: Duration = Duration::from_millis(100);
-/// The longest wait before an append is retried.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
-/// How long dropping the bridge waits for the records handed over to be
-/// stored.
-const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What the stream says when an ingest starts: where its log ends, so the
 /// ingest continues the run (or starts the next one) and its first append
@@ -186,15 +184,14 @@ impl IngestBridge {
                 };
                 let appender = Appender {
                     subject: settings.subject(),
-                    stream_name: settings.stream.clone(),
-                    writer: thread_writer,
                     context,
                     stream,
-                    queue: VecDeque::new(),
+                    machine: Appending::new(
+                        settings.stream.clone(),
+                        thread_writer,
+                        start.last_stream_seq,
+                    ),
                     inflight: VecDeque::new(),
-                    next_seq: start.last_stream_seq + 1,
-                    stored: 0,
-                    backoff: FIRST_BACKOFF,
                     shared: thread_shared,
                     waker,
                 };
@@ -343,54 +340,24 @@ async fn read_start(stream: &stream::Stream, name: &str) -> io::Result<IngestSta
     })
 }
 
-/// A record handed over and not yet stored, ready to publish (again).
-struct Pending {
-    /// Its `Nats-Msg-Id`.
-    id: String,
-    /// Its headers, with the expected last sequence `seq - 1`.
-    headers: HeaderMap,
-    /// Its payload.
-    payload: Bytes,
-    /// The stream sequence it must be stored at.
-    seq: u64,
-}
-
-/// The outcome of one publish.
+/// The outcome of one publish, as async-nats gives it.
 type Acked = Result<PublishAck, PublishError>;
 
-/// What one ack means for the appender.
-enum Outcome {
-    /// The record at the head of the queue is stored.
-    Stored,
-    /// Publish again from the head of the queue, after a back-off.
-    Retry(String),
-    /// Stop: fenced or failed.
-    Fatal(IngestNews),
-}
-
-/// The bridge thread's state.
+/// The bridge thread's state: the [`Appending`] machine, and the NATS
+/// calls and channels that carry out what it asks. Every decision is the
+/// machine's; this only moves messages between it and NATS.
 struct Appender {
     /// The subject records are published to.
     subject: String,
-    /// The stream's name, for messages.
-    stream_name: String,
-    /// This ingest's writer id, unique to the process: the first part of
-    /// every `Nats-Msg-Id` it publishes (see [`wire::message_id`]).
-    writer: String,
     /// The JetStream context publishes go through.
     context: jetstream::Context,
-    /// The stream, to read a message back when JetStream refuses one.
+    /// The stream, to read a message back when the machine asks.
     stream: stream::Stream,
-    /// Records handed over and not yet stored, oldest first.
-    queue: VecDeque<Pending>,
-    /// Acks awaited: while not retrying, `inflight[i]` is `queue[i]`'s.
+    /// What to publish, what each outcome means, when to stop.
+    machine: Appending,
+    /// Acks awaited, oldest first: one per publish the machine counts in
+    /// flight, so that outcomes reach it in the order it asked.
     inflight: VecDeque<tokio::task::JoinHandle<Acked>>,
-    /// The stream sequence the next record handed over must be stored at.
-    next_seq: u64,
-    /// Records stored and not yet told to the mio loop.
-    stored: usize,
-    /// The wait before the next retry.
-    backoff: Duration,
     /// Where news goes.
     shared: Arc<Mutex<Shared>>,
     /// Wakes the mio loop.
@@ -399,256 +366,92 @@ struct Appender {
 
 impl Appender {
     /// Appends what comes in on `records` until it closes and everything
-    /// is stored (or [`DRAIN_TIMEOUT`] passes), or until a fatal error.
+    /// is stored (or the drain deadline passes), or until a fatal error.
     async fn run(mut self, mut records: mpsc::Receiver<Record>) {
         let mut input_open = true;
-        let mut drain_deadline: Option<Instant> = None;
-        // Set while retrying: publish again from the head of the queue at
-        // this instant, once every publish in flight has settled.
-        let mut retry_at: Option<Instant> = None;
         loop {
-            if retry_at.is_none() {
-                self.publish_queued().await;
-            }
-            self.tell();
-            if !input_open && self.queue.is_empty() {
+            if self.carry_out().await.is_break() || self.machine.is_finished() {
                 return;
             }
             tokio::select! {
                 biased;
                 record = records.recv(), if input_open => match record {
-                    Some(record) => self.enqueue(record),
+                    Some(record) => self.machine.enqueue(record),
                     None => {
                         input_open = false;
-                        drain_deadline = Some(Instant::now() + DRAIN_TIMEOUT);
+                        self.machine.close_input(now());
                     }
                 },
                 acked = settle_front(&mut self.inflight) => {
                     self.inflight.pop_front();
-                    if self.on_ack(acked, &mut retry_at).await.is_break() {
-                        return;
-                    }
+                    self.settle(acked).await;
                     // Every other ack already in too, so that the loop is
                     // woken once for them all.
-                    while self.inflight.front().is_some_and(|ack| ack.is_finished()) {
+                    while !self.machine.has_stopped()
+                        && self.inflight.front().is_some_and(|ack| ack.is_finished())
+                    {
                         let Some(ack) = self.inflight.pop_front() else {
                             break;
                         };
-                        if self.on_ack(ack.await, &mut retry_at).await.is_break() {
-                            return;
-                        }
+                        self.settle(ack.await).await;
                     }
                 },
-                _ = sleep_until(retry_at), if self.inflight.is_empty() => {
-                    retry_at = None;
-                },
-                _ = sleep_until(drain_deadline) => {
-                    let why = format!(
-                        "stopped with {} records not stored in stream {} after waiting {:?}",
-                        self.queue.len(),
-                        self.stream_name,
-                        DRAIN_TIMEOUT
-                    );
-                    error!("ingest bridge: {why}");
-                    self.stop(IngestNews::Failed(why));
-                    return;
-                },
+                () = sleep_until(self.machine.deadline()) => self.machine.tick(now()),
             }
         }
     }
 
-    /// Acts on the outcome of the oldest publish in flight (already taken
-    /// off `inflight`): the head of the queue is stored, or everything is
-    /// published again after a back-off (`retry_at`), or the bridge stops
-    /// (`Break`, with the news told). While retrying, outcomes are only
-    /// settled: the whole queue is published again anyway.
-    async fn on_ack(
-        &mut self,
-        acked: Result<Acked, tokio::task::JoinError>,
-        retry_at: &mut Option<Instant>,
-    ) -> ControlFlow<()> {
-        if retry_at.is_some() {
-            return ControlFlow::Continue(());
-        }
-        match self.judge(acked).await {
-            Outcome::Stored => {
-                self.queue.pop_front();
-                self.stored += 1;
-                self.backoff = FIRST_BACKOFF;
-            }
-            Outcome::Retry(why) => {
-                let head = &self.queue[0];
-                warn!(
-                    "ingest bridge: appending record {} (stream sequence {}) to stream {} failed: {why}; publishing the {} unacknowledged records again in {:?}",
-                    head.id,
-                    head.seq,
-                    self.stream_name,
-                    self.queue.len(),
-                    self.backoff
-                );
-                *retry_at = Some(Instant::now() + self.backoff);
-                self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
-            }
-            Outcome::Fatal(news) => {
-                if let IngestNews::Fenced(why) | IngestNews::Failed(why) = &news {
-                    error!("ingest bridge: {why}");
+    /// Does what the machine asks until it asks nothing more: publishes,
+    /// tells the loop. `Break` once it stopped the bridge.
+    async fn carry_out(&mut self) -> ControlFlow<()> {
+        while let Some(action) = self.machine.poll() {
+            match action {
+                Action::Publish(outgoing) => self.publish(outgoing).await,
+                Action::Tell { stored } => {
+                    lock(&self.shared).stored += stored;
+                    self.wake();
                 }
-                self.stop(news);
-                return ControlFlow::Break(());
+                Action::Stop { stored, news } => {
+                    {
+                        let mut shared = lock(&self.shared);
+                        shared.stored += stored;
+                        shared.fatal = Some(news);
+                    }
+                    self.wake();
+                    return ControlFlow::Break(());
+                }
             }
         }
         ControlFlow::Continue(())
     }
 
-    /// Takes a record handed over into the queue, with the sequence it
-    /// must be stored at.
-    fn enqueue(&mut self, record: Record) {
-        let seq = self.next_seq;
-        self.next_seq += 1;
-        let id = wire::message_id(&self.writer, &record);
-        let (headers, payload) = wire::encode(record, seq - 1, &self.writer);
-        self.queue.push_back(Pending {
-            id,
-            headers,
-            payload,
-            seq,
-        });
-    }
-
-    /// Publishes, in order, every queued record not yet in flight.
-    async fn publish_queued(&mut self) {
-        while self.inflight.len() < self.queue.len() {
-            let pending = &self.queue[self.inflight.len()];
-            let publish = self
-                .context
-                .publish_with_headers(
-                    self.subject.clone(),
-                    pending.headers.clone(),
-                    pending.payload.clone(),
-                )
-                .await;
-            // The ack is awaited on a task of its own so that its timeout
-            // runs from now, alongside the others'.
-            let ack = match publish {
-                Ok(ack) => tokio::spawn(ack.into_future()),
-                Err(err) => tokio::spawn(async move { Err(err) }),
-            };
-            self.inflight.push_back(ack);
-        }
-    }
-
-    /// What the ack (or error) for the head of the queue means.
-    async fn judge(&self, acked: Result<Acked, tokio::task::JoinError>) -> Outcome {
-        let head = &self.queue[0];
-        let acked = match acked {
-            Ok(acked) => acked,
-            Err(err) => return Outcome::Retry(format!("the ack task failed: {err}")),
+    /// Publishes one record; its ack is awaited with the others'.
+    async fn publish(&mut self, outgoing: Outgoing) {
+        let publish = self
+            .context
+            .publish_with_headers(self.subject.clone(), outgoing.headers, outgoing.payload)
+            .await;
+        // The ack is awaited on a task of its own so that its timeout runs
+        // from now, alongside the others'.
+        let ack = match publish {
+            Ok(ack) => tokio::spawn(ack.into_future()),
+            Err(err) => tokio::spawn(async move { Err(err) }),
         };
-        let err = match acked {
-            Ok(ack) if ack.sequence == head.seq => {
-                if ack.duplicate {
-                    debug!(
-                        "ingest bridge: record {} was already stored at sequence {}",
-                        head.id, ack.sequence
-                    );
-                }
-                return Outcome::Stored;
-            }
-            Ok(ack) if ack.duplicate => {
-                return Outcome::Fatal(IngestNews::Fenced(format!(
-                    "stream {} already holds record {} at sequence {}, not at {} where this ingest appends it: another ingest writes to this stream",
-                    self.stream_name, head.id, ack.sequence, head.seq
-                )));
-            }
-            Ok(ack) => {
-                return Outcome::Fatal(IngestNews::Failed(format!(
-                    "stream {} stored record {} at sequence {}, not at the expected {}: the stream ignores Nats-Expected-Last-Sequence",
-                    self.stream_name, head.id, ack.sequence, head.seq
-                )));
-            }
-            Err(err) => err,
+        self.inflight.push_back(ack);
+    }
+
+    /// Hands the outcome of the oldest publish (already taken off
+    /// `inflight`) to the machine, and reads a message back if it asks:
+    /// nothing else happens meanwhile, as the machine expects.
+    async fn settle(&mut self, acked: Result<Acked, tokio::task::JoinError>) {
+        let outcome = match acked {
+            Ok(acked) => AckOutcome::from_publish(acked),
+            Err(err) => AckOutcome::Lost(format!("the ack task failed: {err}")),
         };
-        match err.kind() {
-            PublishErrorKind::WrongLastSequence => self.wrong_last_sequence(&err).await,
-            PublishErrorKind::TimedOut
-            | PublishErrorKind::BrokenPipe
-            | PublishErrorKind::StreamNotFound
-            | PublishErrorKind::MaxAckPending => Outcome::Retry(err.to_string()),
-            PublishErrorKind::Other if !is_refusal(&err) => Outcome::Retry(err.to_string()),
-            PublishErrorKind::Other
-            | PublishErrorKind::MaxPayloadExceeded
-            | PublishErrorKind::WrongLastMessageId => Outcome::Fatal(IngestNews::Failed(format!(
-                "stream {} refused record {} (sequence {}): {err}",
-                self.stream_name, head.id, head.seq
-            ))),
+        if let Some(seq) = self.machine.acked(outcome, now()) {
+            let answer = ReadBack::from_read(self.stream.get_raw_message(seq).await);
+            self.machine.read_back(answer, now());
         }
-    }
-
-    /// JetStream refused the head of the queue because the stream's last
-    /// sequence is not the one before it, which this ingest stored (or
-    /// found at start). Either the head itself was stored by an earlier
-    /// attempt that JetStream no longer recognises as a duplicate, or
-    /// another writer appended: the message at the head's sequence says
-    /// which.
-    async fn wrong_last_sequence(&self, err: &PublishError) -> Outcome {
-        let head = &self.queue[0];
-        let fenced = |found: String| {
-            Outcome::Fatal(IngestNews::Fenced(format!(
-                "stream {} refused record {} after sequence {}, which this ingest stored or started from ({err}), and sequence {} holds {found}: another ingest writes to this stream",
-                self.stream_name,
-                head.id,
-                head.seq - 1,
-                head.seq
-            )))
-        };
-        match self.stream.get_raw_message(head.seq).await {
-            Ok(message) => {
-                let id = message
-                    .headers
-                    .get("Nats-Msg-Id")
-                    .map(|id| id.as_str().to_string());
-                if id.as_deref() == Some(head.id.as_str()) {
-                    info!(
-                        "ingest bridge: record {} was stored at sequence {} by an earlier attempt",
-                        head.id, head.seq
-                    );
-                    Outcome::Stored
-                } else {
-                    fenced(format!("{id:?}"))
-                }
-            }
-            Err(read)
-                if matches!(
-                    read.kind(),
-                    stream::LastRawMessageErrorKind::NoMessageFound
-                        | stream::LastRawMessageErrorKind::JetStream(_)
-                ) =>
-            {
-                fenced(format!("no message ({read})"))
-            }
-            Err(read) => Outcome::Retry(format!(
-                "{err}, and reading sequence {} back failed: {read}",
-                head.seq
-            )),
-        }
-    }
-
-    /// Tells the mio loop how many more records are stored, if any.
-    fn tell(&mut self) {
-        if self.stored > 0 {
-            lock(&self.shared).stored += std::mem::take(&mut self.stored);
-            self.wake();
-        }
-    }
-
-    /// Tells the mio loop the bridge stopped, and why.
-    fn stop(&mut self, news: IngestNews) {
-        {
-            let mut shared = lock(&self.shared);
-            shared.stored += std::mem::take(&mut self.stored);
-            shared.fatal = Some(news);
-        }
-        self.wake();
     }
 
     /// Wakes the mio loop.
@@ -659,19 +462,10 @@ impl Appender {
     }
 }
 
-/// Whether a publish failed because JetStream answered with an error (as
-/// opposed to the connection failing): such a refusal is final, except
-/// "temporarily unavailable" (503, 10008), which a server that just
-/// restarted answers until JetStream is up.
-fn is_refusal(err: &PublishError) -> bool {
-    let api =
-        std::error::Error::source(err).and_then(|source| source.downcast_ref::<jetstream::Error>());
-    match api {
-        Some(api) => {
-            api.code() != 503 && api.error_code() != jetstream::ErrorCode::CLUSTER_NOT_AVAILABLE
-        }
-        None => false,
-    }
+/// The runtime's clock as the machine takes it. Tokio's, not the system's,
+/// so that the machine and the sleeps agree.
+fn now() -> std::time::Instant {
+    Instant::now().into_std()
 }
 
 /// The result of the oldest ack awaited; never ready when none is.
@@ -685,9 +479,9 @@ async fn settle_front(
 }
 
 /// Sleeps until `deadline`; never wakes when there is none.
-async fn sleep_until(deadline: Option<Instant>) {
+async fn sleep_until(deadline: Option<std::time::Instant>) {
     match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        Some(deadline) => tokio::time::sleep_until(Instant::from_std(deadline)).await,
         None => std::future::pending().await,
     }
 }
