@@ -110,6 +110,16 @@ fn event(pick: u8, kind: u8, from: u8, to: u8, style: u8) -> Op {
     }
 }
 
+/// A far line: `pick` how far (see `far_seq`), kind `kind` from user 0 to
+/// user 1, formatting `style` (as [`event`]'s).
+fn far(pick: u8, kind: u8, style: u8) -> Op {
+    Op::Far {
+        pick,
+        what: what(kind, 0, 1),
+        style,
+    }
+}
+
 /// A client of `user` whose id line (`form`, see `connect_client`) is sent
 /// at once.
 fn client(user: u8, form: u8) -> Op {
@@ -353,6 +363,147 @@ fn engine_seeds() -> Vec<(&'static str, Vec<Op>, TookItsPath)> {
                 o.queued_bytes_peak > budget && o.stats.source_pauses > 0 && o.complete_clients == 5
             },
         ),
+        (
+            // A far line ends a run with a hole in it: seqs 1, 4 and 2, a
+            // line of seq 2^64 - 1 (not a seq: dropped), then seq 2^20 + 9,
+            // which crosses the gap in one step once its hole timeout has
+            // passed; the next events start a new run.
+            "far_line_then_restart",
+            [
+                settled(&[(1, 0), (2, 0)]),
+                vec![
+                    event(0, 0, 2, 1, 0),
+                    event(2, 4, 1, 0, 0),
+                    event(0, 2, 0, 0, 0),
+                    far(7, 2, 0),
+                    far(2, 3, 0),
+                ],
+                sent(&[Settle]),
+                sent(&[Burst { count: 9 }]),
+            ]
+            .concat(),
+            |o| {
+                let gap = o.stats.skipped > 1 << 20 && o.window_steps <= 4 * o.lines_sent;
+                gap && o.stats.runs == 1 && o.stats.malformed == 1 && o.complete_clients == 2
+            },
+        ),
+        (
+            // Far lines at the top of the seqs: 2^64 - 3 ends the first
+            // run, 2^64 - 2 (the last seq) the second, at the end: the
+            // seqs given up on pass 2^64, and the count saturates.
+            "far_lines_at_the_top",
+            [
+                settled(&[(1, 0)]),
+                sent(&[Burst { count: 5 }, far(6 + 8, 3, 0x80)]),
+                sent(&[Burst { count: 3 }, far(6, 2, 1)]),
+            ]
+            .concat(),
+            |o| o.stats.skipped == u64::MAX && o.stats.runs == 1 && o.complete_clients == 1,
+        ),
+        (
+            // Two connections send their id line without end: one after
+            // the first byte of a valid one, one from its first byte (a
+            // newline is sent as a digit). Both are closed, read twice the
+            // id limit at most, while a client that reads gets everything.
+            "id_floods",
+            [
+                settled(&[(2, 0)]),
+                vec![
+                    Connect { id: 1 },
+                    SendId {
+                        client: 1,
+                        bytes: 1,
+                    },
+                    Flood {
+                        client: 1,
+                        byte: b'1',
+                    },
+                    Connect { id: 3 },
+                    Flood {
+                        client: 2,
+                        byte: b'\n',
+                    },
+                ],
+                sent(&[Settle, Burst { count: 9 }]),
+            ]
+            .concat(),
+            |o| o.stats.bad_ids == 2 && o.closed_early == 2 && o.complete_clients == 1,
+        ),
+        (
+            // Two registered clients send without end after their id (one
+            // newlines, one after its chatter line): read 16 KiB a turn,
+            // they keep receiving every line.
+            "chatter_floods",
+            [
+                settled(&[(1, 0), (2, 3)]),
+                vec![
+                    Flood {
+                        client: 0,
+                        byte: b'\n',
+                    },
+                    Flood {
+                        client: 1,
+                        byte: b'x',
+                    },
+                ],
+                sent(&[Burst { count: 20 }, Turn, Turn]),
+                sent(&[Burst { count: 30 }]),
+            ]
+            .concat(),
+            |o| o.complete_clients == 2 && o.chatter_taken > 8 * 16 * 1024,
+        ),
+        (
+            // Six connections that never send an id come while a client
+            // has sent the first byte of its id: it waited longest, so it
+            // is evicted; a client that comes next evicts a lurker and
+            // registers; the rest time out.
+            "lurkers_evict",
+            [
+                vec![
+                    Connect { id: 1 },
+                    SendId {
+                        client: 0,
+                        bytes: 1,
+                    },
+                    Lurkers { count: 5 },
+                    Settle,
+                    SendId {
+                        client: 0,
+                        bytes: 0,
+                    },
+                ],
+                settled(&[(2, 0)]),
+                sent(&[Burst { count: 9 }, step(300)]),
+            ]
+            .concat(),
+            |o| o.stats.clients_evicted == 4 && o.closed_early == 1 && o.complete_clients == 1,
+        ),
+        (
+            // A source that never sends takes the port with none being fed
+            // and stays through 10 s alone; the next source waits behind
+            // it until it has been silent for the idle time (its seqs 1-8
+            // leave no hole). Then two come after it closes: each holds the
+            // port in turn, and the next source takes over from both.
+            "silent_sources",
+            [
+                settled(&[(1, 0), (2, 0)]),
+                vec![Silent, Settle, step(5000), step(5000)],
+                sent(&[Burst { count: 7 }]),
+                vec![
+                    CloseSource { restart: 0 },
+                    Silent,
+                    Silent,
+                    Settle,
+                    step(5000),
+                ],
+                sent(&[Burst { count: 7 }]),
+            ]
+            .concat(),
+            |o| {
+                let idle = o.stats.sources_idle_closed;
+                idle == 3 && o.stats.skipped == 0 && o.complete_clients == 2
+            },
+        ),
     ]
 }
 
@@ -397,6 +548,27 @@ fn fixed_bug_seeds() -> Vec<(&'static str, Vec<Op>)> {
             // that turn.
             "window_over_budget_after_probation-outboxes_full",
             held_aside_then(0x80, &[step(100)]),
+        ),
+        (
+            // Seqs 1-8 from a first source; the next one (on probation) sends
+            // five broadcasts of the longest length, then seq 33, a window's
+            // capacity beyond the next seq. When the probation ends the
+            // broadcasts go straight through until the client owes a turn's
+            // output (the outboxes are full) with the window empty; seq 33
+            // then needed room: the floor was raised, but nothing was released
+            // (the outboxes were full) and an empty window is never ready, so
+            // it was pushed again, needed room again, and the engine spun for
+            // ever.
+            "far_line_with_outboxes_full",
+            [
+                settled(&[(1, 0)]),
+                sent(&[Burst { count: 7 }]),
+                vec![CloseSource { restart: 0 }],
+                [event(0, 2, 0, 0, 0x80); 5].to_vec(),
+                vec![far(0, 2, 0)],
+                sent(&[step(101)]),
+            ]
+            .concat(),
         ),
     ]
 }

@@ -5,11 +5,17 @@
 //! The whole sans-IO core ([`Harness`]: an `Engine` on a `MemoryNet` with a
 //! clock of its own) is driven by a list of [`Op`]s decoded from the input:
 //! event lines composed in permuted blocks and sent in pieces split
-//! anywhere, junk and overlong lines, clients that connect and send their id
-//! in pieces (some bad), readers that take a few bytes or none, half-closes,
-//! resets, a second source while one is open, sources that close and hand
-//! over (carrying the run on, or starting a new one), and the clock. Every
-//! limit in [`config`] is small, so they are hit often.
+//! anywhere, junk and overlong lines, lines of seqs far beyond the window
+//! (up to `2^64 - 2`, and `2^64 - 1`, which is not a seq), clients that
+//! connect and send their id in pieces (some bad), clients that send without
+//! end (with no newline before their id line is complete, or after it),
+//! floods of connections that never send an id, readers that take a few
+//! bytes or none, half-closes, resets, a second source while one is open,
+//! sources that connect and never send, sources that close and hand over
+//! (carrying the run on, or starting a new one), and the clock. Every limit
+//! in [`config`] is small, so they are hit often. The fuzz target is built
+//! with overflow checks (`fuzz/Cargo.toml`), as `cargo test` is: no
+//! arithmetic on input may overflow.
 //!
 //! What each client is owed is decided by a model written here, without the
 //! server's code, which the generator keeps decidable:
@@ -25,6 +31,26 @@
 //! - Lines go only to the source being fed; the second sources get junk.
 //! - A client is owed an event when its whole id line was sent before the
 //!   event's line was (the core reads ids sent before events first).
+//! - A far line (a seq at least a window's capacity beyond every seq
+//!   composed) is the last line of its run: the next event starts a new
+//!   run. The run's other lines all come before it, so it never gives up a
+//!   seq still to be sent, and every client is owed exactly what it would
+//!   be without it, plus the far line. (Carrying the run on past it would
+//!   leave a hole no line fills, which the model could only judge by
+//!   relaxing what a client is owed.) Before the new run's seq 1 the far
+//!   line must be out: the seqs just below it are a hole, given up on once
+//!   its timeout passes on the clock (a new run would drop the frames still
+//!   held behind it), so the clock moves on until it is.
+//! - The source being fed is never closed for idling: while a second
+//!   source waits behind it and it has sent nothing since, the clock moves
+//!   less than [`SOURCE_IDLE`]. A silent source connects only while none
+//!   is fed and no sent seq is missing; the next source waits behind it
+//!   until it has been silent for [`SOURCE_IDLE`], so the clock moves that
+//!   much once it holds the port, out of a reserve the hole timeout keeps
+//!   for it, and a hole whose lines wait unread behind it counts as open.
+//! - Clients may be evicted (a close) while they send their id in pieces,
+//!   or closed for an id line that never ends: neither is still connected,
+//!   so only rule 2 holds for them.
 //!
 //! At the end every client reads freely, the engine settles and shuts down,
 //! and then:
@@ -40,7 +66,18 @@
 //! 5. A client that always read everything is never cut, and the source
 //!    being fed is never closed by the engine.
 //! 6. Nothing is held, skipped, late or duplicated that the model does not
-//!    expect, and a new run is counted for each one started.
+//!    expect (a far line's run gives up every seq below it not sent), and a
+//!    new run is counted for each one started.
+//! 7. After every turn: at most [`MAX_PENDING`] connections await their id;
+//!    the window's slow-path steps stay within [`STEPS_PER_LINE`] per event
+//!    line sent and [`STEPS_PER_TURN`] per turn (a far line costs a step,
+//!    not one per seq crossed); a client flooding its id line has been read
+//!    twice the id limit at most, and is closed once read; a client flooding
+//!    after its id was read [`CHATTER_PER_TURN`] at most in the turn; a
+//!    silent source with no other source since it came is not closed.
+//! 8. At the end every connection that never sent an id, and every silent
+//!    source, is closed, and every client that flooded its id line was
+//!    counted as a bad id.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::time::Duration;
@@ -75,6 +112,50 @@ const OUTPUT_LIMIT: usize = 8 * MAX_LINE;
 const MAX_QUEUED_BYTES: usize = 512;
 /// Client connections at once.
 const MAX_CLIENTS: usize = 6;
+/// Connections awaiting their id at once: small, so connections that never
+/// send one evict the oldest waiting one often, real clients still sending
+/// their id in pieces included.
+const MAX_PENDING: usize = 4;
+/// How long the source being read may send nothing while another waits
+/// before it is closed: short, so a silent source hands over within a clock
+/// step or two, and a small part of the hole timeout, so the clock can move
+/// that far while a hole waits (see [`Session::advance`]).
+const SOURCE_IDLE: Duration = Duration::from_millis(20);
+/// How long a connected source may stay silent with a hole open: above the
+/// hole timeout (so it never gives up a hole the model expects filled),
+/// short enough that a far line behind a silent source is let out within a
+/// few clock steps.
+const HOLE_SILENCE: Duration = Duration::from_millis(500);
+/// Silent sources per input, at most: each may cost up to twice
+/// [`SOURCE_IDLE`] of clock while a hole waits (its idle time may start
+/// over once, when reading resumes after a pause), reserved out of the
+/// hole timeout.
+const MAX_SILENT: usize = 4;
+/// Connections that never send an id, per input, at most.
+const MAX_LURKERS: usize = 48;
+/// A flood's length: more than any input's turns can read, so it never
+/// runs dry.
+const FLOOD_BYTES: u64 = 1 << 40;
+/// Bytes the core reads from a registered client per turn at most (the
+/// core's `DISCARD_READS_PER_TURN` reads of `DISCARD_BYTES`, private to
+/// `engine::clients::ids`).
+const CHATTER_PER_TURN: u64 = 16 * 1024;
+/// Turns a settle lets clients flood after their id before it holds the
+/// floods back: a client that never stops sending keeps the engine busy
+/// for ever, and a settle must end.
+const FLOOD_TURNS: usize = 4;
+/// Window slow-path steps allowed per event line sent: a line costs a pop
+/// or two and a scan of the near ring (half the capacity) at most; a step
+/// per seq crossed would cost a million for one far line.
+const STEPS_PER_LINE: u64 = 4 * (WINDOW_CAPACITY as u64 / 2 + 2);
+/// Window slow-path steps allowed per turn besides: a turn asks the window
+/// for its next frame a few times (releasing, the timers, shutdown), and
+/// each ask of an empty or waiting window is a step.
+const STEPS_PER_TURN: u64 = 4;
+/// Clock steps the far line of a run that starts over may take to be let
+/// out (its hole timeout each, or the clients' write deadlines while the
+/// source is paused).
+const FAR_TRIES: usize = 24;
 /// How long a hole may stall the stream.
 const HOLE_TIMEOUT: Duration = Duration::from_millis(250);
 /// How long a new source's first events wait for the run to be decided
@@ -116,7 +197,10 @@ pub fn config() -> Config {
         max_lag: ms(2500),
         client_output_limit: OUTPUT_LIMIT,
         max_clients: MAX_CLIENTS,
+        max_pending_clients: MAX_PENDING,
         max_queued_bytes: MAX_QUEUED_BYTES,
+        source_idle: SOURCE_IDLE,
+        hole_silence: HOLE_SILENCE,
         ..Config::default()
     }
 }
@@ -214,10 +298,38 @@ pub enum Op {
         /// Odd: send everything composed and start over at seq 1.
         restart: u8,
     },
+    /// Composes the run's last line (see [`far_seq`]): a valid event of a
+    /// seq far beyond the window, up to the last one, `2^64 - 2`; or a
+    /// line of seq `2^64 - 1`, which is not a seq (dropped, and the run
+    /// goes on). After a far line the next event starts a new run.
+    Far {
+        /// How far.
+        pick: u8,
+        /// Kind and users.
+        what: u8,
+        /// Formatting.
+        style: u8,
+    },
+    /// A client sends `byte` without end: before its id line is complete
+    /// (a newline is sent as a digit then, so the line never ends), or
+    /// after it.
+    Flood {
+        /// Which client.
+        client: u8,
+        /// The byte.
+        byte: u8,
+    },
+    /// `count % 16 + 1` connections that never send an id.
+    Lurkers {
+        /// How many.
+        count: u8,
+    },
+    /// A source connects and never sends.
+    Silent,
 }
 
 /// Number of op codes: an input's byte picks one modulo this.
-const OP_CODES: u8 = 14;
+const OP_CODES: u8 = 18;
 
 /// The ops an input stands for: a code byte, then each argument byte
 /// (missing ones are 0).
@@ -250,7 +362,18 @@ pub fn decode(data: &[u8]) -> Vec<Op> {
             10 => Op::HalfClose { client: arg() },
             11 => Op::Reset { client: arg() },
             12 => Op::Intruder { style: arg() },
-            _ => Op::CloseSource { restart: arg() },
+            13 => Op::CloseSource { restart: arg() },
+            14 => Op::Far {
+                pick: arg(),
+                what: arg(),
+                style: arg(),
+            },
+            15 => Op::Flood {
+                client: arg(),
+                byte: arg(),
+            },
+            16 => Op::Lurkers { count: arg() },
+            _ => Op::Silent,
         });
     }
     ops
@@ -275,6 +398,10 @@ pub fn encode(ops: &[Op]) -> Vec<u8> {
             Op::Reset { client } => (11, &[client]),
             Op::Intruder { style } => (12, &[style]),
             Op::CloseSource { restart } => (13, &[restart]),
+            Op::Far { pick, what, style } => (14, &[pick, what, style]),
+            Op::Flood { client, byte } => (15, &[client, byte]),
+            Op::Lurkers { count } => (16, &[count]),
+            Op::Silent => (17, &[]),
         };
         out.push(code);
         out.extend_from_slice(args);
@@ -300,6 +427,17 @@ pub struct Outcome {
     pub queued_bytes_peak: usize,
     /// The most clients holding the source after a turn.
     pub holding_peak: usize,
+    /// The window's slow-path steps ([`WindowCounters::steps`]).
+    ///
+    /// [`WindowCounters::steps`]: follower_maze::engine::window::WindowCounters
+    pub window_steps: u64,
+    /// Valid event lines sent, all runs.
+    pub lines_sent: u64,
+    /// Bytes read from clients flooding after their id.
+    pub chatter_taken: u64,
+    /// Clients (not lurkers) the engine closed before shutdown, other than
+    /// the ones we reset: evicted, bad or late ids, cuts.
+    pub closed_early: usize,
 }
 
 /// Runs `ops`, then shuts down and checks every client; panics on any
@@ -396,6 +534,26 @@ fn junk_line(style: u8) -> Vec<u8> {
     }
 }
 
+/// The seq of a far line composed when `next` is the first seq of the next
+/// block: at least a window's capacity beyond every seq composed (so it
+/// never shares the ring with them, and everything held before it is let
+/// out when it comes), then `2^20` and more beyond, up to the last seqs,
+/// `2^64 - 2` and below; or `2^64 - 1`, which is not a seq.
+fn far_seq(pick: u8, next: u64) -> u64 {
+    let capacity = WINDOW_CAPACITY as u64;
+    let more = u64::from(pick / 8);
+    match pick % 8 {
+        0 => next + capacity,
+        1 => next + capacity + 1 + more,
+        2 => next + (1 << 20),
+        3 => next + 5 * (1 << 20) + more,
+        4 => next + (1 << 32),
+        5 => 1 << 63,
+        6 => u64::MAX - 1 - more % 4,
+        _ => u64::MAX,
+    }
+}
+
 /// One composed event and when its line was sent.
 #[derive(Debug)]
 struct Event {
@@ -485,6 +643,33 @@ struct Client {
     reset: bool,
     /// It never limited what the engine may write to it.
     always_read: bool,
+    /// Bytes it sent before any flood.
+    sent_bytes: u64,
+    /// It sends without end.
+    flood: Option<Flooding>,
+    /// Bytes the engine had read from it after the last turn.
+    taken_last: u64,
+}
+
+/// How a client floods.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Flooding {
+    /// Before its id line was complete: a line that never ends. It must be
+    /// closed for it, once read, having been read twice the id limit at
+    /// most.
+    Id,
+    /// After its id line, this byte: it keeps receiving, read a turn's
+    /// budget at a time.
+    Chatter(u8),
+}
+
+/// A source that connects and never sends.
+#[derive(Debug)]
+struct Silent {
+    peer: Peer,
+    /// Another source came after it: only then may the engine close it (a
+    /// lone silent source is never closed).
+    company: bool,
 }
 
 /// The engine under test, what was sent to it, and the generator's state.
@@ -520,6 +705,30 @@ struct Session {
     /// Clock moved since a new run's source connected, until its seq 1 is
     /// sent.
     restart_clock: Option<Duration>,
+    /// Clock moved since a second source began waiting behind the source
+    /// being fed while that one has sent nothing since: past
+    /// [`SOURCE_IDLE`] it would be closed for idling.
+    idle_guard: Option<Duration>,
+    /// The current run's far line, once composed: the run's last line.
+    far_seq: Option<u64>,
+    /// The far line has been sent: every line the run will send has been,
+    /// so no hole below it can be filled any more.
+    far_sent: bool,
+    /// Seqs given up on in the runs before the current one (far lines),
+    /// added as the core counts them (saturating).
+    skipped_before: u64,
+    /// Valid event lines sent, all runs.
+    lines_sent: u64,
+    /// Turns so far.
+    turns: u64,
+    /// The last source fed, and whether it was sent anything.
+    last_real: Option<(Peer, bool)>,
+    /// Sources that never send.
+    silent: Vec<Silent>,
+    /// Client connections that never send an id.
+    lurkers: Vec<Peer>,
+    /// Shutdown has begun: the engine closes whatever is left.
+    shut_down: bool,
     window_bytes_peak: usize,
     queued_bytes_peak: usize,
     holding_peak: usize,
@@ -545,6 +754,16 @@ impl Session {
             restart_next: false,
             hole_clock: Duration::ZERO,
             restart_clock: None,
+            idle_guard: None,
+            far_seq: None,
+            far_sent: false,
+            skipped_before: 0,
+            lines_sent: 0,
+            turns: 0,
+            last_real: None,
+            silent: Vec::new(),
+            lurkers: Vec::new(),
+            shut_down: false,
             window_bytes_peak: 0,
             queued_bytes_peak: 0,
             holding_peak: 0,
@@ -606,6 +825,10 @@ impl Session {
             }
             Op::Intruder { style } => self.intrude(style),
             Op::CloseSource { restart } => self.close_source(restart % 2 == 1),
+            Op::Far { pick, what, style } => self.compose_far(pick, what, style),
+            Op::Flood { client, byte } => self.flood(client, byte),
+            Op::Lurkers { count } => self.connect_lurkers(count),
+            Op::Silent => self.connect_silent(),
         }
     }
 
@@ -621,7 +844,18 @@ impl Session {
         if self.source.is_some() {
             return;
         }
+        for silent in &mut self.silent {
+            silent.company = true;
+        }
+        let source = self.harness.connect(Port::Events);
+        self.source = Some(source.clone());
+        self.last_real = Some((source, false));
+        self.hand_over();
         if std::mem::take(&mut self.restart_next) {
+            let missing = self.max_sent - self.sent;
+            self.skipped_before = self.skipped_before.saturating_add(missing);
+            self.far_seq = None;
+            self.far_sent = false;
             self.run += 1;
             self.block_left.clear();
             self.next_block = 1;
@@ -631,13 +865,79 @@ impl Session {
             self.hole_clock = Duration::ZERO;
             self.restart_clock = Some(Duration::ZERO);
         }
-        self.source = Some(self.harness.connect(Port::Events));
+    }
+
+    /// Lets the source just connected take over from the silent sources
+    /// ahead of it: the engine closes each once it has been silent for
+    /// [`SOURCE_IDLE`] with another waiting. The clock moves only while a
+    /// silent source holds the port (one still waiting behind a source fed
+    /// before, or behind a pipeline full of events, needs the clients to
+    /// read, not the clock: the steps that follow, or the end, finish the
+    /// handover), to its idle deadline each time, out of the hole's reserve.
+    fn hand_over(&mut self) {
+        // The sources take the port in order: once the last one is read,
+        // every one before it has been read to its end.
+        let Some((source, _)) = self.last_real.clone() else {
+            return;
+        };
+        for _ in 0..=2 * MAX_SILENT {
+            self.settle();
+            if source.reads() > 0 || self.silent_alive() == 0 {
+                break;
+            }
+            // A silent source the engine has read (to `WouldBlock`) holds
+            // the port: one waiting is never read.
+            let silent_holds = self
+                .silent
+                .iter()
+                .any(|silent| silent.peer.ended().is_none() && silent.peer.reads() > 0);
+            // Paused for the clients, it is unread, not idle.
+            let stats = self.harness.engine.stats();
+            let drained =
+                stats.clients_holding_source == 0 && stats.queued_bytes <= MAX_QUEUED_BYTES / 2;
+            let room =
+                !self.fillable_hole() || self.hole_clock + SOURCE_IDLE + ms(1) <= HOLE_TIMEOUT;
+            if !silent_holds || !drained || !room || self.restart_clock.is_some() {
+                break;
+            }
+            // To its idle deadline, not past it (the engine's next one).
+            let next = self.harness.engine.timeout(self.harness.now);
+            self.jump(next.unwrap_or(SOURCE_IDLE).clamp(ms(1), SOURCE_IDLE));
+        }
+        if source.reads() > 0 && self.idle_guard.is_some() {
+            // It was let in just now: its silence counts from here.
+            self.idle_guard = Some(Duration::ZERO);
+        }
+    }
+
+    /// True while a sent seq is missing that a line still to be sent may
+    /// fill, or while the lines sent last wait unread behind a silent source
+    /// (a hole they fill is still open in the engine, its wait running on
+    /// the clock): the clock must not give it up.
+    fn fillable_hole(&self) -> bool {
+        let unread = self
+            .last_real
+            .as_ref()
+            .is_some_and(|(source, sent)| *sent && source.reads() == 0);
+        (self.sent != self.max_sent && !self.far_sent) || unread
+    }
+
+    /// Silent sources the engine has not closed.
+    fn silent_alive(&self) -> usize {
+        self.silent
+            .iter()
+            .filter(|silent| silent.peer.ended().is_none())
+            .count()
     }
 
     /// Composes the next event; `pick` chooses its seq within the block.
     fn compose_event(&mut self, pick: u8, what: u8, style: u8) {
         if self.events.len() >= MAX_EVENTS {
             return;
+        }
+        if self.far_seq.is_some() {
+            // The run is over: a new one starts.
+            self.close_source(true);
         }
         self.ensure_source();
         if self.block_left.is_empty() {
@@ -671,15 +971,27 @@ impl Session {
         self.ensure_source();
         self.sends += 1;
         self.source.as_ref().expect("connected").send(&bytes);
+        if let Some((_, sent)) = self.last_real.as_mut() {
+            *sent = true;
+        }
+        // It has spoken: sources waiting behind it are refused.
+        self.idle_guard = None;
+        self.far_sent |= self.far_seq.is_some() && !self.outgoing.has_events();
         for index in done {
             let event = &mut self.events[index];
             event.sent_at = Some(self.sends);
+            self.lines_sent += 1;
             self.sent += 1;
             self.max_sent = self.max_sent.max(event.seq);
             if event.seq == 1 {
                 self.seq1_sent = true;
                 self.restart_clock = None;
             }
+        }
+        if !self.fillable_hole() {
+            // The hole this clock was kept for is gone (its line is read
+            // before the timers run): the next one starts at 0.
+            self.hole_clock = Duration::ZERO;
         }
     }
 
@@ -704,12 +1016,15 @@ impl Session {
         let Some(source) = self.source.clone() else {
             return;
         };
+        // After a far line only a new run can follow.
+        let restart = restart || self.far_seq.is_some();
         if restart {
             self.send_source(usize::MAX);
         } else if !self.outgoing.in_junk() {
             self.send_source(self.outgoing.rest_of_line());
         }
-        if (self.sent > 0 && !self.seq1_sent) || self.restart_clock.is_some() {
+        let far = self.far_seq.is_some();
+        if !far && ((self.sent > 0 && !self.seq1_sent) || self.restart_clock.is_some()) {
             // A later source would send it, and the core would take that
             // for a new run; a new run's source that closes before it, for
             // carrying the old run on.
@@ -728,8 +1043,115 @@ impl Session {
         }
         source.close_sending();
         self.source = None;
-        let no_hole = self.sent == self.max_sent;
+        self.idle_guard = None;
+        let no_hole = self.sent == self.max_sent || self.far_sent;
         self.restart_next = restart && self.sent > 0 && no_hole && !self.outgoing.has_events();
+        if far {
+            self.release_far_line();
+        }
+    }
+
+    /// Waits for the far line that ended the run to be let out before the
+    /// next run's seq 1 can come (a new run drops the old run's frames
+    /// still held). Its seqs just below it are a hole no line will fill,
+    /// given up on once the source has been read to its end and the hole
+    /// timeout has passed on the clock (or the silence cap, while a silent
+    /// source holds the port); clients that stopped reading, which keep the
+    /// source paused, are cut after their write deadline on the same clock.
+    fn release_far_line(&mut self) {
+        let far = self.far_seq.expect("a far line");
+        for _ in 0..FAR_TRIES {
+            self.settle();
+            // Out once the engine is in this run (its source may still wait
+            // behind another) and past the far seq.
+            let engine = &self.harness.engine;
+            let this_run = engine.stats().runs == self.run as u64;
+            if this_run && engine.pipeline().next_seq() > far {
+                return;
+            }
+            self.jump(HOLE_TIMEOUT + ms(1));
+        }
+        panic!(
+            "the far line of seq {far} was never let out: {:?}",
+            self.harness.engine.stats()
+        );
+    }
+
+    /// Composes the run's far line (see [`far_seq`]), after seq 1 of a new
+    /// run (so the core can tell the run is new). A line of seq
+    /// `2^64 - 1` is junk: the run goes on.
+    fn compose_far(&mut self, pick: u8, what: u8, style: u8) {
+        if self.far_seq.is_some() || self.events.len() >= MAX_EVENTS {
+            return;
+        }
+        self.ensure_source();
+        let seq = far_seq(pick, self.next_block);
+        if seq == u64::MAX {
+            let line = event_line(seq, kind_of(what), style);
+            self.outgoing.push(&line, None);
+            return;
+        }
+        if self.restart_clock.is_some() {
+            self.send_seq1();
+        }
+        self.push_event(seq, kind_of(what), style);
+        self.far_seq = Some(seq);
+    }
+
+    /// Client `index` floods `byte` (see [`Flooding`]); one that half-closed
+    /// or floods already does nothing.
+    fn flood(&mut self, index: u8, byte: u8) {
+        let Some(client) = self.client(index) else {
+            return;
+        };
+        if client.done_sending || client.flood.is_some() {
+            return;
+        }
+        if client.registered_at.is_some() {
+            client.flood = Some(Flooding::Chatter(byte));
+            client.peer.flood(byte, FLOOD_BYTES);
+            return;
+        }
+        let byte = if byte == b'\n' { b'7' } else { byte };
+        client.flood = Some(Flooding::Id);
+        client.done_sending = true;
+        client.unsent.clear();
+        client.id_left = None;
+        client.peer.flood(byte, FLOOD_BYTES);
+    }
+
+    /// `count % 16 + 1` client connections that never send anything.
+    fn connect_lurkers(&mut self, count: u8) {
+        for _ in 0..=count % 16 {
+            if self.lurkers.len() >= MAX_LURKERS {
+                return;
+            }
+            let lurker = self.harness.connect(Port::Clients);
+            self.lurkers.push(lurker);
+        }
+    }
+
+    /// A source that never sends connects, while no source is being fed
+    /// and no sent seq is missing: it takes the port (or waits for the
+    /// source fed last to be read to its end), and the next source waits
+    /// behind it until it has been silent for [`SOURCE_IDLE`] (see
+    /// [`Session::hand_over`]). Not while a source is being fed: one that
+    /// came behind it could take over only once the fed one closes, in
+    /// whatever state its holes and probation are then, which the model
+    /// cannot decide (a second source that waits behind the fed one is the
+    /// `Intruder` op's).
+    fn connect_silent(&mut self) {
+        if self.silent.len() >= MAX_SILENT || self.source.is_some() || self.fillable_hole() {
+            return;
+        }
+        for silent in &mut self.silent {
+            silent.company = true;
+        }
+        let peer = self.harness.connect(Port::Events);
+        self.silent.push(Silent {
+            peer,
+            company: false,
+        });
     }
 
     /// A second source connects while the one being fed is open.
@@ -746,6 +1168,9 @@ impl Session {
             junk.len()
         };
         peer.send(&junk[..len]);
+        // Waiting behind the fed source, it would take over once that one
+        // idles.
+        self.idle_guard.get_or_insert(Duration::ZERO);
         match style >> 5 {
             1 => peer.close_sending(),
             2 => peer.reset(),
@@ -785,6 +1210,9 @@ impl Session {
             done_sending: false,
             reset: false,
             always_read: true,
+            sent_bytes: 0,
+            flood: None,
+            taken_last: 0,
         });
         if form >= 8 {
             let index = (self.clients.len() - 1) as u8;
@@ -804,6 +1232,7 @@ impl Session {
         }
         let bytes: Vec<u8> = client.unsent.drain(..n).collect();
         client.peer.send(&bytes);
+        client.sent_bytes += n as u64;
         if let Some(left) = client.id_left {
             client.id_left = left.checked_sub(n).filter(|&left| left > 0);
             if client.id_left.is_none() {
@@ -813,26 +1242,38 @@ impl Session {
         self.sends = sends;
     }
 
-    /// Moves the clock on by `by`, less if a hole or a new run's
-    /// probation could run out, then settles.
+    /// Moves the clock on by `by`, less if a hole (with the silent sources'
+    /// reserve), a new run's probation or the fed source's idling could run
+    /// out, then settles.
     fn advance(&mut self, by: Duration) {
         let mut by = by;
-        if self.sent == self.max_sent {
-            self.hole_clock = Duration::ZERO;
-        } else {
-            by = by.min(HOLE_TIMEOUT.saturating_sub(self.hole_clock + ms(1)));
+        if self.fillable_hole() {
+            let reserve = 2 * SOURCE_IDLE * self.silent_alive() as u32;
+            by = by.min(HOLE_TIMEOUT.saturating_sub(self.hole_clock + ms(1) + reserve));
         }
         if let Some(waited) = self.restart_clock {
             by = by.min(PROBATION.saturating_sub(waited + ms(1)));
         }
-        if by.is_zero() {
-            return;
+        if let Some(waited) = self.idle_guard {
+            by = by.min(SOURCE_IDLE.saturating_sub(waited + ms(1)));
         }
-        if self.sent != self.max_sent {
+        if !by.is_zero() {
+            self.jump(by);
+        }
+    }
+
+    /// Moves the clock on by `by`, counting it against every wait the model
+    /// tracks, then settles.
+    fn jump(&mut self, by: Duration) {
+        if self.fillable_hole() {
             self.hole_clock += by;
+        } else {
+            self.hole_clock = Duration::ZERO;
         }
-        if let Some(waited) = self.restart_clock.as_mut() {
-            *waited += by;
+        for waited in [&mut self.restart_clock, &mut self.idle_guard] {
+            if let Some(waited) = waited.as_mut() {
+                *waited += by;
+            }
         }
         self.harness.advance(by);
         self.settle();
@@ -859,6 +1300,51 @@ impl Session {
         if let Some(source) = &self.source {
             assert_eq!(source.ended(), None, "the source being fed was closed");
         }
+        assert!(
+            stats.clients_awaiting_id <= MAX_PENDING,
+            "{} connections await their id, over {MAX_PENDING}: {stats:?}",
+            stats.clients_awaiting_id
+        );
+        self.turns += 1;
+        let steps = self.harness.engine.pipeline().counters().window.steps;
+        assert!(
+            steps <= STEPS_PER_LINE * self.lines_sent + STEPS_PER_TURN * self.turns,
+            "{steps} window steps for {} event lines sent in {} turns: {stats:?}",
+            self.lines_sent,
+            self.turns
+        );
+        for client in &mut self.clients {
+            let taken = client.peer.taken();
+            match client.flood {
+                Some(Flooding::Id) => {
+                    assert!(
+                        taken <= 2 * MAX_ID_LINE as u64,
+                        "a client flooding its id line was read {taken} bytes"
+                    );
+                    if taken > client.sent_bytes {
+                        assert_eq!(
+                            client.peer.ended(),
+                            Some(Ending::Close),
+                            "a client flooding its id line was read and not closed"
+                        );
+                    }
+                }
+                Some(Flooding::Chatter(_)) => {
+                    let read = taken - client.taken_last;
+                    assert!(
+                        read <= CHATTER_PER_TURN + 2 * MAX_ID_LINE as u64,
+                        "a client flooding after its id was read {read} bytes in one turn"
+                    );
+                }
+                None => {}
+            }
+            client.taken_last = taken;
+        }
+        if !self.shut_down {
+            for silent in self.silent.iter().filter(|silent| !silent.company) {
+                assert_eq!(silent.peer.ended(), None, "a lone silent source was closed");
+            }
+        }
         for client in self.clients.iter().filter(|c| c.always_read) {
             assert_ne!(
                 client.peer.ended(),
@@ -868,18 +1354,40 @@ impl Session {
         }
     }
 
-    /// Turns until the engine has no work waiting now.
+    /// Turns until the engine has no work waiting now. Clients flooding
+    /// after their id keep it busy: after [`FLOOD_TURNS`] their floods are
+    /// held back until it is idle.
     fn settle(&mut self) {
-        for _ in 0..SETTLE_TURNS {
+        let mut held_back = false;
+        for turn in 0..SETTLE_TURNS {
             self.turn();
             if self.harness.engine.timeout(self.harness.now) != Some(Duration::ZERO) {
+                if held_back {
+                    self.hold_floods(false);
+                }
                 return;
+            }
+            if turn + 1 == FLOOD_TURNS {
+                held_back = self.hold_floods(true);
             }
         }
         panic!(
             "still busy after {SETTLE_TURNS} turns: {:?}",
             self.harness.engine.stats()
         );
+    }
+
+    /// Holds back (or lets go on) the floods of the clients flooding after
+    /// their id; true if there are any.
+    fn hold_floods(&self, hold: bool) -> bool {
+        let mut any = false;
+        for client in &self.clients {
+            if let Some(Flooding::Chatter(byte)) = client.flood {
+                client.peer.flood(byte, if hold { 0 } else { FLOOD_BYTES });
+                any = true;
+            }
+        }
+        any
     }
 
     /// Lets every client read freely, settles, shuts down, settles, and
@@ -892,9 +1400,23 @@ impl Session {
             client.peer.set_room(None);
         }
         self.settle();
+        self.hand_over();
+        if let Some((source, sent)) = &self.last_real {
+            assert!(
+                source.reads() > 0 || !sent,
+                "the source being fed never took over from the silent ones: {:?}",
+                self.harness.engine.stats()
+            );
+        }
+        let closed_early = self
+            .clients
+            .iter()
+            .filter(|c| c.peer.ended().is_some() && !c.reset)
+            .count();
         let source = self.source.take();
         let now = self.harness.now;
         self.harness.engine.shutdown(now, &mut self.harness.net);
+        self.shut_down = true;
         self.settle();
         if let Some(source) = source {
             assert_eq!(source.ended(), Some(Ending::Close), "shutdown closes it");
@@ -903,8 +1425,11 @@ impl Session {
         assert!(self.harness.engine.is_flushed(), "not flushed: {stats:?}");
         assert_eq!((stats.window_depth, stats.window_bytes), (0, 0));
         let counts = (stats.late, stats.duplicates, stats.runs, stats.skipped);
-        // Only the last run's missing seqs are given up on, at shutdown.
-        let missing = self.max_sent - self.sent;
+        // The last run's missing seqs are given up on at shutdown, the
+        // others' (runs ended by a far line) before.
+        let missing = self
+            .skipped_before
+            .saturating_add(self.max_sent - self.sent);
         assert_eq!(
             counts,
             (0, 0, self.run as u64, missing),
@@ -924,12 +1449,43 @@ impl Session {
             complete_clients += usize::from(live_since.is_some());
             check_received(&client.peer.take_received(), owed, live_since);
         }
+        for lurker in &self.lurkers {
+            assert_eq!(lurker.ended(), Some(Ending::Close), "a lurker left open");
+            assert!(lurker.take_received().is_empty(), "a lurker received bytes");
+        }
+        for silent in &self.silent {
+            assert_eq!(
+                silent.peer.ended(),
+                Some(Ending::Close),
+                "a silent source left open"
+            );
+        }
+        let id_floods_read = self
+            .clients
+            .iter()
+            .filter(|c| c.flood == Some(Flooding::Id) && c.peer.taken() > c.sent_bytes)
+            .count();
+        assert!(
+            stats.bad_ids >= id_floods_read as u64,
+            "{id_floods_read} clients flooded their id line, {} bad ids counted",
+            stats.bad_ids
+        );
+        let chatter_taken = self
+            .clients
+            .iter()
+            .filter(|c| matches!(c.flood, Some(Flooding::Chatter(_))))
+            .map(|c| c.peer.taken())
+            .sum();
         Outcome {
             stats,
             complete_clients,
             window_bytes_peak: self.window_bytes_peak,
             queued_bytes_peak: self.queued_bytes_peak,
             holding_peak: self.holding_peak,
+            window_steps: self.harness.engine.pipeline().counters().window.steps,
+            lines_sent: self.lines_sent,
+            chatter_taken,
+            closed_early,
         }
     }
 

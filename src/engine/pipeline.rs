@@ -561,7 +561,11 @@ impl Pipeline {
     /// full.
     fn release(&mut self, now: Instant, out: &mut impl Deliver) {
         let mut released = false;
-        while !out.is_full() {
+        // Frames leave while `out` has room. With none held, a pop yields
+        // nothing and only crosses the gap below a raised floor, which
+        // needs no room: a full `out` must not hold that up, or a frame
+        // too far ahead of an empty window would need room for ever.
+        while !out.is_full() || self.window.held() == 0 {
             let Some((seq, kind, frame)) = self.window.pop() else {
                 break;
             };

@@ -3,6 +3,7 @@
 //! given up on.
 
 use follower_maze::Config;
+use follower_maze::engine::Port;
 use follower_maze::engine::memory::{Harness, Peer};
 
 use crate::support::{
@@ -253,4 +254,54 @@ fn filling_a_long_hole_does_not_cut_clients_that_read() {
     );
     assert_all_got(&readers, &stream);
     assert_eq!(harness.engine.stats().slow_consumers, 0);
+}
+
+#[test]
+fn a_line_too_far_ahead_of_an_empty_window_with_the_outboxes_full_waits_its_turn() {
+    // A new source's first events are let in when its probation ends: five
+    // long broadcasts fill the turn's output, leaving the window empty, and
+    // the next line is more than a window ahead. Crossing the gap to it
+    // needs no room in the outboxes; waiting for room that only a turn's end
+    // makes would spin the loop for ever. Run on a thread of its own, so a
+    // spin fails the test instead of hanging it.
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let small = Config {
+            window_capacity: 16,
+            window_bytes: 256,
+            max_line: 32,
+            client_output_limit: 256,
+            hole_timeout: ms(250),
+            ..config()
+        };
+        let (mut harness, first, clients) = with_clients(small, &[1]);
+        first.send(&padded_broadcasts(1, 8, 1));
+        harness.settle();
+        first.close_sending();
+        harness.settle();
+        let next = harness.connect(Port::Events);
+        next.send(&padded_broadcasts(9, 5, 28));
+        next.send(b"40|B\r\n");
+        // It ends: the hole before 40 is given up on by the clock.
+        next.close_sending();
+        harness.settle();
+        harness.run_for(ms(1000), ms(50));
+        let stats = harness.engine.stats();
+        done.send((clients[0].take_received(), stats.skipped))
+            .unwrap();
+    });
+    let (received, skipped) = finished
+        .recv_timeout(std::time::Duration::from_secs(20))
+        .expect("the engine never spins");
+    let expected = [
+        padded_broadcasts(1, 8, 1),
+        padded_broadcasts(9, 5, 28),
+        b"40|B\r\n".to_vec(),
+    ]
+    .concat();
+    assert_eq!(
+        String::from_utf8_lossy(&received),
+        String::from_utf8_lossy(&expected)
+    );
+    assert_eq!(skipped, 26, "seqs 14 to 39");
 }
