@@ -14,7 +14,7 @@
 //! the admin port answered while it ran.
 //!
 //! The admin port stays, although the server has a Prometheus endpoint of
-//! its own (`--metrics-addr`, see the README's Monitoring section): it
+//! its own (`--metrics-addr`, see docs/operations.md): it
 //! stands for any source of the host's, and shows how the host tells its
 //! readiness events from the server's. For metrics, set `metrics_addr`.
 

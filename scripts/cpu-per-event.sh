@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# The per-event cost of the default run, measured as issue #15 asks: RUNS
-# (default 5) alternated runs of the generator alone and of the default
-# simulation against a fresh release server, then the medians.
+# The per-event cost of the default run: RUNS (default 5) alternated runs
+# of the generator alone and of the default simulation against a fresh
+# release server, then the medians.
 #
 #   scripts/cpu-per-event.sh [SIMULATOR FLAGS...]
 #

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates the README's two figures, docs/scaling.svg and docs/soak.svg,
-# from fresh runs of the release binaries on this machine:
+# Regenerates the two figures of docs/performance.md, docs/scaling.svg and
+# docs/soak.svg, from fresh runs of the release binaries on this machine:
 #
 # - scaling: notifications/s (the simulator's --json) and the server's CPU
 #   seconds (/proc) against connected clients (100, 1,000, 10,000), for the

@@ -1,6 +1,6 @@
 //! The fuzz targets' checks (`fuzz/check/*.rs`) run over every committed
 //! seed, so the targets cannot rot while the fuzzer is not run (it needs
-//! nightly flags; see the README).
+//! nightly flags; see fuzz/README.md).
 //!
 //! The named seeds of the `engine` target are written from the op lists in
 //! [`engine_seeds`]: `cargo test --test fuzz_seeds -- --ignored` rewrites

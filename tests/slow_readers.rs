@@ -61,10 +61,10 @@ fn never_reading(addr: std::net::SocketAddr, id: u64) -> TcpStream {
     stream
 }
 
-/// The case (a): twenty readers, each throttled to a steady rate far
-/// below what the source sends, and one client that never reads; four
-/// million broadcasts as fast as the source can write them. Run against the
-/// real binary, so its peak memory can be read.
+/// Twenty readers, each throttled to a steady rate far below what the
+/// source sends, and one client that never reads; four million broadcasts
+/// as fast as the source can write them. Run against the real binary, so
+/// its peak memory can be read.
 #[test]
 fn readers_slower_than_the_source_get_everything_and_only_the_stuck_client_is_cut() {
     let _heavy = heavy();

@@ -6,10 +6,11 @@
 //! still costs a hash and a probe. An [`IdFilter`] beside the map counts its
 //! keys by bucket, so a lookup whose bucket is empty is answered without
 //! touching the map. A bucket shared with a present key only means the map
-//! is asked, as before.
+//! is asked.
 //!
-//! (The same filter in front of the follower graph cost more than it saved
-//! in the default run: most Status senders there do have followers.)
+//! The follower graph has no such filter in front of it: in the default
+//! run most Status senders do have followers, so it would cost more than
+//! it saves.
 
 use crate::engine::protocol::UserId;
 

@@ -1,8 +1,8 @@
 //! What each client has yet to receive, with broadcasts stored once.
 //!
 //! A Broadcast goes to every registered client. Copying its frame into
-//! thousands of per-client buffers was most of the server's time in a
-//! broadcast-heavy run (a memmove per recipient). Instead the frame is
+//! thousands of per-client buffers would cost a memmove per recipient,
+//! most of the server's time in a broadcast-heavy run. Instead the frame is
 //! appended once to the shared [`BroadcastLog`], and each [`Outbox`] holds
 //! an ordered list of segments: runs of its own frames (Private, Follow,
 //! Status update), copied into its own buffer, and ranges of the log. A
