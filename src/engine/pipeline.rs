@@ -561,17 +561,18 @@ impl Pipeline {
     /// full.
     fn release(&mut self, now: Instant, out: &mut impl Deliver) {
         let mut released = false;
-        // Frames leave while `out` has room. With none held, a pop yields
-        // nothing and only crosses the gap below a raised floor, which
-        // needs no room: a full `out` must not hold that up, or a frame
-        // too far ahead of an empty window would need room for ever.
-        while !out.is_full() || self.window.held() == 0 {
+        while !out.is_full() {
             let Some((seq, kind, frame)) = self.window.pop() else {
                 break;
             };
             released = true;
             route(&mut self.router, &mut self.counters, seq, kind, frame, out);
         }
+        // Frames leave only while `out` has room, but crossing the gap
+        // below a raised floor with none held releases nothing and needs
+        // none: a full `out` must not hold it up, or a frame too far ahead
+        // of an empty window would need room for ever.
+        self.window.cross_gap_if_empty();
         if released {
             self.progress(now);
         }

@@ -407,6 +407,17 @@ impl<M: Copy> ReorderWindow<M> {
         }
     }
 
+    /// Crosses the gap below the floor when no frame is held: the seqs in
+    /// it are skipped (and counted) at once, as [`ReorderWindow::pop`]
+    /// would, since nothing is waiting to be released on the way.
+    pub fn cross_gap_if_empty(&mut self) {
+        if self.held == 0 && self.next < self.floor {
+            let gap = self.floor - self.next;
+            self.counters.skipped = self.counters.skipped.saturating_add(gap);
+            self.next = self.floor;
+        }
+    }
+
     /// Gives up on the hole at the next seq: the floor rises to the lowest
     /// held seq, so [`ReorderWindow::pop`] skips the hole and releases the
     /// run after it. Does nothing when no frame is held (there is no known
