@@ -77,6 +77,8 @@ mod config;
 pub mod engine;
 mod limits;
 mod log_limit;
+// Public for the metrics test's limits only; not part of the API.
+#[doc(hidden)]
 pub mod metrics;
 mod runner;
 mod server;

@@ -11,10 +11,11 @@ mod nats;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_nats::HeaderMap;
 use async_nats::jetstream;
 use follower_maze::cluster::bridge::{
-    DecodeError, EdgeBridge, EdgeNews, HeaderMap, IngestBridge, IngestNews, IngestStart,
-    StreamSettings, decode, encode,
+    DecodeError, EdgeBridge, EdgeNews, IngestBridge, IngestNews, IngestStart, StreamSettings,
+    decode, encode,
 };
 use follower_maze::engine::records::Record;
 use futures_util::StreamExt;

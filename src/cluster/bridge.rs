@@ -56,7 +56,6 @@ mod follow;
 mod ingest;
 mod wire;
 
-pub use async_nats::HeaderMap;
 pub use edge::{EdgeBridge, EdgeNews};
 pub use ingest::{IngestBridge, IngestNews, IngestStart};
 pub use wire::{
