@@ -75,6 +75,7 @@
 pub mod cluster;
 mod config;
 pub mod engine;
+mod io_errors;
 mod limits;
 mod log_limit;
 // Public for the metrics test's limits only; not part of the API.

@@ -13,7 +13,7 @@ use log::{info, warn};
 use mio::{Events, Interest, Poll, Token, Waker};
 
 use crate::config::Config;
-use crate::engine::inbox::interrupted;
+use crate::io_errors::interrupted;
 use crate::server::Server;
 use crate::stats::{Stats, StatsLog};
 

@@ -21,10 +21,10 @@ use std::os::fd::AsRawFd;
 
 use crate::config::Config;
 use crate::engine::batcher::Batcher;
-use crate::engine::inbox::{interrupted, would_block};
 use crate::engine::protocol::Seq;
 use crate::engine::records::Record;
 use crate::engine::{Accepted, ConnId, Ending, Engine, Port, Readiness, Transport};
+use crate::io_errors::{interrupted, would_block};
 use crate::metrics::endpoint::Endpoint;
 use crate::metrics::exposition::{self, Budgets};
 use crate::metrics::http::Pages;

@@ -230,7 +230,7 @@ pub enum Admit {
 /// What [`ConsumerLimits::admit`] needs to know about a client before a
 /// frame is queued for it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Backlog {
+pub struct Owing {
     /// Bytes queued for it alone.
     pub own_bytes: usize,
     /// Bytes it owes: its own, and its share of the broadcast log.
@@ -264,7 +264,7 @@ impl ConsumerLimits {
     /// frame that would take its own bytes past the output limit cuts it;
     /// one that takes it past half the limit (where it may hold the source)
     /// or a writable client past a turn's output ends the turn.
-    pub fn admit(&self, client: &Backlog, frame_len: usize) -> Admit {
+    pub fn admit(&self, client: &Owing, frame_len: usize) -> Admit {
         if client.own_bytes + frame_len > self.output_limit {
             return Admit::Cut(Cut::OutputLimit);
         }
@@ -396,7 +396,7 @@ mod tests {
 
     #[test]
     fn the_admission_table() {
-        let backlog = |own_bytes, pending, write_blocked| Backlog {
+        let backlog = |own_bytes, pending, write_blocked| Owing {
             own_bytes,
             pending,
             write_blocked,

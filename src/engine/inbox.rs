@@ -7,16 +7,6 @@ use std::io::{self, Read};
 
 use crate::engine::protocol::{EventLine, Line, LineSplitter, LineStart};
 
-/// True for the error that means "no more right now".
-pub(crate) fn would_block(err: &io::Error) -> bool {
-    err.kind() == io::ErrorKind::WouldBlock
-}
-
-/// True for the error that means "a signal interrupted the call; retry".
-pub(crate) fn interrupted(err: &io::Error) -> bool {
-    err.kind() == io::ErrorKind::Interrupted
-}
-
 /// A fixed-size read buffer that yields complete lines.
 #[derive(Debug)]
 pub struct Inbox {

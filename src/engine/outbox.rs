@@ -20,8 +20,8 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice, Write};
 use std::time::Instant;
 
-use crate::engine::inbox::{interrupted, would_block};
 use crate::engine::timeline::Timeline;
+use crate::io_errors::{interrupted, would_block};
 
 /// Broadcast frames in arrival order, shared by every outbox.
 ///

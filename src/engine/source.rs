@@ -8,9 +8,10 @@ use log::{debug, info, warn};
 
 use super::Engine;
 use super::delivery::Fanout;
-use super::inbox::{Inbox, interrupted, would_block};
+use super::inbox::Inbox;
 use super::protocol::{self, EventLine};
 use super::transport::{ConnId, Ending, Port, Transport};
+use crate::io_errors::{interrupted, would_block};
 use crate::log_limit::LogLimit;
 
 /// Size of the event source's read buffer: large reads mean few syscalls.

@@ -17,7 +17,7 @@ use mio::{Interest, Registry, Token};
 use slab::Slab;
 
 use super::http::{MAX_REQUEST_BYTES, Pages, respond};
-use crate::engine::inbox::{interrupted, would_block};
+use crate::io_errors::{interrupted, would_block};
 
 /// Most metrics connections at once; past it a newcomer evicts the oldest
 /// idle one, or is closed at once when every one is writing its response.

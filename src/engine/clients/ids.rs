@@ -8,12 +8,13 @@ use log::debug;
 
 use super::{ClientState, Clients};
 use crate::engine::consumer::CloseReason;
-use crate::engine::inbox::{Inbox, interrupted, would_block};
+use crate::engine::inbox::Inbox;
 use crate::engine::outbox::Outbox;
 use crate::engine::pipeline::Pipeline;
 use crate::engine::protocol::{self, Line, LineStart, UserId};
 use crate::engine::router::ConnKey;
 use crate::engine::transport::{ConnId, Transport};
+use crate::io_errors::{interrupted, would_block};
 
 /// Bytes read and dropped per call from a registered client, which has
 /// nothing more to say: a stack buffer, so a chatty client costs reads, not

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use super::{Clients, OUTBOX_KEEP_BYTES, set_hold};
-use crate::engine::consumer::{Admit, Backlog, CloseReason, Cut, Fate};
+use crate::engine::consumer::{Admit, CloseReason, Cut, Fate, Owing};
 use crate::engine::router::ConnKey;
 use crate::engine::transport::Transport;
 
@@ -20,7 +20,7 @@ impl<T: Transport> Clients<T> {
         if client.closing.is_some() {
             return;
         }
-        let backlog = Backlog {
+        let backlog = Owing {
             own_bytes: client.outbox.own_bytes(),
             pending: client.outbox.pending(&self.log),
             write_blocked: client.write_blocked,
