@@ -1,6 +1,7 @@
 //! The real `follower-maze` binary: environment variables, signals, and
 //! running out of file descriptors.
 
+#[path = "support/common.rs"]
 mod common;
 #[path = "support/binary.rs"]
 mod support_binary;

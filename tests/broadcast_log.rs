@@ -2,6 +2,7 @@
 //! log): what they hold does not grow with the number of clients that owe
 //! them, and a client that joins later is owed only what comes after.
 
+#[path = "support/common.rs"]
 mod common;
 
 use std::io::Write;

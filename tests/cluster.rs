@@ -4,6 +4,7 @@
 //! installed (and fails instead under `FOLLOWER_MAZE_REQUIRE_NATS=1`, as in
 //! `.ci/run`).
 
+#[path = "support/common.rs"]
 mod common;
 #[path = "support/binary.rs"]
 mod support_binary;

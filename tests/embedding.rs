@@ -1,6 +1,7 @@
 //! The server as a component of a loop the caller owns: two servers in one
 //! `Poll`, and the embedding example run end to end.
 
+#[path = "support/common.rs"]
 mod common;
 
 use std::io::Write;

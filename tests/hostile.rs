@@ -8,6 +8,7 @@
 
 #[path = "support/bad_lines.rs"]
 mod bad_lines;
+#[path = "support/common.rs"]
 mod common;
 
 use std::io::Write;

@@ -8,6 +8,7 @@
 //! half-close, what a client sends after its id) are the core's, tested in
 //! memory in `tests/engine/`.
 
+#[path = "support/common.rs"]
 mod common;
 
 use std::io::{Read, Write};

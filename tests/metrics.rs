@@ -3,6 +3,7 @@
 //! bad requests, the cap on connections (idle ones make room for a scrape),
 //! and a peer that floods after its response.
 
+#[path = "support/common.rs"]
 mod common;
 
 use std::io::{ErrorKind, Read, Write};

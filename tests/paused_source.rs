@@ -12,6 +12,7 @@
 
 #[path = "support/binary.rs"]
 mod binary;
+#[path = "support/common.rs"]
 mod common;
 
 use std::io::{Read, Write};

@@ -5,6 +5,7 @@
 //! users and malformed lines are the core's rules, tested in memory in
 //! `tests/engine/routing.rs` and `tests/engine/sources.rs`.
 
+#[path = "support/common.rs"]
 mod common;
 
 use std::io::Write;

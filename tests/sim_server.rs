@@ -2,6 +2,7 @@
 //! several seeds, batch sizes and both line endings, and with every
 //! adversarial flag.
 
+#[path = "support/common.rs"]
 mod common;
 
 use std::time::Duration;

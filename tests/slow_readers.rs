@@ -5,6 +5,7 @@
 //! output limit counting only a client's own frames, holding the source)
 //! are the core's, tested in memory in `tests/engine/limits.rs`.
 
+#[path = "support/common.rs"]
 mod common;
 #[path = "support/binary.rs"]
 mod support_binary;

@@ -5,6 +5,7 @@
 //! standalone engine receives.
 
 use proptest::prelude::*;
+use proptest::test_runner::FileFailurePersistence;
 
 use crate::cluster::{Step, standalone_and_clustered};
 
@@ -67,7 +68,16 @@ fn spec() -> impl Strategy<Value = Spec> {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    // Failures are kept where the crate's own (`src/`) property tests keep
+    // theirs: under `proptest-regressions/`, by source path. (The default
+    // would put them next to `tests/engine/main.rs`, a second layout.)
+    #![proptest_config(ProptestConfig {
+        cases: 48,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "proptest-regressions/tests/engine/cluster_props.txt"
+        ))),
+        ..ProptestConfig::default()
+    })]
 
     #[test]
     fn an_edge_client_receives_what_a_standalone_client_would(
