@@ -328,3 +328,23 @@ where
         }
     }
 }
+
+/// What the tests of the bridge's machines share: a writer id and a record
+/// of one line.
+#[cfg(test)]
+mod fixtures {
+    use crate::engine::records::Record;
+
+    /// The writer id of the records under test.
+    pub(super) const WRITER: &str = "0123456789abcdef";
+
+    /// The record of run 1 that holds the one event line of seq `seq`.
+    pub(super) fn record(seq: u64) -> Record {
+        Record::Events {
+            run: 1,
+            first_seq: seq,
+            last_seq: seq,
+            lines: format!("{seq}|B\n").into_bytes(),
+        }
+    }
+}

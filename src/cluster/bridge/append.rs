@@ -524,20 +524,8 @@ impl Appending {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{WRITER, record};
     use super::*;
-
-    /// The writer id of the machines under test.
-    const WRITER: &str = "0123456789abcdef";
-
-    /// The `n`-th record of run 1: one event line, seq `n`.
-    fn record(n: u64) -> Record {
-        Record::Events {
-            run: 1,
-            first_seq: n,
-            last_seq: n,
-            lines: format!("{n}|B\n").into_bytes(),
-        }
-    }
 
     /// The `Nats-Msg-Id` of [`record`]`(n)`.
     fn id(n: u64) -> String {

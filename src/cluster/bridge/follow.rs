@@ -158,21 +158,8 @@ impl Following {
 
 #[cfg(test)]
 mod tests {
+    use super::super::fixtures::{WRITER, record};
     use super::*;
-    use crate::engine::records::Record;
-
-    /// The writer id of the messages under test.
-    const WRITER: &str = "0123456789abcdef";
-
-    /// The record stored at stream sequence `seq` in these tests.
-    fn record(seq: u64) -> Record {
-        Record::Events {
-            run: 1,
-            first_seq: seq,
-            last_seq: seq,
-            lines: format!("{seq}|B\n").into_bytes(),
-        }
-    }
 
     /// What a message meant, as tests state it, in [`Handed`]'s order.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
