@@ -812,3 +812,30 @@ fn decode_refuses_malformed_messages() {
         "Follower-Maze-First-Seq 13 is past Follower-Maze-Last-Seq 9"
     );
 }
+
+#[test]
+fn a_nats_url_may_list_several_servers_and_a_dead_one_is_passed_over() {
+    let Some(server) = logged_server() else {
+        return;
+    };
+    // Nothing listens on port 1; the list's live server takes over.
+    let listed = StreamSettings {
+        url: format!("nats://127.0.0.1:1,{}", server.url()),
+        ..settings(&server, "LISTED")
+    };
+    let records = run_records(1, 2);
+    let (mut ingest, _start, mut wakeup) = ingest_on(listed.clone(), 4);
+    append_all(&mut ingest, &mut wakeup, records.clone());
+    drop(ingest);
+    edge_reads_all(listed, 16, &records);
+    let refused = refused_starts(
+        StreamSettings {
+            url: format!("{},,nats://127.0.0.1:1", server.url()),
+            ..settings(&server, "LISTED")
+        },
+        "an empty server in the list is refused",
+    );
+    for message in refused {
+        assert!(message.contains("an empty server in the list"), "{message}");
+    }
+}

@@ -8,7 +8,8 @@ use crate::units::parse_bytes;
 /// Where the shared log lives and how much of it is kept.
 #[derive(Debug, Clone, Args)]
 pub struct ClusterArgs {
-    /// The NATS server holding the log (JetStream must be on: `nats-server -js`).
+    /// The NATS server holding the log (JetStream must be on: `nats-server
+    /// -js`), or the nodes of a cluster separated by commas.
     #[arg(
         long,
         env = "FOLLOWER_MAZE_NATS_URL",

@@ -74,7 +74,8 @@ pub use wire::{
 /// every reader forget the graph anyway.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StreamSettings {
-    /// The nats-server to connect to, e.g. `nats://127.0.0.1:4222`.
+    /// The nats-server to connect to, e.g. `nats://127.0.0.1:4222`, or
+    /// the nodes of a cluster separated by commas.
     pub url: String,
     /// The stream's name; its one subject is `{stream}.log`. Every ingest
     /// and edge of one cluster names the same stream, and no other
@@ -149,6 +150,17 @@ struct Connection {
     reconnects: watch::Receiver<u64>,
 }
 
+/// The servers of a `--nats-url`: one URL, or several separated by commas
+/// (the nodes of a NATS cluster, as the `nats` CLI takes them). The client
+/// tries them in turn to connect, and again to reconnect.
+fn server_list(urls: &str) -> Result<Vec<&str>, &'static str> {
+    let servers: Vec<&str> = urls.split(',').map(str::trim).collect();
+    if servers.iter().any(|server| server.is_empty()) {
+        return Err("an empty server in the list");
+    }
+    Ok(servers)
+}
+
 /// Connects to the server in `settings` as `role` (for the server's
 /// connection list and the log), giving up after `settings.timeout`; its
 /// JetStream context allows `max_acks` publishes awaiting their acks at
@@ -196,7 +208,13 @@ async fn connect(
             format!("{role} bridge: cannot connect to nats-server at {url}: {why}"),
         )
     };
-    let client = tokio::time::timeout(settings.timeout, options.connect(settings.url.as_str()))
+    let servers = server_list(&settings.url).map_err(|why| {
+        io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{role} bridge: --nats-url {url:?}: {why}"),
+        )
+    })?;
+    let client = tokio::time::timeout(settings.timeout, options.connect(servers))
         .await
         .map_err(|_| unreachable(format!("no answer within {:?}", settings.timeout)))?
         .map_err(|err| unreachable(err.to_string()))?;
@@ -346,5 +364,21 @@ mod fixtures {
             last_seq: seq,
             lines: format!("{seq}|B\n").into_bytes(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::server_list;
+
+    #[test]
+    fn a_nats_url_names_one_server_or_a_list() {
+        assert_eq!(server_list("nats://a:4222"), Ok(vec!["nats://a:4222"]));
+        assert_eq!(
+            server_list("nats://a:4222, nats://b:4222,nats://c:4222"),
+            Ok(vec!["nats://a:4222", "nats://b:4222", "nats://c:4222"])
+        );
+        assert!(server_list("nats://a:4222,,nats://b:4222").is_err());
+        assert!(server_list("").is_err());
     }
 }
