@@ -839,3 +839,62 @@ fn a_nats_url_may_list_several_servers_and_a_dead_one_is_passed_over() {
         assert!(message.contains("an empty server in the list"), "{message}");
     }
 }
+
+/// Starts a bridge with `start` until JetStream in a newly formed cluster
+/// takes it (it answers "temporarily unavailable" until its leaders are
+/// elected), for at most [`PATIENCE`].
+fn start_when_ready<T>(mut start: impl FnMut() -> std::io::Result<T>) -> T {
+    let deadline = std::time::Instant::now() + PATIENCE;
+    loop {
+        match start() {
+            Ok(started) => return started,
+            Err(err) if std::time::Instant::now() < deadline => {
+                eprintln!("not yet: {err}");
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Err(err) => panic!("JetStream never took the bridge: {err}"),
+        }
+    }
+}
+
+#[test]
+fn a_stream_replicated_on_three_nodes_loses_nothing_when_one_goes() {
+    init_log();
+    let Some(mut cluster) = nats::NatsCluster::start(3) else {
+        return;
+    };
+    let replicated = StreamSettings {
+        replicas: 3,
+        timeout: Duration::from_secs(2),
+        ..StreamSettings::new(cluster.urls(), "REPLICATED")
+    };
+    let records = run_records(1, 6);
+    let (first, rest) = records.split_at(3);
+    let wakeup = Wakeup::new();
+    let (mut ingest, _start) =
+        start_when_ready(|| IngestBridge::start(replicated.clone(), 4, Arc::clone(&wakeup.waker)));
+    let mut wakeup = wakeup;
+    append_all(&mut ingest, &mut wakeup, first.to_vec());
+    let info = with_jetstream(&cluster.nodes[1], async |context| {
+        context
+            .get_stream("REPLICATED")
+            .await
+            .unwrap()
+            .cached_info()
+            .clone()
+    });
+    assert_eq!(info.config.num_replicas, 3);
+    // One node goes for good; the other two are a majority.
+    cluster.nodes[0].stop();
+    append_all(&mut ingest, &mut wakeup, rest.to_vec());
+    drop(ingest);
+    let edge_wakeup = Wakeup::new();
+    let mut edge = start_when_ready(|| {
+        EdgeBridge::start(replicated.clone(), 16, Arc::clone(&edge_wakeup.waker))
+    });
+    let mut edge_wakeup = edge_wakeup;
+    let read = read_until(&mut edge, &mut edge_wakeup, |read| {
+        read.len() == records.len() + 1
+    });
+    assert_eq!(read, expected_news(&records, records.len() as u64));
+}

@@ -18,7 +18,7 @@ pub struct ClusterArgs {
     pub nats_url: String,
 
     /// The JetStream stream holding the log; created if missing with file
-    /// storage, one replica, subject `<stream>.log`, no age limit, the
+    /// storage, --stream-replicas copies, subject `<stream>.log`, no age limit, the
     /// oldest records dropped past --stream-max-bytes, and a two-minute
     /// window in which a retried append is stored once.
     #[arg(long, env = "FOLLOWER_MAZE_STREAM", default_value = "follower-maze")]
@@ -30,6 +30,13 @@ pub struct ClusterArgs {
     /// run of 10 M events is about 200 MB).
     #[arg(long, env = "FOLLOWER_MAZE_STREAM_MAX_BYTES", value_name = "SIZE", default_value = "8GiB", value_parser = parse_bytes::<i64>)]
     pub stream_max_bytes: i64,
+
+    /// Copies of the stream JetStream keeps when it creates it, each on
+    /// another node of a NATS cluster (1 to 5; 3 survives the loss of a
+    /// node). More replicas than the cluster has nodes is refused by
+    /// JetStream when the stream is created.
+    #[arg(long, env = "FOLLOWER_MAZE_STREAM_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub stream_replicas: u8,
 }
 
 impl ClusterArgs {
@@ -37,6 +44,7 @@ impl ClusterArgs {
     pub fn stream_settings(&self) -> StreamSettings {
         StreamSettings {
             max_bytes: self.stream_max_bytes,
+            replicas: usize::from(self.stream_replicas),
             ..StreamSettings::new(self.nats_url.clone(), self.stream.clone())
         }
     }

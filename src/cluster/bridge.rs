@@ -96,6 +96,10 @@ pub struct StreamSettings {
     /// [`IngestBridge`]), so this bounds only how cheaply retries are
     /// recognised. Used only when the stream is created.
     pub duplicate_window: Duration,
+    /// Copies of the stream JetStream keeps, on as many nodes of a NATS
+    /// cluster (JetStream takes 1 to 5): with 3, losing one node loses
+    /// nothing. Used only when the stream is created.
+    pub replicas: usize,
     /// How long to wait for the server: connecting, each JetStream API
     /// request, and each publish acknowledgement. An append whose ack does
     /// not come within it is retried.
@@ -104,8 +108,8 @@ pub struct StreamSettings {
 
 impl StreamSettings {
     /// The settings a cluster uses unless told otherwise: 8 GiB, no age
-    /// limit, a two-minute duplicate window, a five-second timeout. The
-    /// stream is created with file storage, one replica, discard old and
+    /// limit, a two-minute duplicate window, one replica, a five-second
+    /// timeout. The stream is created with file storage, discard old and
     /// the server's largest message size.
     pub fn new(url: impl Into<String>, stream: impl Into<String>) -> StreamSettings {
         StreamSettings {
@@ -114,6 +118,7 @@ impl StreamSettings {
             max_bytes: 8 << 30,
             max_age: Duration::ZERO,
             duplicate_window: Duration::from_secs(120),
+            replicas: 1,
             timeout: Duration::from_secs(5),
         }
     }
@@ -130,7 +135,7 @@ impl StreamSettings {
             subjects: vec![self.subject()],
             retention: stream::RetentionPolicy::Limits,
             storage: stream::StorageType::File,
-            num_replicas: 1,
+            num_replicas: self.replicas,
             discard: stream::DiscardPolicy::Old,
             max_bytes: self.max_bytes,
             max_age: self.max_age,
@@ -251,11 +256,12 @@ async fn ensure_stream(
             match context.create_stream(settings.stream_config()).await {
                 Ok(stream) => {
                     info!(
-                        "{role} bridge: created stream {name} (subject {}, max {} bytes, max age {:?}, duplicate window {:?})",
+                        "{role} bridge: created stream {name} (subject {}, max {} bytes, max age {:?}, duplicate window {:?}, {} replica(s))",
                         settings.subject(),
                         settings.max_bytes,
                         settings.max_age,
-                        settings.duplicate_window
+                        settings.duplicate_window,
+                        settings.replicas
                     );
                     stream
                 }

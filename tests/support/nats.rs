@@ -40,6 +40,9 @@ pub struct NatsServer {
     port: u16,
     /// The temporary directory holding the store and the log.
     dir: PathBuf,
+    /// Flags beyond the port and the store: a cluster node's name and
+    /// routes.
+    extra: Vec<String>,
 }
 
 impl NatsServer {
@@ -72,6 +75,7 @@ impl NatsServer {
             child: None,
             port: 0,
             dir,
+            extra: Vec::new(),
         };
         for attempt in 1..=PORT_ATTEMPTS {
             server.port = free_port();
@@ -198,6 +202,7 @@ impl NatsServer {
             .arg(self.port.to_string())
             .arg("-sd")
             .arg(self.store_dir())
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("clone the log file"))
             .stderr(log)
@@ -223,6 +228,67 @@ impl NatsServer {
         let _ = child.kill();
         let _ = child.wait();
         false
+    }
+}
+
+/// A NATS cluster of JetStream nodes on loopback: each a [`NatsServer`]
+/// with a name and routes to the others.
+pub struct NatsCluster {
+    /// The nodes, in start order.
+    pub nodes: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts `size` nodes routed to each other, or returns `None` as
+    /// [`NatsServer::start`] does. JetStream may take some seconds more to
+    /// elect its leaders: callers retry what they need of it.
+    pub fn start(size: usize) -> Option<NatsCluster> {
+        let Some(binary) = find_binary() else {
+            // Says it is missing, or panics where it is required, as a
+            // lone server does.
+            assert!(NatsServer::start().is_none());
+            return None;
+        };
+        let cluster_ports: Vec<u16> = (0..size).map(|_| free_port()).collect();
+        let routes = cluster_ports
+            .iter()
+            .map(|port| format!("nats://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes = Vec::new();
+        for (index, cluster_port) in cluster_ports.iter().enumerate() {
+            let dir = temp_dir();
+            fs::create_dir_all(dir.join("store")).expect("create the node's store directory");
+            let mut node = NatsServer {
+                binary: binary.clone(),
+                child: None,
+                port: free_port(),
+                dir,
+                extra: vec![
+                    "-n".into(),
+                    format!("node{index}"),
+                    "--cluster_name".into(),
+                    "follower-maze-test".into(),
+                    "--cluster".into(),
+                    format!("nats://127.0.0.1:{cluster_port}"),
+                    "--routes".into(),
+                    routes.clone(),
+                ],
+            };
+            assert!(
+                node.spawn_and_wait(),
+                "cluster node {index} did not start; its log:\n{}",
+                node.log()
+            );
+            nodes.push(node);
+        }
+        Some(NatsCluster { nodes })
+    }
+
+    /// The nodes' URLs, separated by commas, as `--nats-url` takes them.
+    pub fn urls(&self) -> String {
+        let urls: Vec<String> = self.nodes.iter().map(NatsServer::url).collect();
+        urls.join(",")
     }
 }
 
