@@ -884,8 +884,9 @@ fn a_stream_replicated_on_three_nodes_loses_nothing_when_one_goes() {
             .clone()
     });
     assert_eq!(info.config.num_replicas, 3);
-    // One node goes for good; the other two are a majority.
-    cluster.nodes[0].stop();
+    // One node is killed (SIGKILL) and its store removed: gone for good.
+    // The other two are a majority.
+    drop(cluster.nodes.remove(0));
     append_all(&mut ingest, &mut wakeup, rest.to_vec());
     drop(ingest);
     let edge_wakeup = Wakeup::new();
