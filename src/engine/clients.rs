@@ -316,7 +316,6 @@ impl<T: Transport> Clients<T> {
             self.left_in_queue = true;
             return false;
         }
-        self.accepted_this_turn += 1;
         true
     }
 
@@ -394,6 +393,9 @@ impl<T: Transport> Clients<T> {
         now: Instant,
         net: &mut T,
     ) -> Option<ConnKey> {
+        // Refused or not, it was accepted: it counts against the turn's
+        // budget (an accept that finds the queue empty does not).
+        self.accepted_this_turn += 1;
         if self.slab.len() >= self.max_clients + self.max_pending {
             // Every key is taken until the end of the turn, when the marked
             // ones leave (the shell has a token for each key, no more).
